@@ -1,0 +1,267 @@
+//! Parsing of `#[nstest::test(...)]` and the code it generates.
+//!
+//! Generated code names everything by absolute path (`::nstest::…`, `::core::…`) so that it
+//! compiles whatever the user has in scope.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, ExprLit, ItemFn, Lit, LitStr, Meta, ReturnType};
+
+/// The attribute's options, validated.
+#[derive(Debug, Default, PartialEq)]
+pub struct Options {
+    pub hostname: Option<String>,
+    pub rootfs: Option<String>,
+    pub timeout_ms: Option<u64>,
+}
+
+/// What `#[should_panic]` says.
+#[derive(Debug, PartialEq)]
+pub enum ShouldPanic {
+    No,
+    Yes,
+    WithMessage(String),
+}
+
+/// Parses the option list inside `#[nstest::test(...)]`.
+pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
+    let mut opts = Options::default();
+    let parser = syn::meta::parser(|meta| {
+        let name = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+        let dup = || meta.error(format_args!("`{name}` is given twice"));
+        match name.as_str() {
+            "hostname" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                validate_hostname(&lit.value()).map_err(|m| syn::Error::new(lit.span(), m))?;
+                if opts.hostname.replace(lit.value()).is_some() {
+                    return Err(dup());
+                }
+            }
+            "rootfs" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                if lit.value().is_empty() {
+                    return Err(syn::Error::new(lit.span(), "empty rootfs: name a .tar, .tar.gz or a directory"));
+                }
+                if opts.rootfs.replace(lit.value()).is_some() {
+                    return Err(dup());
+                }
+            }
+            "timeout" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let ms = parse_duration_ms(&lit.value()).map_err(|m| syn::Error::new(lit.span(), m))?;
+                if opts.timeout_ms.replace(ms).is_some() {
+                    return Err(dup());
+                }
+            }
+            _ => {
+                return Err(meta.error(format_args!(
+                    "unknown nstest option `{}`: expected `hostname`, `rootfs` or `timeout`",
+                    { let p = &meta.path; quote!(#p).to_string().replace(' ', "") }
+                )))
+            }
+        }
+        Ok(())
+    });
+    parser.parse2(attr)?;
+    Ok(opts)
+}
+
+/// `"500ms"`, `"10s"`, `"2m"` in milliseconds. The same rules as `nstest::spec::parse_duration`
+/// (a proc-macro crate cannot share code with the crate it serves).
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid timeout {s:?}: write a whole number followed by ms, s or m (\"500ms\", \"10s\", \"2m\")");
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = s.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        _ => None,
+    };
+    ms.filter(|&ms| ms > 0).ok_or_else(bad)
+}
+
+/// One DNS label: 1 to 63 of `[A-Za-z0-9-]`, no `-` at either end.
+pub fn validate_hostname(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid hostname {s:?}: use 1 to 63 letters, digits and '-', not starting or ending with '-'"))
+    }
+}
+
+/// Takes `#[should_panic]`, `#[ignore]` (and refuses `#[test]`) off the function.
+fn take_test_attrs(attrs: &mut Vec<Attribute>) -> syn::Result<(ShouldPanic, bool)> {
+    let mut should_panic = None;
+    let mut ignore = false;
+    let mut kept = Vec::new();
+    for attr in attrs.drain(..) {
+        let path = attr.path();
+        if path.is_ident("test") {
+            return Err(syn::Error::new(attr.span(), "remove `#[test]`: `#[nstest::test]` already makes this a test"));
+        } else if path.is_ident("ignore") {
+            ignore = true;
+        } else if path.is_ident("should_panic") {
+            if should_panic.is_some() {
+                return Err(syn::Error::new(attr.span(), "`#[should_panic]` is given twice"));
+            }
+            should_panic = Some(parse_should_panic(&attr)?);
+        } else {
+            kept.push(attr);
+        }
+    }
+    *attrs = kept;
+    Ok((should_panic.unwrap_or(ShouldPanic::No), ignore))
+}
+
+fn parse_should_panic(attr: &Attribute) -> syn::Result<ShouldPanic> {
+    let bad = |span: Span| syn::Error::new(span, "expected `#[should_panic]`, `#[should_panic = \"…\"]` or `#[should_panic(expected = \"…\")]`");
+    match &attr.meta {
+        Meta::Path(_) => Ok(ShouldPanic::Yes),
+        Meta::NameValue(nv) => match &nv.value {
+            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(ShouldPanic::WithMessage(s.value())),
+            other => Err(bad(other.span())),
+        },
+        Meta::List(list) => {
+            let mut expected = None;
+            list.parse_nested_meta(|meta| {
+                if meta.path.is_ident("expected") && expected.is_none() {
+                    let s: LitStr = meta.value()?.parse()?;
+                    expected = Some(s.value());
+                    Ok(())
+                } else {
+                    Err(bad(meta.path.span()))
+                }
+            })?;
+            expected.map(ShouldPanic::WithMessage).ok_or_else(|| bad(list.span()))
+        }
+    }
+}
+
+/// The whole expansion: the function as written (less the test attributes) and its registration.
+pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let opts = parse_options(attr)?;
+    let mut func: ItemFn = syn::parse2(item)?;
+    let sig = &func.sig;
+    if let Some(a) = &sig.asyncness {
+        return Err(syn::Error::new(a.span(), "`async fn` tests are not supported yet: make the test a plain `fn`"));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(syn::Error::new(sig.generics.span(), "a test function cannot be generic"));
+    }
+    if !sig.inputs.is_empty() {
+        return Err(syn::Error::new(sig.inputs.span(), "a test function takes no arguments"));
+    }
+    if let Some(v) = &sig.variadic {
+        return Err(syn::Error::new(v.span(), "a test function takes no arguments"));
+    }
+    let (should_panic, ignore) = take_test_attrs(&mut func.attrs)?;
+    if should_panic != ShouldPanic::No {
+        if let ReturnType::Type(_, ty) = &sig.output {
+            return Err(syn::Error::new(ty.span(), "a `#[should_panic]` test must return `()`"));
+        }
+    }
+
+    let ident = &func.sig.ident;
+    let name = ident.to_string();
+    let opt_str = |o: &Option<String>| match o {
+        Some(s) => quote!(::core::option::Option::Some(#s)),
+        None => quote!(::core::option::Option::None),
+    };
+    let hostname = opt_str(&opts.hostname);
+    let rootfs = opt_str(&opts.rootfs);
+    let timeout = match opts.timeout_ms {
+        Some(ms) => quote!(::core::option::Option::Some(#ms)),
+        None => quote!(::core::option::Option::None),
+    };
+    let should_panic = match should_panic {
+        ShouldPanic::No => quote!(::nstest::__private::ShouldPanic::No),
+        ShouldPanic::Yes => quote!(::nstest::__private::ShouldPanic::Yes),
+        ShouldPanic::WithMessage(m) => quote!(::nstest::__private::ShouldPanic::YesWithMessage(#m)),
+    };
+    Ok(quote! {
+        #func
+
+        const _: () = {
+            #[::nstest::__private::linkme::distributed_slice(::nstest::__private::TESTS)]
+            #[linkme(crate = ::nstest::__private::linkme)]
+            static TEST: ::nstest::__private::TestDesc = ::nstest::__private::TestDesc {
+                module_path: ::core::module_path!(),
+                fn_name: #name,
+                run: || ::nstest::__private::TestResult::into_result(#ident()),
+                ignore: #ignore,
+                should_panic: #should_panic,
+                hostname: #hostname,
+                rootfs: #rootfs,
+                timeout_ms: #timeout,
+                manifest_dir: ::core::env!("CARGO_MANIFEST_DIR"),
+            };
+        };
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse() {
+        let o = parse_options(quote!(hostname = "box", timeout = "10s", rootfs = "r.tar.gz")).unwrap();
+        assert_eq!(
+            o,
+            Options { hostname: Some("box".into()), rootfs: Some("r.tar.gz".into()), timeout_ms: Some(10_000) }
+        );
+        assert_eq!(parse_options(quote!()).unwrap(), Options::default());
+        assert_eq!(parse_options(quote!(timeout = "500ms")).unwrap().timeout_ms, Some(500));
+        assert_eq!(parse_options(quote!(timeout = "2m")).unwrap().timeout_ms, Some(120_000));
+    }
+
+    #[test]
+    fn bad_options_are_errors_with_a_reason() {
+        let err = |t: TokenStream| parse_options(t).unwrap_err().to_string();
+        assert!(err(quote!(hostnme = "x")).contains("unknown nstest option `hostnme`"));
+        assert!(err(quote!(timeout = "10")).contains("invalid timeout"));
+        assert!(err(quote!(timeout = 10)).contains("expected string literal"));
+        assert!(err(quote!(hostname = "a_b")).contains("invalid hostname"));
+        assert!(err(quote!(hostname = "a", hostname = "b")).contains("given twice"));
+        assert!(err(quote!(rootfs = "")).contains("empty rootfs"));
+    }
+
+    #[test]
+    fn should_panic_forms() {
+        let f: ItemFn = syn::parse2(quote! {
+            #[should_panic(expected = "boom")]
+            #[ignore]
+            #[inline]
+            fn t() {}
+        })
+        .unwrap();
+        let mut attrs = f.attrs;
+        assert_eq!(take_test_attrs(&mut attrs).unwrap(), (ShouldPanic::WithMessage("boom".into()), true));
+        assert_eq!(attrs.len(), 1, "other attributes stay");
+
+        let f: ItemFn = syn::parse2(quote!(#[should_panic = "x"] fn t() {})).unwrap();
+        assert_eq!(take_test_attrs(&mut f.attrs.clone()).unwrap().0, ShouldPanic::WithMessage("x".into()));
+        let f: ItemFn = syn::parse2(quote!(#[should_panic(wrong = "x")] fn t() {})).unwrap();
+        assert!(take_test_attrs(&mut f.attrs.clone()).is_err());
+    }
+
+    #[test]
+    fn expansion_registers_the_test_by_absolute_paths() {
+        let out = expand(quote!(hostname = "box"), quote!(fn my_test() {})).unwrap().to_string();
+        assert!(out.contains("fn my_test"));
+        assert!(out.contains(":: nstest :: __private :: TESTS"));
+        assert!(out.contains("Some (\"box\")"));
+        assert!(expand(quote!(), quote!(async fn t() {})).is_err());
+        assert!(expand(quote!(), quote!(fn t(x: u8) {})).is_err());
+        assert!(expand(quote!(), quote!(#[should_panic] fn t() -> Result<(), ()> { Ok(()) })).is_err());
+    }
+}

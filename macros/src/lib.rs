@@ -1,0 +1,15 @@
+//! The `#[nstest::test]` attribute. Use it through the `nstest` crate; the expansion lives in
+//! [`expand`], in plain functions that unit tests call.
+
+mod expand;
+
+use proc_macro::TokenStream;
+
+/// Runs the function as an isolated test: PID 1 of fresh namespaces over a throwaway rootfs.
+///
+/// Options: `hostname = "…"`, `rootfs = "…"`, `timeout = "500ms" | "10s" | "2m"`. Combine with
+/// `#[should_panic]`, `#[should_panic(expected = "…")]` and `#[ignore]` as with `#[test]`.
+#[proc_macro_attribute]
+pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand(attr.into(), item.into()).unwrap_or_else(syn::Error::into_compile_error).into()
+}

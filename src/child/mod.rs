@@ -1,0 +1,69 @@
+//! The container side: the re-executed binary, PID 1 of its new namespaces.
+//!
+//! [`run_if_child`] is the first thing `nstest::main!()` and [`crate::init`] do. In a normal run it
+//! returns at once; in a container child (the [`CHILD_ENV`] variable is set) it sets the container
+//! up, says so on the report fd, runs the one test (or execs the command), reports the outcome
+//! and exits. It never returns there.
+
+mod copy;
+mod run;
+mod setup;
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+
+use crate::protocol::{ChildSpec, Message, RunSpec, Step, CHILD_ENV, REPORT_FD};
+use crate::sys;
+
+/// The report fd, written frame by frame.
+struct Reporter(File);
+
+impl Reporter {
+    fn send(&mut self, m: &Message) {
+        // A parent that went away cannot be told; PID 1's exit then ends the container.
+        let _ = self.0.write_all(&m.encode());
+    }
+}
+
+/// Runs the container side if this process is a container child; returns otherwise.
+pub fn run_if_child() {
+    let Some(hex) = std::env::var_os(CHILD_ENV) else { return };
+    // Single-threaded still: nothing else has run in this process yet.
+    std::env::remove_var(CHILD_ENV);
+    let _ = sys::set_cloexec(REPORT_FD);
+    let mut reporter = Reporter(sys::report_file());
+    let _ = sys::report_sigabrt();
+
+    let spec = match hex.to_str().map(ChildSpec::decode) {
+        Some(Ok(spec)) => spec,
+        _ => fail(&mut reporter, Step::ReadSpec, format!("decode {CHILD_ENV}"), libc::EINVAL),
+    };
+    if let Err(e) = setup::setup(&spec, &mut |n| reporter.send(&Message::Note(n))) {
+        fail(&mut reporter, e.step, e.detail, e.errno as i32);
+    }
+    match spec.run {
+        RunSpec::Test(name) => {
+            let Some(desc) = crate::registry::find(&name) else {
+                fail(&mut reporter, Step::FindTest, format!("no test named {name:?} in this binary"), libc::ENOENT)
+            };
+            reporter.send(&Message::SetupDone);
+            let outcome = run::run_test(desc);
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            reporter.send(&Message::Outcome(outcome));
+            sys::exit_now(0)
+        }
+        RunSpec::Command(argv) => {
+            reporter.send(&Message::SetupDone);
+            let err = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
+            let errno = err.raw_os_error().unwrap_or(libc::ENOEXEC);
+            fail(&mut reporter, Step::Exec, format!("execvp({:?})", argv[0]), errno)
+        }
+    }
+}
+
+fn fail(reporter: &mut Reporter, step: Step, detail: String, errno: i32) -> ! {
+    reporter.send(&Message::SetupFailed { step, detail, errno });
+    sys::exit_now(if step == Step::Exec { 127 } else { 125 })
+}

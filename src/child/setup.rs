@@ -1,0 +1,234 @@
+//! The container's set-up, run by the re-executed binary as PID 1 of its new namespaces.
+//!
+//! Order matters: propagation is made private before any mount; the scratch tmpfs, the root
+//! (overlay, copy, or host binds), `/proc`, `/sys`, `/tmp` and `/dev` are mounted while the old
+//! root is still visible (a user namespace may only mount procfs while a full one is visible);
+//! then `pivot_root`, the old root detached, and only then is anything written inside the new
+//! root (`/etc/hostname`, `/etc/hosts`), so no symlink in a rootfs can point a write at the host.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+
+use super::copy::copy_tree;
+use crate::protocol::{BaseSpec, ChildSpec, Step};
+use crate::sys::{self, SysError};
+
+/// A step of the set-up that failed, with the call and errno.
+#[derive(Debug)]
+pub struct SetupError {
+    /// Which step.
+    pub step: Step,
+    /// The failed call and its arguments, or what was wrong.
+    pub detail: String,
+    /// The errno.
+    pub errno: Errno,
+}
+
+fn at(step: Step) -> impl Fn(SysError) -> SetupError {
+    move |e| SetupError { step, detail: e.call, errno: e.errno }
+}
+
+fn io_at(step: Step, what: String) -> impl FnOnce(std::io::Error) -> SetupError {
+    move |e| SetupError { step, detail: what, errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) }
+}
+
+/// The device nodes bound from the host into the container's `/dev`.
+const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+];
+/// Host directories that make up `builtin:host`, bound read-only (or recreated as symlinks).
+const HOST_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+/// Host files `builtin:host` needs in its fresh `/etc` so the host's binaries work.
+const HOST_ETC: [&str; 2] = ["ld.so.cache", "alternatives"];
+
+/// Sets up the container described by `spec`. `note` receives things the user should hear once.
+pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), SetupError> {
+    sys::make_rprivate().map_err(at(Step::MakePrivate))?;
+    let scratch = &spec.scratch;
+    sys::mount("tmpfs", scratch, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
+        .map_err(at(Step::MountScratch))?;
+    let root = scratch.join("root");
+    mkdir(&root, 0o755, Step::MountScratch)?;
+
+    match &spec.base {
+        BaseSpec::Lower(lower) if spec.overlay => {
+            let (upper, work) = (scratch.join("upper"), scratch.join("work"));
+            mkdir(&upper, 0o755, Step::MountOverlay)?;
+            mkdir(&work, 0o755, Step::MountOverlay)?;
+            let data = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                escape_overlay(lower),
+                escape_overlay(&upper),
+                escape_overlay(&work)
+            );
+            match sys::mount("overlay", &root, Some("overlay"), MsFlags::empty(), Some(&data)) {
+                Ok(()) => {}
+                Err(e) if matches!(e.errno, Errno::EPERM | Errno::EINVAL | Errno::ENODEV | Errno::EOPNOTSUPP) => {
+                    note(format!("overlayfs refused ({e}); each test gets a private copy of the rootfs instead"));
+                    copy_root(lower, &root)?;
+                }
+                Err(e) => return Err(at(Step::MountOverlay)(e)),
+            }
+        }
+        BaseSpec::Lower(lower) => copy_root(lower, &root)?,
+        BaseSpec::Host => host_root(&root)?,
+    }
+
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let proc_dir = mountpoint(&root, "proc", Step::MountProc)?;
+    sys::mount("proc", &proc_dir, Some("proc"), flags, None).map_err(at(Step::MountProc))?;
+    let sys_dir = mountpoint(&root, "sys", Step::MountSys)?;
+    sys::mount("sysfs", &sys_dir, Some("sysfs"), flags | MsFlags::MS_RDONLY, None).map_err(at(Step::MountSys))?;
+    let tmp = mountpoint(&root, "tmp", Step::MountTmp)?;
+    sys::mount("tmpfs", &tmp, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
+        .map_err(at(Step::MountTmp))?;
+    dev(&root)?;
+
+    sys::pivot_root_to(&root).map_err(|(detached, e)| {
+        at(if detached { Step::DetachOldRoot } else { Step::PivotRoot })(e)
+    })?;
+
+    write_etc(&spec.hostname)?;
+    sys::sethostname(&spec.hostname).map_err(at(Step::SetHostname))?;
+    sys::loopback_up().map_err(at(Step::LoopbackUp))?;
+    Ok(())
+}
+
+/// Escapes the characters overlayfs treats specially in its option string.
+fn escape_overlay(p: &Path) -> String {
+    let mut s = String::new();
+    for c in p.to_string_lossy().chars() {
+        if matches!(c, ',' | ':' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s
+}
+
+fn mkdir(p: &Path, mode: u32, step: Step) -> Result<(), SetupError> {
+    fs::create_dir(p).map_err(io_at(step, format!("mkdir({:?})", p.display().to_string())))?;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .map_err(io_at(step, format!("chmod({:?}, {mode:o})", p.display().to_string())))
+}
+
+/// `root/name` as a real directory to mount on: created if missing, refused if it is a symlink
+/// (a rootfs must not steer a mount elsewhere) or not a directory.
+fn mountpoint(root: &Path, name: &str, step: Step) -> Result<PathBuf, SetupError> {
+    let p = root.join(name);
+    match fs::symlink_metadata(&p) {
+        Ok(m) if m.is_dir() => Ok(p),
+        Ok(_) => Err(SetupError {
+            step,
+            detail: format!("the rootfs's /{name} is a symlink or a file, not a directory"),
+            errno: Errno::ENOTDIR,
+        }),
+        Err(_) => {
+            mkdir(&p, 0o755, step)?;
+            Ok(p)
+        }
+    }
+}
+
+/// The copy fallback: the base copied into the scratch tmpfs, made a mount point.
+fn copy_root(lower: &Path, root: &Path) -> Result<(), SetupError> {
+    copy_tree(lower, root).map_err(|(path, e)| io_at(Step::CopyRootfs, format!("copy {:?}", path.display().to_string()))(e))?;
+    sys::bind(root, root, false).map_err(at(Step::CopyRootfs))
+}
+
+/// `builtin:host`: the host's binaries read-only, a fresh `/etc`, empty writable dirs.
+fn host_root(root: &Path) -> Result<(), SetupError> {
+    sys::bind(root, root, false).map_err(at(Step::BindHost))?;
+    for d in HOST_DIRS {
+        let host = Path::new("/").join(d);
+        let Ok(meta) = fs::symlink_metadata(&host) else { continue };
+        let inside = root.join(d);
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(&host).map_err(io_at(Step::BindHost, format!("readlink({host:?})")))?;
+            symlink(&target, &inside).map_err(io_at(Step::BindHost, format!("symlink({inside:?})")))?;
+        } else if meta.is_dir() {
+            mkdir(&inside, 0o755, Step::BindHost)?;
+            sys::bind(&host, &inside, true).map_err(at(Step::BindHost))?;
+        }
+    }
+    for (d, mode) in [("etc", 0o755), ("root", 0o700), ("var", 0o755), ("var/tmp", 0o1777), ("run", 0o755), ("home", 0o755)] {
+        mkdir(&root.join(d), mode, Step::BindHost)?;
+    }
+    for f in HOST_ETC {
+        let host = Path::new("/etc").join(f);
+        let Ok(meta) = fs::metadata(&host) else { continue };
+        let inside = root.join("etc").join(f);
+        if meta.is_dir() {
+            mkdir(&inside, 0o755, Step::BindHost)?;
+        } else {
+            fs::write(&inside, b"").map_err(io_at(Step::BindHost, format!("create({inside:?})")))?;
+        }
+        sys::bind(&host, &inside, true).map_err(at(Step::BindHost))?;
+    }
+    for (f, text) in [
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+        ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+    ] {
+        let p = root.join(f);
+        fs::write(&p, text).map_err(io_at(Step::BindHost, format!("write({p:?})")))?;
+    }
+    Ok(())
+}
+
+/// A minimal `/dev`: a tmpfs with the host's harmless device nodes bound in, a private devpts,
+/// `/dev/shm` and the usual symlinks.
+fn dev(root: &Path) -> Result<(), SetupError> {
+    let dev = mountpoint(root, "dev", Step::MountDev)?;
+    sys::mount("tmpfs", &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755"))
+        .map_err(at(Step::MountDev))?;
+    for node in DEV_NODES {
+        let (host, inside) = (Path::new("/dev").join(node), dev.join(node));
+        fs::write(&inside, b"").map_err(io_at(Step::MountDev, format!("create({inside:?})")))?;
+        sys::bind(&host, &inside, false).map_err(at(Step::MountDev))?;
+    }
+    let pts = dev.join("pts");
+    mkdir(&pts, 0o755, Step::MountDev)?;
+    sys::mount(
+        "devpts",
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(at(Step::MountDev))?;
+    let shm = dev.join("shm");
+    mkdir(&shm, 0o1777, Step::MountDev)?;
+    sys::mount("tmpfs", &shm, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
+        .map_err(at(Step::MountDev))?;
+    for (name, target) in DEV_LINKS {
+        let p = dev.join(name);
+        symlink(target, &p).map_err(io_at(Step::MountDev, format!("symlink({target:?}, {p:?})")))?;
+    }
+    Ok(())
+}
+
+/// `/etc/hostname` and `/etc/hosts` consistent with the hostname. Runs after `pivot_root`, so a
+/// symlink in the rootfs can only lead somewhere inside the container.
+fn write_etc(hostname: &str) -> Result<(), SetupError> {
+    let etc = Path::new("/etc");
+    if fs::symlink_metadata(etc).is_err() {
+        mkdir(etc, 0o755, Step::WriteEtc)?;
+    }
+    let hosts = format!(
+        "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost localhost.localdomain ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    );
+    for (file, text) in [("/etc/hostname", format!("{hostname}\n")), ("/etc/hosts", hosts)] {
+        let _ = fs::remove_file(file);
+        fs::write(file, text).map_err(io_at(Step::WriteEtc, format!("write({file:?})")))?;
+    }
+    Ok(())
+}

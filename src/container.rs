@@ -1,0 +1,170 @@
+//! [`Container`]: run a command as PID 1 of fresh namespaces over a throwaway rootfs.
+
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::process::{ExitStatus, Output};
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::parent::{self, Launch, Out, StdioSetup};
+use crate::protocol::RunSpec;
+use crate::spec::{RootfsSource, DEFAULT_HOSTNAME};
+
+/// Where a container's standard stream goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stdio {
+    /// The caller's own stream (a terminal stays a terminal: interactive shells work).
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// Captured into [`Output`] (stdout and stderr only).
+    Piped,
+}
+
+/// A command to run in a fresh container: new UTS, PID, mount, IPC and network namespaces, a
+/// copy-on-write view of a rootfs, a fresh `/proc`, `/dev`, `/tmp`, its own hostname. The
+/// command is PID 1 of its PID namespace; when it exits, everything it started dies with it.
+///
+/// This is what the test harness itself uses for every test. It works in any binary whose
+/// `main` starts with [`crate::init()`] (test binaries get that from `nstest::main!()`), because
+/// the container is entered by re-executing the current binary.
+///
+/// ```no_run
+/// fn main() -> Result<(), nstest::Error> {
+///     nstest::init();
+///     let out = nstest::Container::new("hostname").hostname("box").output()?;
+///     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "box");
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Container {
+    argv: Vec<OsString>,
+    rootfs: Option<String>,
+    hostname: String,
+    timeout: Option<Duration>,
+    stdin: Option<Stdio>,
+    stdout: Option<Stdio>,
+    stderr: Option<Stdio>,
+}
+
+impl Container {
+    /// A container that will run `program` (looked up in the container's `PATH` unless it
+    /// contains a `/`).
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Self {
+            argv: vec![program.as_ref().to_owned()],
+            rootfs: None,
+            hostname: DEFAULT_HOSTNAME.to_string(),
+            timeout: None,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
+        self.argv.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.argv.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// The root filesystem: a `.tar`, `.tar.gz`/`.tgz` or a directory (relative paths start at
+    /// the current directory), or `builtin:busybox` / `builtin:host`. Default: `NSTEST_ROOTFS`,
+    /// else the busybox fixture, else `builtin:host`.
+    pub fn rootfs(&mut self, rootfs: impl Into<String>) -> &mut Self {
+        self.rootfs = Some(rootfs.into());
+        self
+    }
+
+    /// The container's hostname (default `nstest`).
+    pub fn hostname(&mut self, hostname: impl Into<String>) -> &mut Self {
+        self.hostname = hostname.into();
+        self
+    }
+
+    /// Kill the container (its whole PID namespace) after this long; the call then returns
+    /// [`Error::TimedOut`]. Default: no limit.
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Standard input: [`Stdio::Inherit`] (default) or [`Stdio::Null`].
+    pub fn stdin(&mut self, s: Stdio) -> &mut Self {
+        self.stdin = Some(s);
+        self
+    }
+
+    /// Standard output (default: inherit for `status`, piped for `output`).
+    pub fn stdout(&mut self, s: Stdio) -> &mut Self {
+        self.stdout = Some(s);
+        self
+    }
+
+    /// Standard error (default: inherit for `status`, piped for `output`).
+    pub fn stderr(&mut self, s: Stdio) -> &mut Self {
+        self.stderr = Some(s);
+        self
+    }
+
+    /// Runs the command and waits for it.
+    pub fn status(&mut self) -> Result<ExitStatus, Error> {
+        self.run(Stdio::Inherit, Stdio::Inherit).map(|o| o.status)
+    }
+
+    /// Runs the command and collects its output.
+    pub fn output(&mut self) -> Result<Output, Error> {
+        self.run(Stdio::Null, Stdio::Piped)
+    }
+
+    fn run(&self, default_in: Stdio, default_out: Stdio) -> Result<Output, Error> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let rootfs = match &self.rootfs {
+            Some(s) => RootfsSource::parse(s, &cwd)?,
+            None => RootfsSource::Default,
+        };
+        let out = |s: Option<Stdio>| match s.unwrap_or(default_out) {
+            Stdio::Inherit => Out::Inherit,
+            Stdio::Null => Out::Null,
+            Stdio::Piped => Out::Pipe,
+        };
+        let finished = Launch {
+            rootfs: &rootfs,
+            base_dir: &cwd,
+            hostname: &self.hostname,
+            run: RunSpec::Command(self.argv.clone()),
+            stdio: StdioSetup {
+                stdin_null: self.stdin.unwrap_or(default_in) == Stdio::Null,
+                stdout: out(self.stdout),
+                stderr: out(self.stderr),
+            },
+            timeout: self.timeout,
+            capture_limit: None,
+        }
+        .run()?;
+        if let Some(e) = parent::setup_error(&finished) {
+            return Err(e);
+        }
+        if finished.timed_out {
+            return Err(Error::TimedOut(self.timeout.unwrap_or_default()));
+        }
+        if !finished.setup_done() {
+            return Err(match finished.protocol_error {
+                Some(e) => Error::Protocol(e),
+                None => Error::DiedDuringSetup(finished.status),
+            });
+        }
+        Ok(Output { status: finished.status, stdout: finished.stdout.into_bytes(), stderr: finished.stderr.into_bytes() })
+    }
+}

@@ -1,0 +1,126 @@
+//! nstest's own errors: the container could not be made or watched. A test that fails is *not*
+//! one of these; it is an outcome (see the harness), so "my assertion failed" and "nstest could
+//! not set up the container" never look alike.
+
+use std::fmt;
+use std::process::ExitStatus;
+
+use nix::errno::Errno;
+
+use crate::protocol::{ProtocolError, Step};
+use crate::rootfs::RootfsError;
+use crate::spec::SpecError;
+use crate::sys::SysError;
+
+/// Why nstest could not run a container.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting does not parse (hostname, timeout, rootfs string, `NSTEST_*`).
+    Spec(SpecError),
+    /// The root filesystem could not be prepared.
+    Rootfs(RootfsError),
+    /// `clone(2)` refused the namespaces: the message names the cause and the fix.
+    Namespaces(SysError),
+    /// Another host-side call failed (pipe, poll, wait).
+    Host(SysError),
+    /// The container's set-up failed at `step`, reported by the child.
+    Setup {
+        /// The step.
+        step: Step,
+        /// The failed call and its arguments.
+        detail: String,
+        /// The errno.
+        errno: Errno,
+    },
+    /// The child died before it finished setting up, without saying why.
+    DiedDuringSetup(ExitStatus),
+    /// The command did not finish in time and was killed with its whole PID namespace.
+    TimedOut(std::time::Duration),
+    /// The report stream from the child did not decode.
+    Protocol(ProtocolError),
+    /// This binary re-executed itself as a container child, but its `main` does not start with
+    /// `nstest::init()` (or `nstest::main!()`).
+    NotInitialized,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Spec(e) => write!(f, "{e}"),
+            Self::Rootfs(e) => write!(f, "{e}"),
+            Self::Namespaces(e) => {
+                write!(f, "cannot create the container's namespaces: {e}: ")?;
+                f.write_str(match e.errno {
+                    Errno::EPERM | Errno::EACCES => {
+                        "creating mount, PID, UTS, IPC and network namespaces needs root (CAP_SYS_ADMIN); \
+                         run the tests as root (e.g. `sudo -E cargo test`), or enable unprivileged user \
+                         namespaces for rootless mode (see docs/privileges.md)"
+                    }
+                    Errno::EINVAL => "this kernel lacks namespace support (CONFIG_UTS_NS, CONFIG_PID_NS, CONFIG_IPC_NS, CONFIG_NET_NS)",
+                    Errno::ENOSPC | Errno::EUSERS => {
+                        "the namespace limit is reached; raise the sysctls user.max_pid_namespaces, \
+                         user.max_net_namespaces, user.max_mnt_namespaces (…/uts/ipc) or run fewer tests at once (--test-threads)"
+                    }
+                    Errno::ENOMEM => "out of memory (or the PID namespace nesting limit); run fewer tests at once (--test-threads)",
+                    _ => "see docs/privileges.md",
+                })
+            }
+            Self::Host(e) => write!(f, "host-side call failed: {e}"),
+            Self::Setup { step, detail, errno } => {
+                write!(f, "container setup failed at step {step}: {detail} => {errno} ({})", errno.desc())?;
+                if matches!(errno, Errno::EPERM | Errno::EACCES) {
+                    f.write_str(": not permitted; nstest needs root or a user namespace (docs/privileges.md)")?;
+                }
+                if *step == Step::Exec && *errno == Errno::ENOENT {
+                    f.write_str(": no such command in the container's rootfs")?;
+                }
+                Ok(())
+            }
+            Self::DiedDuringSetup(status) => write!(f, "the container died during setup, before it could report ({})", describe_status(*status)),
+            Self::TimedOut(d) => write!(f, "timed out after {}", crate::spec::format_duration(*d)),
+            Self::Protocol(e) => write!(f, "garbled report from the container: {e}"),
+            Self::NotInitialized => f.write_str(
+                "this binary was re-executed as an nstest container but did not enter nstest: call `nstest::init()` first thing in `main` (test binaries: end with `nstest::main!()`)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Spec(e) => Some(e),
+            Self::Rootfs(e) => Some(e),
+            Self::Namespaces(e) | Self::Host(e) => Some(e),
+            Self::Protocol(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<SpecError> for Error {
+    fn from(e: SpecError) -> Self {
+        Self::Spec(e)
+    }
+}
+
+impl From<RootfsError> for Error {
+    fn from(e: RootfsError) -> Self {
+        Self::Rootfs(e)
+    }
+}
+
+/// "killed by signal SIGSEGV (core dumped)" or "exit code 3".
+pub(crate) fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!(
+            "killed by signal {}{}",
+            crate::sys::signal_name(sig),
+            if status.core_dumped() { " (core dumped)" } else { "" }
+        ),
+        _ => format!("{status}"),
+    }
+}

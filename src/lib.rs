@@ -1,0 +1,117 @@
+//! # nstest: each test as PID 1 of fresh Linux namespaces, over a throwaway root filesystem
+//!
+//! ## Quick start
+//!
+//! ```toml
+//! [dev-dependencies]
+//! nstest = "0.1"
+//!
+//! [[test]]
+//! name = "system"
+//! harness = false
+//! ```
+//!
+//! ```no_run
+//! // tests/system.rs
+//! #[nstest::test(hostname = "box", timeout = "10s")]
+//! fn hostname_is_the_containers() {
+//!     assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(), "box");
+//! }
+//!
+//! #[nstest::test]
+//! fn runs_as_pid_one() {
+//!     assert_eq!(std::process::id(), 1);
+//! }
+//!
+//! #[nstest::test]
+//! #[should_panic(expected = "boom")]
+//! fn panics() {
+//!     panic!("boom")
+//! }
+//!
+//! nstest::main!();
+//! ```
+//!
+//! `cargo test` (as root) then runs every test in its own container; the usual libtest flags
+//! (`--exact`, `--skip`, `--list`, `--ignored`, `--nocapture`, `--test-threads`, …) and
+//! `cargo nextest run` work.
+//!
+//! ## Attribute options
+//!
+//! - `hostname = "box"`: the container's hostname (default: the function name, made a valid
+//!   hostname).
+//! - `rootfs = "path"`: a `.tar`, `.tar.gz`/`.tgz` or a directory, relative to the package's
+//!   `CARGO_MANIFEST_DIR`; or `builtin:busybox` / `builtin:host`.
+//! - `timeout = "500ms" | "10s" | "2m"` (default 60 s, or `NSTEST_TIMEOUT`).
+//!
+//! `#[should_panic]`, `#[should_panic(expected = "…")]`, `#[ignore]` and `-> Result<(), E>`
+//! behave as with `#[test]`.
+//!
+//! ## Environment
+//!
+//! - `NSTEST_ROOTFS`: the rootfs of every test without a `rootfs` option.
+//! - `NSTEST_TIMEOUT`: the default timeout.
+//! - `NSTEST_OVERLAY=off`: give each container a private copy of the rootfs instead of an overlay.
+//! - `NSTEST_CACHE_DIR`: where unpacked rootfs bases are kept (default `$XDG_CACHE_HOME/nstest`
+//!   or `~/.cache/nstest`).
+//!
+//! ## How it works, in brief
+//!
+//! For each test the harness `clone(2)`s into new UTS, PID, mount, IPC and network namespaces
+//! and re-executes the test binary from `/proc/self/exe`. The child, PID 1 of its namespace,
+//! makes every mount private, mounts an overlay of the (once unpacked, shared read-only) rootfs
+//! with its writable layer on a tmpfs, mounts `/proc`, `/sys` (read-only), `/tmp` and a minimal
+//! `/dev`, `pivot_root`s into it, sets the hostname, brings up `lo`, runs the one test, and
+//! reports the outcome on a dedicated pipe. See `docs/how-it-works.md`.
+//!
+//! ## Known limitations
+//!
+//! - Needs root (CAP_SYS_ADMIN); rootless mode through user namespaces is not there yet.
+//! - Linux only (x86_64 and aarch64: the raw `clone` call assumes their argument order).
+//! - The test runs as PID 1: reaping of orphaned processes during the test is not done (they
+//!   die with the container when the test ends).
+//! - Only the first and last MiB of a test's captured output are kept.
+//! - Isolation protects the host from a test's accidents and mistakes; root code in a test that
+//!   sets out to escape is not contained without a user namespace.
+
+#![warn(missing_docs)]
+
+mod child;
+mod container;
+mod error;
+mod harness;
+mod parent;
+pub mod protocol;
+mod registry;
+pub mod rootfs;
+pub mod spec;
+mod sys;
+
+pub use container::{Container, Stdio};
+pub use error::Error;
+pub use nstest_macros::test;
+pub use sys::SysError;
+
+/// Enters nstest if this process is a container child (then it never returns); otherwise
+/// returns at once. Call it first thing in `main` of any binary that uses [`Container`];
+/// `nstest::main!()` calls it for you.
+pub fn init() {
+    child::run_if_child();
+}
+
+/// The whole `main` of a `harness = false` test target: `nstest::main!();` at the end of the file.
+#[macro_export]
+macro_rules! main {
+    () => {
+        fn main() {
+            $crate::__private::harness_main()
+        }
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::harness::main as harness_main;
+    pub use crate::registry::{ShouldPanic, TestDesc, TestResult, TESTS};
+    pub use linkme;
+}

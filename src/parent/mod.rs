@@ -1,0 +1,151 @@
+//! The host side of a container: prepare the rootfs, spawn, supervise, and judge what came back.
+
+pub(crate) mod spawn;
+pub(crate) mod supervise;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use once_cell::sync::Lazy;
+
+use crate::error::{describe_status, Error};
+use crate::protocol::{BaseSpec, ChildSpec, Message, Outcome, RunSpec};
+use crate::rootfs::{self, Base};
+use crate::spec::{format_duration, RootfsSource};
+pub(crate) use spawn::{Out, StdioSetup};
+pub(crate) use supervise::Finished;
+
+/// `NSTEST_OVERLAY=off` (or `0`): every container gets a private copy of its rootfs, as when
+/// overlayfs is refused. Read once per run.
+static OVERLAY: Lazy<bool> =
+    Lazy::new(|| !matches!(std::env::var("NSTEST_OVERLAY").as_deref(), Ok("off" | "0" | "false" | "no")));
+
+/// One container to run.
+#[derive(Debug)]
+pub(crate) struct Launch<'a> {
+    pub rootfs: &'a RootfsSource,
+    /// Where relative paths in `NSTEST_ROOTFS` start.
+    pub base_dir: &'a Path,
+    pub hostname: &'a str,
+    pub run: RunSpec,
+    pub stdio: StdioSetup,
+    pub timeout: Option<Duration>,
+    pub capture_limit: Option<usize>,
+}
+
+impl Launch<'_> {
+    /// Prepares the rootfs (once per run), starts the container and waits for it.
+    pub(crate) fn run(self) -> Result<Finished, Error> {
+        if std::env::var_os(crate::protocol::CHILD_ENV).is_some() {
+            return Err(Error::NotInitialized);
+        }
+        crate::spec::validate_hostname(self.hostname)?;
+        let source = match self.rootfs {
+            RootfsSource::Default => rootfs::default_source(self.base_dir)?,
+            s => s.clone(),
+        };
+        let prepared = rootfs::prepare(&source)?;
+        let spec = ChildSpec {
+            scratch: prepared.scratch,
+            base: match prepared.base {
+                Base::Dir(d) => BaseSpec::Lower(d),
+                Base::Host => BaseSpec::Host,
+            },
+            overlay: *OVERLAY,
+            hostname: self.hostname.to_string(),
+            run: self.run,
+        };
+        let running = spawn::spawn(&spec, self.stdio)?;
+        let finished = supervise::supervise(running, self.timeout, self.capture_limit)?;
+        for m in &finished.messages {
+            if let Message::Note(n) = m {
+                note_once(n);
+            }
+        }
+        Ok(finished)
+    }
+}
+
+/// Prints a note from a container once per run, however many containers send it.
+fn note_once(note: &str) {
+    static SEEN: Lazy<Mutex<HashSet<String>>> = Lazy::new(Default::default);
+    if SEEN.lock().unwrap_or_else(|e| e.into_inner()).insert(note.to_string()) {
+        eprintln!("nstest: note: {note}");
+    }
+}
+
+/// The harness error reported by the child, if any: set-up failures come first.
+pub(crate) fn setup_error(f: &Finished) -> Option<Error> {
+    f.messages.iter().find_map(|m| match m {
+        Message::SetupFailed { step, detail, errno } => Some(Error::Setup {
+            step: *step,
+            detail: detail.clone(),
+            errno: nix::errno::Errno::from_raw(*errno),
+        }),
+        _ => None,
+    })
+}
+
+/// What a test run came to.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    Passed,
+    /// The test failed; the reason, as the user reads it.
+    Failed(String),
+    /// nstest could not run the test.
+    Error(Error),
+}
+
+/// Judges a finished test container.
+pub(crate) fn judge_test(f: &Finished, timeout: Duration) -> Verdict {
+    if let Some(e) = setup_error(f) {
+        return Verdict::Error(e);
+    }
+    let outcome = f.messages.iter().find_map(|m| match m {
+        Message::Outcome(o) => Some(o),
+        _ => None,
+    });
+    if let Some(o) = outcome {
+        return match o {
+            Outcome::Passed => Verdict::Passed,
+            Outcome::Panicked { message, location } => Verdict::Failed(match location {
+                Some(l) => format!("test panicked at {l}: {message}"),
+                None => format!("test panicked: {message}"),
+            }),
+            Outcome::ReturnedErr { debug } => Verdict::Failed(format!("test returned an error: {debug}")),
+            Outcome::DidNotPanic { expected: None } => Verdict::Failed("test did not panic as expected".into()),
+            Outcome::DidNotPanic { expected: Some(e) } => {
+                Verdict::Failed(format!("test did not panic as expected (expected a panic containing {e:?})"))
+            }
+            Outcome::WrongPanic { message, expected } => Verdict::Failed(format!(
+                "panic did not contain expected string\n      panic message: {message:?}\n expected substring: {expected:?}"
+            )),
+        };
+    }
+    if f.timed_out {
+        return Verdict::Failed(format!(
+            "timed out after {} (PID 1 and every process of the container were killed)",
+            format_duration(timeout)
+        ));
+    }
+    if let Some(sig) = f.messages.iter().find_map(|m| match m {
+        Message::FatalSignal(s) => Some(*s),
+        _ => None,
+    }) {
+        return Verdict::Failed(format!("test killed by signal {}", crate::sys::signal_name(sig)));
+    }
+    if let Some(e) = &f.protocol_error {
+        return Verdict::Error(Error::Protocol(e.clone()));
+    }
+    if !f.setup_done() {
+        return Verdict::Error(Error::DiedDuringSetup(f.status));
+    }
+    Verdict::Failed(match f.status.code() {
+        Some(code) => format!(
+            "test process exited with code {code} before reporting a result (std::process::exit or similar inside the test?)"
+        ),
+        None => format!("test {}", describe_status(f.status)),
+    })
+}

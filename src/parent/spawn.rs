@@ -1,0 +1,129 @@
+//! Starting a container: `clone(2)` into new namespaces and re-execute this binary from
+//! `/proc/self/exe` (from the host path, before any root change, so a glibc-linked test binary
+//! runs over a musl rootfs), with its stdio, the report pipe and the [`ChildSpec`] in place.
+//!
+//! Everything that does not change between containers (the environment, argv, `/dev/null`, the
+//! parent-liveness pipe) is prepared once per process.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::sched::CloneFlags;
+use once_cell::sync::Lazy;
+
+use crate::error::Error;
+use crate::protocol::{ChildSpec, Message, Step, CHILD_ENV, REPORT_FD};
+use crate::sys::{self, Cloned, ExecPlan, SysError};
+
+/// The namespaces every container gets.
+pub(crate) const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWUTS
+    .union(CloneFlags::CLONE_NEWPID)
+    .union(CloneFlags::CLONE_NEWNS)
+    .union(CloneFlags::CLONE_NEWIPC)
+    .union(CloneFlags::CLONE_NEWNET);
+
+/// Where the child's stdout or stderr goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Out {
+    Inherit,
+    Null,
+    Pipe,
+    /// stderr only: the same pipe as stdout (libtest-style combined capture).
+    SameAsStdout,
+}
+
+/// The child's stdio.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StdioSetup {
+    pub stdin_null: bool,
+    pub stdout: Out,
+    pub stderr: Out,
+}
+
+/// A started container.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub cloned: Cloned,
+    pub stdout: Option<File>,
+    pub stderr: Option<File>,
+    pub report: File,
+}
+
+struct Once {
+    env: Vec<CString>,
+    argv0: CString,
+    null: OwnedFd,
+    /// Read end handed to every child; the write end stays here. A child that finds it closed
+    /// knows its parent died before `PR_SET_PDEATHSIG` was in force.
+    life: (OwnedFd, OwnedFd),
+}
+
+static ONCE: Lazy<Result<Once, SysError>> = Lazy::new(|| {
+    let env = std::env::vars_os()
+        .filter(|(k, _)| k != CHILD_ENV)
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let argv0 = std::env::args_os().next().and_then(|a| CString::new(a.as_bytes()).ok()).unwrap_or_else(|| c"nstest".into());
+    Ok(Once { env, argv0, null: sys::open_dev_null()?, life: sys::pipe()? })
+});
+
+/// Clones and re-executes this binary as the container child for `spec`.
+pub(crate) fn spawn(spec: &ChildSpec, stdio: StdioSetup) -> Result<Running, Error> {
+    let once = ONCE.as_ref().map_err(|e| Error::Host(e.clone()))?;
+    let host = |e: SysError| Error::Host(e);
+    let (report_r, report_w) = sys::pipe().map_err(host)?;
+    let (out_r, out_w) = pipe_if(stdio.stdout == Out::Pipe)?;
+    let (err_r, err_w) = pipe_if(stdio.stderr == Out::Pipe)?;
+
+    let null = once.null.as_raw_fd();
+    let mut fds: Vec<(RawFd, RawFd)> = Vec::with_capacity(4);
+    if stdio.stdin_null {
+        fds.push((null, 0));
+    }
+    let fd_of = |o: Out, pipe: &Option<OwnedFd>| match o {
+        Out::Inherit | Out::SameAsStdout => None,
+        Out::Null => Some(null),
+        Out::Pipe => pipe.as_ref().map(|p| p.as_raw_fd()),
+    };
+    if let Some(fd) = fd_of(stdio.stdout, &out_w) {
+        fds.push((fd, 1));
+    }
+    match stdio.stderr {
+        Out::SameAsStdout => fds.push((fd_of(stdio.stdout, &out_w).unwrap_or(1), 2)),
+        o => fds.extend(fd_of(o, &err_w).map(|fd| (fd, 2))),
+    }
+    fds.push((report_w.as_raw_fd(), REPORT_FD));
+
+    let mut env = once.env.clone();
+    env.push(CString::new(format!("{CHILD_ENV}={}", spec.encode())).expect("hex has no NUL"));
+    let plan = ExecPlan { exe: c"/proc/self/exe".into(), argv: vec![once.argv0.clone()], envp: env };
+    let mut exec_failed = Message::SetupFailed { step: Step::Exec, detail: "execve(\"/proc/self/exe\")".into(), errno: 0 }.encode();
+    exec_failed.truncate(exec_failed.len() - 4); // the child appends its errno
+
+    let cloned = sys::clone_exec(
+        NAMESPACES,
+        &plan,
+        &fds,
+        (once.life.0.as_raw_fd(), once.life.1.as_raw_fd()),
+        REPORT_FD,
+        &exec_failed,
+    )
+    .map_err(Error::Namespaces)?;
+    drop((report_w, out_w, err_w));
+    Ok(Running { cloned, stdout: out_r.map(File::from), stderr: err_r.map(File::from), report: File::from(report_r) })
+}
+
+fn pipe_if(wanted: bool) -> Result<(Option<OwnedFd>, Option<OwnedFd>), Error> {
+    if !wanted {
+        return Ok((None, None));
+    }
+    let (r, w) = sys::pipe().map_err(Error::Host)?;
+    Ok((Some(r), Some(w)))
+}

@@ -1,0 +1,82 @@
+//! What `#[nstest::test]` emits: one static [`TestDesc`] per test, collected at link time into
+//! [`TESTS`] (no list to maintain), and read by the harness and by the container child.
+
+use std::fmt::Debug;
+
+/// How a test expects to panic (`#[should_panic]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShouldPanic {
+    /// No `#[should_panic]`.
+    No,
+    /// `#[should_panic]`.
+    Yes,
+    /// `#[should_panic(expected = "...")]`: the message must contain this.
+    YesWithMessage(&'static str),
+}
+
+/// One test, as the attribute describes it. Generated code only; not a stable API.
+#[derive(Debug)]
+pub struct TestDesc {
+    /// `module_path!()` where the test is defined.
+    pub module_path: &'static str,
+    /// The function's name.
+    pub fn_name: &'static str,
+    /// Calls the test; `Err` holds the `{:?}` of a returned error.
+    pub run: fn() -> Result<(), String>,
+    /// `#[ignore]`.
+    pub ignore: bool,
+    /// `#[should_panic]`.
+    pub should_panic: ShouldPanic,
+    /// `hostname = "..."`.
+    pub hostname: Option<&'static str>,
+    /// `rootfs = "..."`.
+    pub rootfs: Option<&'static str>,
+    /// `timeout = "..."`, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// `env!("CARGO_MANIFEST_DIR")` of the package that defines the test.
+    pub manifest_dir: &'static str,
+}
+
+impl TestDesc {
+    /// The name libtest would give it: the module path without the crate, then the function.
+    pub fn name(&self) -> String {
+        match self.module_path.split_once("::") {
+            Some((_, rest)) => format!("{rest}::{}", self.fn_name),
+            None => self.fn_name.to_string(),
+        }
+    }
+}
+
+/// Every `#[nstest::test]` linked into this binary.
+#[linkme::distributed_slice]
+pub static TESTS: [TestDesc];
+
+/// The registered tests, sorted by name as libtest sorts them.
+pub fn tests() -> Vec<&'static TestDesc> {
+    let mut v: Vec<&'static TestDesc> = TESTS.iter().collect();
+    v.sort_by_cached_key(|d| d.name());
+    v
+}
+
+/// The registered test called `name`.
+pub fn find(name: &str) -> Option<&'static TestDesc> {
+    TESTS.iter().find(|d| d.name() == name)
+}
+
+/// The return types a test may have: `()` or `Result<(), E: Debug>`, as with `#[test]`.
+pub trait TestResult {
+    /// `Err` holds the error formatted with `{:?}`.
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl TestResult for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: Debug> TestResult for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map_err(|e| format!("{e:?}"))
+    }
+}

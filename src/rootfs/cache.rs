@@ -1,0 +1,151 @@
+//! nstest's cache directory: unpacked bases, keyed by the digest of their source.
+//!
+//! Layout under the cache root (`NSTEST_CACHE_DIR`, else `$XDG_CACHE_HOME/nstest`, else
+//! `~/.cache/nstest`, else `$TMPDIR/nstest-<uid>`):
+//!
+//! ```text
+//! bases/<key>/      a finished base, never modified after it is renamed into place
+//! tmp/<key>.<pid>/  a base being built; stale ones (their builder died) are removed
+//! mnt/              an empty directory: each container mounts its private tmpfs here,
+//!                   in its own mount namespace, so the host never sees that mount
+//! lock              flock(2)ed while a base is built, so concurrent runs build it once
+//! ```
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::fcntl::{Flock, FlockArg};
+use sha2::{Digest, Sha256};
+
+use super::RootfsError;
+
+/// Bumped when the layout of a built base changes, so old entries are not reused.
+const FORMAT: &str = "nstest-base-v1";
+
+/// The cache root and its fixed subdirectories.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RootfsError + '_ {
+    move |e| RootfsError::Cache { path: path.to_path_buf(), source: Arc::new(e) }
+}
+
+impl Cache {
+    /// The cache root nstest uses in this environment.
+    pub fn default_root() -> PathBuf {
+        if let Some(d) = std::env::var_os("NSTEST_CACHE_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(d);
+        }
+        if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+            return PathBuf::from(d).join("nstest");
+        }
+        if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+            let home = PathBuf::from(home);
+            if home.is_dir() {
+                return home.join(".cache").join("nstest");
+            }
+        }
+        std::env::temp_dir().join(format!("nstest-{}", nix::unistd::geteuid()))
+    }
+
+    /// Opens (creating if needed) the cache at `root`.
+    pub fn open(root: PathBuf) -> Result<Self, RootfsError> {
+        for sub in ["bases", "tmp", "mnt"] {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        Ok(Self { root })
+    }
+
+    /// The cache root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The empty directory on which containers mount their scratch tmpfs.
+    pub fn scratch_mountpoint(&self) -> PathBuf {
+        self.root.join("mnt")
+    }
+
+    /// The finished base for `key`, building it with `build` (into a temporary directory that is
+    /// renamed into place) if it is not there yet. Concurrent callers, in this process or
+    /// another, build it once; a failed build leaves nothing behind.
+    pub fn get_or_build(
+        &self,
+        key: &str,
+        build: impl FnOnce(&Path) -> Result<(), RootfsError>,
+    ) -> Result<(PathBuf, bool), RootfsError> {
+        let done = self.root.join("bases").join(key);
+        if done.is_dir() {
+            return Ok((done, false));
+        }
+        let lock_path = self.root.join("lock");
+        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+        let _guard = Flock::lock(lock, FlockArg::LockExclusive)
+            .map_err(|(_, e)| RootfsError::Cache { path: lock_path.clone(), source: Arc::new(e.into()) })?;
+        if done.is_dir() {
+            return Ok((done, false)); // another run built it while we waited
+        }
+        // We hold the lock, so anything in tmp/ belongs to a builder that died.
+        let tmp_root = self.root.join("tmp");
+        for stale in fs::read_dir(&tmp_root).map_err(io_err(&tmp_root))?.flatten() {
+            eprintln!("nstest: removing {} left by an interrupted run", stale.path().display());
+            remove_tree(&stale.path());
+        }
+        let tmp = tmp_root.join(format!("{key}.{}", std::process::id()));
+        fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+        if let Err(e) = build(&tmp) {
+            remove_tree(&tmp);
+            return Err(e);
+        }
+        fs::rename(&tmp, &done).map_err(|e| {
+            remove_tree(&tmp);
+            io_err(&done)(e)
+        })?;
+        Ok((done, true))
+    }
+}
+
+/// The cache key of a file's content: `<prefix>-<sha256>`.
+pub fn file_key(prefix: &str, path: &Path) -> Result<String, RootfsError> {
+    let read_err = |e| RootfsError::Read { path: path.to_path_buf(), source: Arc::new(e) };
+    let mut f = File::open(path).map_err(read_err)?;
+    let mut h = Sha256::new();
+    h.update(FORMAT.as_bytes());
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let hex: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{prefix}-{hex}"))
+}
+
+/// Removes a directory tree, opening up read-only directories on the way if needed.
+pub fn remove_tree(path: &Path) {
+    if fs::remove_dir_all(path).is_ok() || !path.exists() {
+        return;
+    }
+    fn open_up(p: &Path) {
+        if let Ok(m) = fs::symlink_metadata(p) {
+            if m.is_dir() {
+                let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
+                if let Ok(rd) = fs::read_dir(p) {
+                    for e in rd.flatten() {
+                        open_up(&e.path());
+                    }
+                }
+            }
+        }
+    }
+    open_up(path);
+    let _ = fs::remove_dir_all(path);
+}

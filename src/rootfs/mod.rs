@@ -1,0 +1,190 @@
+//! Root filesystems: where a container's files come from, prepared once per run.
+//!
+//! A [`RootfsSource`] is turned into a [`Base`] on the host side, before any container starts: a
+//! tarball is unpacked (safely, see [`unpack`]) into the [`cache`], keyed by its digest, so a
+//! second run unpacks nothing; a directory is used in place; `builtin:busybox` is built from the
+//! host's static busybox; `builtin:host` needs no preparation. Each distinct source is prepared
+//! at most once per process ([`prepare`] memoizes), then shared read-only by every container.
+
+pub mod cache;
+pub mod unpack;
+
+#[path = "../../rootfs-fixtures/busybox.rs"]
+pub mod busybox;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use once_cell::sync::{Lazy, OnceCell};
+
+use crate::spec::{RootfsSource, SpecError};
+use cache::Cache;
+use unpack::Compression;
+
+/// A rootfs that could not be prepared. Every variant names the path at fault.
+#[allow(missing_docs)] // each field is named by what it holds
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum RootfsError {
+    /// The rootfs path does not exist.
+    NotFound { path: PathBuf },
+    /// The rootfs string or `NSTEST_ROOTFS` does not parse.
+    Spec(SpecError),
+    /// The archive could not be read.
+    Read { path: PathBuf, source: Arc<std::io::Error> },
+    /// The archive is not a valid (compressed) tar, or is truncated.
+    Corrupt { archive: PathBuf, source: Arc<std::io::Error> },
+    /// An entry would land outside the root: refused, and the partial unpack removed.
+    Escape { archive: PathBuf, entry: PathBuf, reason: String },
+    /// An entry could not be written.
+    Unpack { archive: PathBuf, entry: PathBuf, source: Arc<std::io::Error> },
+    /// `builtin:busybox` was asked for and no static busybox is installed.
+    NoBusybox,
+    /// The busybox binary could not be copied or run.
+    Busybox { path: PathBuf, source: Arc<std::io::Error> },
+    /// The cache directory could not be written.
+    Cache { path: PathBuf, source: Arc<std::io::Error> },
+}
+
+impl fmt::Display for RootfsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound { path } => write!(
+                f,
+                "rootfs {} does not exist: fix the `rootfs` option or NSTEST_ROOTFS (relative paths start at the package's directory)",
+                path.display()
+            ),
+            Self::Spec(e) => write!(f, "{e}"),
+            Self::Read { path, source } => write!(f, "cannot read rootfs {}: {source}", path.display()),
+            Self::Corrupt { archive, source } => write!(
+                f,
+                "rootfs archive {} is corrupt or truncated ({source}): download or build it again",
+                archive.display()
+            ),
+            Self::Escape { archive, entry, reason } => write!(
+                f,
+                "rootfs archive {} is refused: entry {:?}: {reason}; nothing was unpacked",
+                archive.display(),
+                entry.display().to_string()
+            ),
+            Self::Unpack { archive, entry, source } => write!(
+                f,
+                "cannot unpack entry {:?} of {}: {source}",
+                entry.display().to_string(),
+                archive.display()
+            ),
+            Self::NoBusybox => f.write_str(
+                "builtin:busybox needs a static busybox on the host: install it (Debian/Ubuntu: apt-get install busybox-static)",
+            ),
+            Self::Busybox { path, source } => write!(f, "cannot use busybox {}: {source}", path.display()),
+            Self::Cache { path, source } => write!(
+                f,
+                "cannot write nstest's cache at {}: {source} (set NSTEST_CACHE_DIR to a writable directory)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RootfsError {}
+
+/// A prepared root, shared read-only by the containers that use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Base {
+    /// An unpacked tree: the overlay's lower layer.
+    Dir(PathBuf),
+    /// The host's binaries, bound read-only (`builtin:host`).
+    Host,
+}
+
+/// A prepared base with the cache its containers mount their scratch space in.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The root.
+    pub base: Base,
+    /// The cache root's `mnt/` directory.
+    pub scratch: PathBuf,
+}
+
+static CACHE: OnceCell<Cache> = OnceCell::new();
+
+/// The cache, opened once per process.
+pub fn cache() -> Result<&'static Cache, RootfsError> {
+    CACHE.get_or_try_init(|| Cache::open(Cache::default_root()))
+}
+
+type Slot = Arc<OnceCell<Result<Prepared, RootfsError>>>;
+static PREPARED: Lazy<Mutex<HashMap<RootfsSource, Slot>>> = Lazy::new(Default::default);
+
+/// What [`RootfsSource::Default`] means here: `NSTEST_ROOTFS` (relative to `base_dir`), else
+/// `builtin:busybox` when a static busybox is installed, else `builtin:host`.
+pub fn default_source(base_dir: &Path) -> Result<RootfsSource, RootfsError> {
+    match std::env::var("NSTEST_ROOTFS") {
+        Ok(s) if !s.is_empty() => RootfsSource::parse(&s, base_dir)
+            .map_err(|e| RootfsError::Spec(SpecError::Env("NSTEST_ROOTFS", Box::new(e)))),
+        _ if busybox_path().is_some() => Ok(RootfsSource::Busybox),
+        _ => Ok(RootfsSource::Host),
+    }
+}
+
+fn busybox_path() -> Option<&'static PathBuf> {
+    static BUSYBOX: Lazy<Option<PathBuf>> = Lazy::new(busybox::find);
+    BUSYBOX.as_ref()
+}
+
+/// One line for the run's header: which rootfs the tests without a `rootfs` option get.
+pub fn describe_default(base_dir: &Path) -> String {
+    match default_source(base_dir) {
+        Ok(RootfsSource::Busybox) => format!(
+            "builtin:busybox (built from {} into {})",
+            busybox_path().map(|p| p.display().to_string()).unwrap_or_default(),
+            Cache::default_root().display()
+        ),
+        Ok(RootfsSource::Host) => {
+            "builtin:host (no static busybox found: the host's /usr /bin /sbin /lib* read-only)".to_string()
+        }
+        Ok(s) => format!("{s} (from NSTEST_ROOTFS)"),
+        Err(e) => format!("unusable: {e}"),
+    }
+}
+
+/// Prepares `source` (at most once per process) and returns its base.
+pub fn prepare(source: &RootfsSource) -> Result<Prepared, RootfsError> {
+    let slot = PREPARED.lock().unwrap_or_else(|e| e.into_inner()).entry(source.clone()).or_default().clone();
+    slot.get_or_init(|| prepare_uncached(source)).clone()
+}
+
+fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
+    let cache = cache()?;
+    let base = match source {
+        RootfsSource::Default => unreachable!("the caller resolves the default source"),
+        RootfsSource::Host => Base::Host,
+        RootfsSource::Busybox => {
+            let bb = busybox_path().ok_or(RootfsError::NoBusybox)?;
+            let key = cache::file_key("busybox", bb)?;
+            let (dir, _) = cache.get_or_build(&key, |tmp| busybox::build(bb, tmp))?;
+            Base::Dir(dir)
+        }
+        RootfsSource::Dir(path) => {
+            let path = existing(path)?;
+            if !path.is_dir() {
+                return Err(RootfsError::Spec(SpecError::UnsupportedRootfs(path)));
+            }
+            Base::Dir(path)
+        }
+        RootfsSource::Tar(path) | RootfsSource::TarGz(path) => {
+            let path = existing(path)?;
+            let compression = if matches!(source, RootfsSource::Tar(_)) { Compression::None } else { Compression::Gzip };
+            let key = cache::file_key("tar", &path)?;
+            let (dir, _) = cache.get_or_build(&key, |tmp| unpack::unpack(&path, compression, tmp).map(drop))?;
+            Base::Dir(dir)
+        }
+    };
+    Ok(Prepared { base, scratch: cache.scratch_mountpoint() })
+}
+
+fn existing(path: &Path) -> Result<PathBuf, RootfsError> {
+    path.canonicalize().map_err(|_| RootfsError::NotFound { path: path.to_path_buf() })
+}

@@ -1,0 +1,247 @@
+//! What a container is, as plain data: no syscalls here.
+//!
+//! Shared by the `#[nstest::test]` attribute (through [`crate::registry::TestDesc`]), by
+//! [`crate::Container`] and by the examples. The attribute validates its options at compile time
+//! with the same rules (see `macros/src/expand.rs`); this module applies them to values that only
+//! exist at run time (`NSTEST_TIMEOUT`, `NSTEST_ROOTFS`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Timeout of a test that names none and runs without `NSTEST_TIMEOUT`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Hostname of a [`crate::Container`] that names none.
+pub const DEFAULT_HOSTNAME: &str = "nstest";
+
+/// Where a container's root filesystem comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RootfsSource {
+    /// `NSTEST_ROOTFS` if set, otherwise the busybox fixture, otherwise the host's own binaries.
+    Default,
+    /// `builtin:busybox`: a root with Alpine's minirootfs layout built from the host's static
+    /// busybox (Debian's `busybox-static`), once, into the cache.
+    Busybox,
+    /// `builtin:host`: the host's `/usr /bin /sbin /lib*` bound read-only, with fresh writable
+    /// `/etc /tmp /root /var`.
+    Host,
+    /// A plain `.tar` archive.
+    Tar(PathBuf),
+    /// A gzip-compressed `.tar.gz` / `.tgz` archive.
+    TarGz(PathBuf),
+    /// An unpacked root directory, used in place as the read-only lower layer.
+    Dir(PathBuf),
+}
+
+impl RootfsSource {
+    /// Parses a rootfs string as the `rootfs` option and `NSTEST_ROOTFS` spell it: `builtin:busybox`,
+    /// `builtin:host`, or a path to a `.tar`, `.tar.gz`, `.tgz` or a directory. A relative path is
+    /// taken relative to `base` (the package's `CARGO_MANIFEST_DIR` for tests).
+    ///
+    /// A path that does not exist is accepted here; it is reported when the rootfs is prepared.
+    pub fn parse(s: &str, base: &Path) -> Result<Self, SpecError> {
+        match s {
+            "" => return Err(SpecError::EmptyRootfs),
+            "builtin:busybox" => return Ok(Self::Busybox),
+            "builtin:host" => return Ok(Self::Host),
+            _ if s.starts_with("builtin:") => {
+                return Err(SpecError::UnknownBuiltin(s.to_string()));
+            }
+            _ => {}
+        }
+        let path = base.join(s);
+        if s.ends_with(".tar.gz") || s.ends_with(".tgz") {
+            Ok(Self::TarGz(path))
+        } else if s.ends_with(".tar") {
+            Ok(Self::Tar(path))
+        } else if path.is_dir() || !path.exists() && path.extension().is_none() {
+            Ok(Self::Dir(path))
+        } else {
+            Err(SpecError::UnsupportedRootfs(path))
+        }
+    }
+
+    /// The path this source reads, if it is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Tar(p) | Self::TarGz(p) | Self::Dir(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RootfsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::Busybox => f.write_str("builtin:busybox"),
+            Self::Host => f.write_str("builtin:host"),
+            Self::Tar(p) | Self::TarGz(p) | Self::Dir(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A container setting that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpecError {
+    /// A duration without a number and one of the units `ms`, `s`, `m`.
+    BadDuration(String),
+    /// A hostname that the kernel or a resolver would not take.
+    BadHostname(String),
+    /// `rootfs = ""`.
+    EmptyRootfs,
+    /// `builtin:` followed by something other than `busybox` or `host`.
+    UnknownBuiltin(String),
+    /// A file that is neither a `.tar`, a `.tar.gz`/`.tgz` nor a directory.
+    UnsupportedRootfs(PathBuf),
+    /// An environment variable that holds one of the above.
+    Env(&'static str, Box<SpecError>),
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadDuration(s) => write!(
+                f,
+                "invalid duration {s:?}: write a whole number followed by ms, s or m (\"500ms\", \"10s\", \"2m\")"
+            ),
+            Self::BadHostname(s) => write!(
+                f,
+                "invalid hostname {s:?}: use 1 to 63 letters, digits and '-', not starting or ending with '-'"
+            ),
+            Self::EmptyRootfs => f.write_str("empty rootfs: name a .tar, .tar.gz or a directory"),
+            Self::UnknownBuiltin(s) => {
+                write!(f, "unknown rootfs {s:?}: the builtins are builtin:busybox and builtin:host")
+            }
+            Self::UnsupportedRootfs(p) => write!(
+                f,
+                "unsupported rootfs {}: expected a .tar, .tar.gz or .tgz archive, or a directory",
+                p.display()
+            ),
+            Self::Env(var, e) => write!(f, "{var}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// Parses `"500ms"`, `"10s"` or `"2m"`.
+pub fn parse_duration(s: &str) -> Result<Duration, SpecError> {
+    let bad = || SpecError::BadDuration(s.to_string());
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = s.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        _ => None,
+    };
+    match ms {
+        Some(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err(bad()),
+    }
+}
+
+/// Formats a duration the way the options spell it: `500ms`, `10s`, `2m`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// Checks a hostname: one DNS label, 1 to 63 of `[A-Za-z0-9-]`, no leading or trailing `-`.
+pub fn validate_hostname(s: &str) -> Result<(), SpecError> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::BadHostname(s.to_string()))
+    }
+}
+
+/// The default hostname of a test: its function name made a valid hostname
+/// (`hostname_is_the_containers` → `hostname-is-the-containers`).
+pub fn hostname_for_test(fn_name: &str) -> String {
+    let mut h: String = fn_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    h.truncate(63);
+    let h = h.trim_matches('-');
+    if h.is_empty() {
+        DEFAULT_HOSTNAME.to_string()
+    } else {
+        h.to_string()
+    }
+}
+
+/// `NSTEST_TIMEOUT`, if set.
+pub fn env_timeout() -> Result<Option<Duration>, SpecError> {
+    match std::env::var("NSTEST_TIMEOUT") {
+        Ok(s) => parse_duration(&s)
+            .map(Some)
+            .map_err(|e| SpecError::Env("NSTEST_TIMEOUT", Box::new(e))),
+        Err(_) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_the_three_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["", "10", "s", "1.5s", "-1s", "10 s", "0s", "10h", "99999999999999999999m"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn durations_format_back() {
+        for s in ["500ms", "10s", "2m", "1500ms", "90s"] {
+            assert_eq!(format_duration(parse_duration(s).unwrap()), s);
+        }
+    }
+
+    #[test]
+    fn hostnames() {
+        assert_eq!(hostname_for_test("hostname_is_the_containers"), "hostname-is-the-containers");
+        assert_eq!(hostname_for_test("__x__"), "x");
+        assert_eq!(hostname_for_test("_"), "nstest");
+        assert_eq!(hostname_for_test(&"a".repeat(80)).len(), 63);
+        assert!(validate_hostname("box").is_ok());
+        assert!(validate_hostname("web-1").is_ok());
+        for bad in ["", "-a", "a-", "a_b", "a.b", "é", &"a".repeat(64)] {
+            assert!(validate_hostname(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rootfs_strings() {
+        let base = Path::new("/pkg");
+        assert_eq!(RootfsSource::parse("builtin:busybox", base), Ok(RootfsSource::Busybox));
+        assert_eq!(RootfsSource::parse("builtin:host", base), Ok(RootfsSource::Host));
+        assert!(RootfsSource::parse("builtin:debian", base).is_err());
+        assert_eq!(
+            RootfsSource::parse("r/alpine.tar.gz", base),
+            Ok(RootfsSource::TarGz("/pkg/r/alpine.tar.gz".into()))
+        );
+        assert_eq!(RootfsSource::parse("/a.tar", base), Ok(RootfsSource::Tar("/a.tar".into())));
+        assert_eq!(RootfsSource::parse("/nonexistent/root", base), Ok(RootfsSource::Dir("/nonexistent/root".into())));
+        assert!(RootfsSource::parse("/nonexistent/x.zip", base).is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! Every raw system call nstest makes, in one place.
+//!
+//! Each wrapper returns a [`SysError`] that names the call and its arguments and keeps the errno
+//! matchable (`mount("overlay", "/…/root", …) => EPERM`). `unsafe` lives in this module only, and
+//! each block says why it is sound.
+
+use std::ffi::CString;
+use std::fmt;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+/// A failed system call: which call, with which arguments, and the errno.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SysError {
+    /// The call and its arguments, e.g. `pivot_root(".", ".")`.
+    pub call: String,
+    /// What the kernel said.
+    pub errno: Errno,
+}
+
+impl SysError {
+    pub(crate) fn new(call: impl Into<String>, errno: Errno) -> Self {
+        Self { call: call.into(), errno }
+    }
+}
+
+impl fmt::Display for SysError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} => {} ({})", self.call, self.errno, self.errno.desc())
+    }
+}
+
+impl std::error::Error for SysError {}
+
+type Result<T> = std::result::Result<T, SysError>;
+
+/// A pipe, both ends close-on-exec: `(read, write)`.
+pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SysError::new("pipe2(O_CLOEXEC)", e))
+}
+
+/// `/dev/null` opened read-write, close-on-exec.
+pub fn open_dev_null() -> Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| SysError::new("open(\"/dev/null\", O_RDWR)", e))?;
+    // SAFETY: `open` just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// What the clone child executes, prepared in the parent so that the child allocates nothing.
+#[derive(Debug)]
+pub struct ExecPlan {
+    /// The binary to execute (`/proc/self/exe`).
+    pub exe: CString,
+    /// Its argv.
+    pub argv: Vec<CString>,
+    /// Its whole environment.
+    pub envp: Vec<CString>,
+}
+
+/// A freshly cloned child: its pid (in the caller's namespace) and a pidfd for it.
+#[derive(Debug)]
+pub struct Cloned {
+    /// The child's pid as the parent sees it.
+    pub pid: Pid,
+    /// A pidfd: readable once the child has exited; signals go through it without pid reuse races.
+    pub pidfd: OwnedFd,
+}
+
+/// `clone(2)` with `flags` (namespaces) plus `CLONE_PIDFD`, then, in the child: parent-death signal
+/// SIGKILL, a check that the parent is still alive (`life`: the read end of a pipe whose write
+/// end only the parent holds), `fds` moved into place (`(src, dst)`), every other fd marked
+/// close-on-exec, and `execve`. If `execve` fails, the child writes `exec_failed_frame` followed
+/// by the errno (4 bytes, LE) on `report_fd` and exits with 127.
+pub fn clone_exec(
+    flags: CloneFlags,
+    plan: &ExecPlan,
+    fds: &[(RawFd, RawFd)],
+    life: (RawFd, RawFd),
+    report_fd: RawFd,
+    exec_failed_frame: &[u8],
+) -> Result<Cloned> {
+    assert!(fds.len() <= 8, "at most 8 fds are mapped");
+    let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let highest_dst = fds.iter().map(|&(_, d)| d).max().unwrap_or(2);
+    let mut pidfd: libc::c_int = -1;
+    let all = flags.bits() as libc::c_ulong | libc::CLONE_PIDFD as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a copy of this
+    // address space. CLONE_PIDFD stores the pidfd into `pidfd`, which outlives the call. In the
+    // child (ret == 0) only async-signal-safe system calls run before execve or _exit: no
+    // allocation, no locks, every pointer used was prepared above.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            all,
+            0 as libc::c_ulong,
+            &mut pidfd as *mut libc::c_int,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if ret < 0 {
+        return Err(SysError::new(format!("clone({})", clone_flag_names(flags)), Errno::last()));
+    }
+    if ret == 0 {
+        // SAFETY: we are the clone child; see above. `child_exec` never returns.
+        unsafe { child_exec(plan, &argv, &envp, fds, life, report_fd, highest_dst, exec_failed_frame) }
+    }
+    // SAFETY: the kernel stored a new pidfd owned by nobody else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Cloned { pid: Pid::from_raw(ret as i32), pidfd })
+}
+
+/// The clone child's path to `execve`.
+///
+/// # Safety
+/// Call only in a fresh clone child of a possibly multi-threaded process, with pointers prepared
+/// by [`clone_exec`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn child_exec(
+    plan: &ExecPlan,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    fds: &[(RawFd, RawFd)],
+    life: (RawFd, RawFd),
+    report_fd: RawFd,
+    highest_dst: RawFd,
+    exec_failed_frame: &[u8],
+) -> ! {
+    // SAFETY (whole body): raw, async-signal-safe system calls on fds and pointers the parent
+    // prepared; no allocation. Failure of any step ends the child with _exit.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::close(life.1);
+        let mut p = libc::pollfd { fd: life.0, events: libc::POLLIN, revents: 0 };
+        if libc::poll(&mut p, 1, 0) != 0 {
+            // The parent died before PR_SET_PDEATHSIG took effect.
+            libc::_exit(1);
+        }
+        let mut moved = [-1 as RawFd; 8];
+        for (i, &(src, _)) in fds.iter().enumerate() {
+            moved[i] = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, highest_dst + 1);
+            if moved[i] < 0 {
+                libc::_exit(126);
+            }
+        }
+        for (i, &(_, dst)) in fds.iter().enumerate() {
+            if libc::dup2(moved[i], dst) < 0 {
+                libc::_exit(126);
+            }
+        }
+        // Whatever else this process holds, the exec'd child must not inherit it.
+        libc::syscall(
+            libc::SYS_close_range,
+            (highest_dst + 1) as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        );
+        libc::execve(plan.exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        let errno = (*libc::__errno_location()).to_le_bytes();
+        libc::write(report_fd, exec_failed_frame.as_ptr().cast(), exec_failed_frame.len());
+        libc::write(report_fd, errno.as_ptr().cast(), errno.len());
+        libc::_exit(127)
+    }
+}
+
+fn clone_flag_names(flags: CloneFlags) -> String {
+    let names = [
+        (CloneFlags::CLONE_NEWUSER, "CLONE_NEWUSER"),
+        (CloneFlags::CLONE_NEWUTS, "CLONE_NEWUTS"),
+        (CloneFlags::CLONE_NEWPID, "CLONE_NEWPID"),
+        (CloneFlags::CLONE_NEWNS, "CLONE_NEWNS"),
+        (CloneFlags::CLONE_NEWIPC, "CLONE_NEWIPC"),
+        (CloneFlags::CLONE_NEWNET, "CLONE_NEWNET"),
+    ];
+    let v: Vec<&str> = names.iter().filter(|(f, _)| flags.contains(*f)).map(|(_, n)| *n).collect();
+    v.join("|")
+}
+
+/// Sends `sig` through a pidfd (no pid-reuse race).
+pub fn pidfd_kill(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Result<()> {
+    // SAFETY: plain syscall on a valid pidfd; a null siginfo is allowed.
+    let r = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
+    if r < 0 {
+        Err(SysError::new(format!("pidfd_send_signal({sig})"), Errno::last()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Reaps `pid` and returns its raw wait status (as `ExitStatusExt::from_raw` wants it).
+pub fn wait_raw(pid: Pid) -> Result<i32> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok((code & 0xff) << 8),
+            Ok(WaitStatus::Signaled(_, sig, core)) => return Ok(sig as i32 | if core { 0x80 } else { 0 }),
+            Ok(_) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(SysError::new(format!("waitpid({pid})"), e)),
+        }
+    }
+}
+
+/// `mount(2)` with the call spelled out on failure.
+pub fn mount(src: &str, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<()> {
+    nix::mount::mount(Some(src), target, fstype, flags, data).map_err(|e| {
+        SysError::new(
+            format!("mount({src:?}, {:?}, {:?}, {flags:?}, {:?})", target.display().to_string(), fstype.unwrap_or(""), data.unwrap_or("")),
+            e,
+        )
+    })
+}
+
+/// Makes every mount of this (new) mount namespace private, so nothing propagates to the host.
+pub fn make_rprivate() -> Result<()> {
+    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| SysError::new("mount(NULL, \"/\", NULL, MS_REC|MS_PRIVATE, NULL)", e))
+}
+
+/// Bind-mounts `src` on `target` (recursively), read-only when `ro`.
+pub fn bind(src: &Path, target: &Path, ro: bool) -> Result<()> {
+    let s = src.to_string_lossy();
+    mount(&s, target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+    if ro {
+        mount(
+            &s,
+            target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// `chdir(new_root)`, `pivot_root(".", ".")`, detach the old root stacked on top, `chdir("/")`.
+pub fn pivot_root_to(new_root: &Path) -> std::result::Result<(), (bool, SysError)> {
+    nix::unistd::chdir(new_root).map_err(|e| (false, SysError::new(format!("chdir({:?})", new_root.display().to_string()), e)))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| (false, SysError::new("pivot_root(\".\", \".\")", e)))?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH).map_err(|e| (true, SysError::new("umount2(\".\", MNT_DETACH)", e)))?;
+    nix::unistd::chdir("/").map_err(|e| (true, SysError::new("chdir(\"/\")", e)))
+}
+
+/// `sethostname(2)`.
+pub fn sethostname(name: &str) -> Result<()> {
+    nix::unistd::sethostname(name).map_err(|e| SysError::new(format!("sethostname({name:?})"), e))
+}
+
+/// Brings the loopback interface up (`SIOCSIFFLAGS` on `lo` with `IFF_UP`).
+pub fn loopback_up() -> Result<()> {
+    // SAFETY: socket(2) with constant arguments; the fd is owned right after.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return Err(SysError::new("socket(AF_INET, SOCK_DGRAM)", Errno::last()));
+    }
+    // SAFETY: `s` is a new fd owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(s) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, b) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *b as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills the flags member of a valid, named ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(SysError::new("ioctl(SIOCGIFFLAGS, \"lo\")", Errno::last()));
+    }
+    // SAFETY: the flags member of the union is the one SIOCGIFFLAGS just wrote.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the same valid ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(SysError::new("ioctl(SIOCSIFFLAGS, \"lo\", IFF_UP)", Errno::last()));
+    }
+    Ok(())
+}
+
+/// Marks `fd` close-on-exec.
+pub fn set_cloexec(fd: RawFd) -> Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map(drop).map_err(|e| SysError::new(format!("fcntl({fd}, F_SETFD, FD_CLOEXEC)"), e))
+}
+
+extern "C" fn report_fatal_signal(sig: libc::c_int) {
+    let frame = crate::protocol::fatal_signal_frame(sig);
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; the frame lives on this stack.
+    unsafe {
+        libc::write(crate::protocol::REPORT_FD, frame.as_ptr().cast(), frame.len());
+        libc::_exit(128 + sig);
+    }
+}
+
+/// PID 1 ignores signals it has no handler for, even `abort()`'s SIGABRT to itself. This handler
+/// reports the signal on the report fd and exits, so the parent can name it.
+pub fn report_sigabrt() -> Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = SigAction::new(SigHandler::Handler(report_fatal_signal), SaFlags::SA_RESETHAND, SigSet::empty());
+    // SAFETY: the handler only calls async-signal-safe functions.
+    unsafe { sigaction(Signal::SIGABRT, &act) }.map(drop).map_err(|e| SysError::new("sigaction(SIGABRT)", e))
+}
+
+/// `_exit(2)`: ends the process without running destructors or atexit handlers.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// The name of a signal, `SIGSEGV`, or `signal 42` for one nix does not name.
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+/// The report fd of a container child, as a `File`. Call once, in the child only.
+pub fn report_file() -> std::fs::File {
+    // SAFETY: the parent put the write end of the report pipe at REPORT_FD for this process, and
+    // nothing else in the process owns that fd; it is taken once, by the child's entry point.
+    unsafe { std::fs::File::from_raw_fd(crate::protocol::REPORT_FD) }
+}

@@ -1,0 +1,62 @@
+//! The quick start of the README, as a real test target: every test here passes, each in its
+//! own container.
+
+use std::process::Command;
+
+#[nstest::test(hostname = "box", timeout = "10s")]
+fn hostname_is_the_containers() {
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(), "box");
+}
+
+#[nstest::test]
+fn runs_as_pid_one() {
+    assert_eq!(std::process::id(), 1);
+}
+
+#[nstest::test]
+#[should_panic(expected = "boom")]
+fn panics() {
+    panic!("boom")
+}
+
+#[nstest::test]
+#[ignore]
+fn slow() {}
+
+#[nstest::test]
+fn fallible() -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::write("/etc/motd", "written in a container\n")?;
+    Ok(())
+}
+
+#[nstest::test]
+fn default_hostname_comes_from_the_test_name() {
+    let out = Command::new("hostname").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "default-hostname-comes-from-the-test-name");
+    let etc = std::fs::read_to_string("/etc/hostname").unwrap();
+    assert_eq!(etc.trim(), "default-hostname-comes-from-the-test-name");
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+    assert!(hosts.contains("default-hostname-comes-from-the-test-name"), "{hosts}");
+}
+
+#[nstest::test]
+fn ps_shows_only_the_container() {
+    let out = Command::new("ps").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pids: Vec<&str> = text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(pids, ["1", "2"], "only the test (PID 1) and ps itself:\n{text}");
+}
+
+#[nstest::test]
+fn the_root_is_a_fresh_throwaway_view() {
+    assert_eq!(std::env::current_dir().unwrap(), std::path::Path::new("/"));
+    assert!(std::path::Path::new("/bin/sh").exists());
+    std::fs::write("/tmp/x", "y").unwrap();
+    std::fs::write("/bin/new-file", "y").unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    for m in [" / overlay ", " /proc proc ", " /tmp tmpfs ", " /dev tmpfs ", " /sys sysfs ro,"] {
+        assert!(mounts.contains(m), "{m:?} missing from\n{mounts}");
+    }
+}
+
+nstest::main!();
