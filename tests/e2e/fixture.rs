@@ -1,0 +1,179 @@
+//! A real nstest test binary whose tests demonstrate the container and fail on purpose, each
+//! in its own way. Built by `cargo test` as the example `e2e-fixture`; `tests/e2e.rs` runs it
+//! and checks every reported outcome and that the host is untouched.
+//!
+//! Tests named `demo_*` must pass; `fail_*` must fail for the reason `tests/e2e.rs` expects;
+//! `#[ignore]`d ones are driven explicitly (hangs, signals).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Marks processes a test leaves behind, so the host can be searched for them afterwards.
+const ORPHAN_SECONDS: &str = "987654";
+
+#[nstest::test(hostname = "inside")]
+fn demo_hostname_changes_stay_inside() {
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(), "inside");
+    let st = Command::new("hostname").arg("changed-by-test").status().unwrap();
+    assert!(st.success());
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(), "changed-by-test");
+}
+
+#[nstest::test]
+fn demo_pid_one() {
+    assert_eq!(std::process::id(), 1);
+    let status = std::fs::read_to_string("/proc/1/status").unwrap();
+    assert!(status.contains("PPid:\t0"), "{status}");
+}
+
+#[nstest::test]
+fn demo_proc_shows_only_the_container() {
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+        .collect();
+    assert_eq!(pids, [1], "only PID 1 in /proc");
+    let out = Command::new("ps").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 3, "header, the test and ps:\n{text}");
+}
+
+#[nstest::test]
+fn demo_a_writes_a_marker() {
+    std::fs::write("/etc/nstest-marker", "from demo_a").unwrap();
+    std::fs::write("/bin/nstest-marker", "from demo_a").unwrap();
+    assert!(Path::new("/etc/nstest-marker").exists());
+}
+
+#[nstest::test]
+fn demo_b_never_sees_the_marker() {
+    assert!(!Path::new("/etc/nstest-marker").exists());
+    assert!(!Path::new("/bin/nstest-marker").exists());
+}
+
+#[nstest::test]
+fn demo_c_deletes_bin_etc_usr() {
+    for d in ["/bin", "/etc", "/usr", "/sbin"] {
+        std::fs::remove_dir_all(d).unwrap();
+        assert!(!Path::new(d).exists());
+    }
+}
+
+#[nstest::test]
+fn demo_d_has_a_whole_rootfs() {
+    for p in ["/bin/sh", "/etc/passwd", "/usr/bin", "/sbin"] {
+        assert!(Path::new(p).exists(), "{p} is missing");
+    }
+    let out = Command::new("/bin/sh").args(["-c", "echo ok"]).output().unwrap();
+    assert_eq!(out.stdout, b"ok\n");
+}
+
+#[nstest::test]
+fn demo_network_is_loopback_only() {
+    let ifaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(ifaces, ["lo"]);
+    let flags = std::fs::read_to_string("/sys/class/net/lo/flags").unwrap();
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "lo is up");
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+}
+
+#[nstest::test]
+fn demo_dev_and_tmp() {
+    for d in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "fd"] {
+        assert!(Path::new("/dev").join(d).symlink_metadata().is_ok(), "/dev/{d} missing");
+    }
+    std::fs::write("/dev/null", "x").unwrap();
+    let entries = std::fs::read_dir("/tmp").unwrap().count();
+    assert_eq!(entries, 0, "a fresh /tmp");
+    assert!(std::fs::write("/sys/kernel/x", "y").is_err(), "/sys is read-only");
+}
+
+#[nstest::test]
+fn demo_orphans_left_running() {
+    // A plain child and a double-forked daemon, neither waited for: they die with the container.
+    Command::new("sleep").arg(ORPHAN_SECONDS).stdout(Stdio::null()).spawn().unwrap();
+    Command::new("sh").args(["-c", &format!("sleep {ORPHAN_SECONDS} &")]).status().unwrap();
+}
+
+#[nstest::test]
+fn fail_panic() {
+    panic!("plain panic message");
+}
+
+#[nstest::test]
+fn fail_err() -> Result<(), String> {
+    Err("custom error value".to_string())
+}
+
+#[nstest::test]
+#[should_panic(expected = "wanted text")]
+fn fail_should_panic_mismatch() {
+    panic!("other text");
+}
+
+#[nstest::test]
+#[should_panic]
+fn fail_should_panic_without_panic() {}
+
+#[nstest::test]
+fn fail_segfault() {
+    // SAFETY: not safe at all: this test exists to crash with SIGSEGV.
+    unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
+}
+
+#[nstest::test]
+fn fail_abort() {
+    std::process::abort();
+}
+
+#[nstest::test]
+fn fail_exit_zero() {
+    std::process::exit(0);
+}
+
+#[nstest::test(timeout = "500ms")]
+fn fail_timeout() {
+    Command::new("sleep").arg(ORPHAN_SECONDS).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(600));
+}
+
+#[nstest::test]
+fn fail_forged_stdout() {
+    // libtest's words and a well-formed report frame saying "passed", on stdout and stderr.
+    let passed_frame: &[u8] = b"NSTR\x01\x04\x01\x00\x00\x00\x00";
+    use std::io::Write;
+    for mut w in [Box::new(std::io::stdout()) as Box<dyn Write>, Box::new(std::io::stderr())] {
+        w.write_all(b"test fail_forged_stdout ... ok\ntest result: ok. 1 passed; 0 failed\n").unwrap();
+        w.write_all(passed_frame).unwrap();
+        w.flush().unwrap();
+    }
+    std::process::exit(3);
+}
+
+#[nstest::test]
+fn fail_flood_of_output() {
+    let line = "x".repeat(1023) + "\n";
+    let mut out = std::io::stdout().lock();
+    for _ in 0..100 * 1024 {
+        std::io::Write::write_all(&mut out, line.as_bytes()).unwrap();
+    }
+    drop(out);
+    panic!("after 100 MB of output");
+}
+
+#[nstest::test(rootfs = "does/not/exist.tar.gz")]
+fn fail_missing_rootfs() {}
+
+#[nstest::test]
+#[ignore]
+fn hangs_with_a_child() {
+    Command::new("sleep").arg(ORPHAN_SECONDS).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(600));
+}
+
+nstest::main!();
