@@ -12,7 +12,12 @@ use std::sync::Arc;
 use super::RootfsError;
 
 /// Where distributions put busybox; `PATH` is searched after these.
-const CANDIDATES: [&str; 4] = ["/bin/busybox", "/usr/bin/busybox", "/sbin/busybox", "/usr/sbin/busybox"];
+const CANDIDATES: [&str; 4] = [
+    "/bin/busybox",
+    "/usr/bin/busybox",
+    "/sbin/busybox",
+    "/usr/sbin/busybox",
+];
 
 /// Directories of Alpine's minirootfs, with their modes.
 const DIRS: [(&str, u32); 27] = [
@@ -61,16 +66,29 @@ const FILES: [(&str, &str); 7] = [
 /// The first static busybox on this host, if any.
 pub fn find() -> Option<PathBuf> {
     let path_dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("busybox")).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("busybox"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
-    CANDIDATES.iter().map(PathBuf::from).chain(path_dirs).find(|p| is_static_elf(p))
+    CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .chain(path_dirs)
+        .find(|p| is_static_elf(p))
 }
 
 /// True for an ELF executable without an interpreter (`PT_INTERP`), i.e. statically linked.
 pub fn is_static_elf(path: &Path) -> bool {
     let mut head = Vec::new();
-    let Ok(f) = fs::File::open(path) else { return false };
-    if f.take(64 * 1024).read_to_end(&mut head).is_err() || head.len() < 64 || head[..4] != *b"\x7fELF" {
+    let Ok(f) = fs::File::open(path) else {
+        return false;
+    };
+    if f.take(64 * 1024).read_to_end(&mut head).is_err()
+        || head.len() < 64
+        || head[..4] != *b"\x7fELF"
+    {
         return false;
     }
     if head[4] != 2 || head[5] != 1 {
@@ -90,7 +108,10 @@ pub fn is_static_elf(path: &Path) -> bool {
 pub fn build(busybox: &Path, dest: &Path) -> Result<(), RootfsError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |e| RootfsError::Cache { path: path.clone(), source: Arc::new(e) }
+        move |e| RootfsError::Cache {
+            path: path.clone(),
+            source: Arc::new(e),
+        }
     };
     for (dir, mode) in DIRS {
         let p = dest.join(dir);
@@ -98,21 +119,33 @@ pub fn build(busybox: &Path, dest: &Path) -> Result<(), RootfsError> {
         fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io(&p))?;
     }
     let bin = dest.join("bin/busybox");
-    fs::copy(busybox, &bin).map_err(|e| RootfsError::Busybox { path: busybox.into(), source: Arc::new(e) })?;
+    fs::copy(busybox, &bin).map_err(|e| RootfsError::Busybox {
+        path: busybox.into(),
+        source: Arc::new(e),
+    })?;
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).map_err(io(&bin))?;
 
     let out = Command::new(busybox)
         .arg("--list-full")
         .output()
-        .map_err(|e| RootfsError::Busybox { path: busybox.into(), source: Arc::new(e) })?;
+        .map_err(|e| RootfsError::Busybox {
+            path: busybox.into(),
+            source: Arc::new(e),
+        })?;
     let list = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || list.lines().count() < 10 {
         return Err(RootfsError::Busybox {
             path: busybox.into(),
-            source: Arc::new(std::io::Error::other("`busybox --list-full` did not list the applets")),
+            source: Arc::new(std::io::Error::other(
+                "`busybox --list-full` did not list the applets",
+            )),
         });
     }
-    for applet in list.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "bin/busybox") {
+    for applet in list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "bin/busybox")
+    {
         let link = dest.join(applet);
         if applet.contains("..") || applet.starts_with('/') || link.symlink_metadata().is_ok() {
             continue;

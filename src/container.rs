@@ -75,7 +75,8 @@ impl Container {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.argv.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.argv
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -165,6 +166,10 @@ impl Container {
                 None => Error::DiedDuringSetup(finished.status),
             });
         }
-        Ok(Output { status: finished.status, stdout: finished.stdout.into_bytes(), stderr: finished.stderr.into_bytes() })
+        Ok(Output {
+            status: finished.status,
+            stdout: finished.stdout.into_bytes(),
+            stderr: finished.stderr.into_bytes(),
+        })
     }
 }

@@ -68,7 +68,7 @@ impl fmt::Display for Error {
             }
             Self::Host(e) => write!(f, "host-side call failed: {e}"),
             Self::Setup { step, detail, errno } => {
-                write!(f, "container setup failed at step {step}: {detail} => {errno} ({})", errno.desc())?;
+                write!(f, "container setup failed at step {step}: {detail} => {errno:?} ({})", errno.desc())?;
                 if matches!(errno, Errno::EPERM | Errno::EACCES) {
                     f.write_str(": not permitted; nstest needs root or a user namespace (docs/privileges.md)")?;
                 }
@@ -119,7 +119,11 @@ pub(crate) fn describe_status(status: ExitStatus) -> String {
         (None, Some(sig)) => format!(
             "killed by signal {}{}",
             crate::sys::signal_name(sig),
-            if status.core_dumped() { " (core dumped)" } else { "" }
+            if status.core_dumped() {
+                " (core dumped)"
+            } else {
+                ""
+            }
         ),
         _ => format!("{status}"),
     }

@@ -30,7 +30,10 @@ pub fn main() -> ! {
     let nocapture = args.nocapture;
     let trials = tests
         .into_iter()
-        .map(|desc| Trial::test(desc.name(), move || run_test(desc, nocapture)).with_ignored_flag(desc.ignore))
+        .map(|desc| {
+            Trial::test(desc.name(), move || run_test(desc, nocapture))
+                .with_ignored_flag(desc.ignore)
+        })
         .collect();
     libtest_mimic::run(&args, trials).exit()
 }
@@ -45,16 +48,29 @@ fn run_test(desc: &'static TestDesc, nocapture: bool) -> Result<(), Failed> {
     };
     let timeout = match desc.timeout_ms {
         Some(ms) => Duration::from_millis(ms),
-        None => spec::env_timeout().map_err(|e| error(e.into()))?.unwrap_or(DEFAULT_TIMEOUT),
+        None => spec::env_timeout()
+            .map_err(|e| error(e.into()))?
+            .unwrap_or(DEFAULT_TIMEOUT),
     };
-    let hostname = desc.hostname.map(str::to_string).unwrap_or_else(|| spec::hostname_for_test(desc.fn_name));
-    let (stdout, stderr) = if nocapture { (Out::Inherit, Out::Inherit) } else { (Out::Pipe, Out::SameAsStdout) };
+    let hostname = desc
+        .hostname
+        .map(str::to_string)
+        .unwrap_or_else(|| spec::hostname_for_test(desc.fn_name));
+    let (stdout, stderr) = if nocapture {
+        (Out::Inherit, Out::Inherit)
+    } else {
+        (Out::Pipe, Out::SameAsStdout)
+    };
     let finished = Launch {
         rootfs: &rootfs,
         base_dir,
         hostname: &hostname,
         run: RunSpec::Test(desc.name()),
-        stdio: StdioSetup { stdin_null: true, stdout, stderr },
+        stdio: StdioSetup {
+            stdin_null: true,
+            stdout,
+            stderr,
+        },
         timeout: Some(timeout),
         capture_limit: Some(CAPTURE_LIMIT),
     }
@@ -67,7 +83,11 @@ fn run_test(desc: &'static TestDesc, nocapture: bool) -> Result<(), Failed> {
         if out.is_empty() {
             Failed::from(msg)
         } else {
-            Failed::from(format!("{}{}{msg}", out, if out.ends_with('\n') { "" } else { "\n" }))
+            Failed::from(format!(
+                "{}{}{msg}",
+                out,
+                if out.ends_with('\n') { "" } else { "\n" }
+            ))
         }
     };
     match verdict {

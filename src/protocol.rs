@@ -94,7 +94,10 @@ const STEPS: [Step; 17] = [
 
 impl Step {
     fn to_u8(self) -> u8 {
-        STEPS.iter().position(|s| *s == self).expect("every step is listed") as u8
+        STEPS
+            .iter()
+            .position(|s| *s == self)
+            .expect("every step is listed") as u8
     }
     fn from_u8(b: u8) -> Option<Self> {
         STEPS.get(b as usize).copied()
@@ -114,7 +117,10 @@ pub enum Outcome {
     /// Returned `()`/`Ok(())`, or panicked as `#[should_panic]` wanted.
     Passed,
     /// Panicked without `#[should_panic]`.
-    Panicked { message: String, location: Option<String> },
+    Panicked {
+        message: String,
+        location: Option<String>,
+    },
     /// Returned `Err(e)`; `e` formatted with `{:?}`.
     ReturnedErr { debug: String },
     /// `#[should_panic]`, but it returned.
@@ -132,7 +138,11 @@ pub enum Message {
     /// Something the user should hear once per run, e.g. the overlay fallback.
     Note(String),
     /// The container could not be set up.
-    SetupFailed { step: Step, detail: String, errno: i32 },
+    SetupFailed {
+        step: Step,
+        detail: String,
+        errno: i32,
+    },
     /// The test's outcome.
     Outcome(Outcome),
     /// PID 1 caught a fatal signal it would otherwise ignore (SIGABRT from `abort()`).
@@ -149,7 +159,11 @@ impl Message {
                 put_str(&mut p, s);
                 KIND_NOTE
             }
-            Self::SetupFailed { step, detail, errno } => {
+            Self::SetupFailed {
+                step,
+                detail,
+                errno,
+            } => {
                 p.push(step.to_u8());
                 put_str(&mut p, detail);
                 p.extend_from_slice(&errno.to_le_bytes());
@@ -249,7 +263,10 @@ impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadMagic => f.write_str("report stream does not start with a frame"),
-            Self::Version(v) => write!(f, "report frame of protocol version {v}, expected {VERSION}"),
+            Self::Version(v) => write!(
+                f,
+                "report frame of protocol version {v}, expected {VERSION}"
+            ),
             Self::UnknownKind(k) => write!(f, "report frame of unknown kind {k}"),
             Self::TooLarge(n) => write!(f, "report frame of {n} bytes is over the limit"),
             Self::Malformed => f.write_str("malformed report frame"),
@@ -363,10 +380,16 @@ fn decode_payload(kind: u8, payload: &[u8]) -> Result<Message, ProtocolError> {
         },
         KIND_OUTCOME => Message::Outcome(match r.u8()? {
             0 => Outcome::Passed,
-            1 => Outcome::Panicked { message: r.string()?, location: r.opt()? },
+            1 => Outcome::Panicked {
+                message: r.string()?,
+                location: r.opt()?,
+            },
             2 => Outcome::ReturnedErr { debug: r.string()? },
             3 => Outcome::DidNotPanic { expected: r.opt()? },
-            4 => Outcome::WrongPanic { message: r.string()?, expected: r.string()? },
+            4 => Outcome::WrongPanic {
+                message: r.string()?,
+                expected: r.string()?,
+            },
             _ => return Err(ProtocolError::Malformed),
         }),
         KIND_FATAL_SIGNAL => Message::FatalSignal(r.i32()?),
@@ -455,7 +478,9 @@ impl ChildSpec {
         if v != VERSION {
             return Err(ProtocolError::Version(v));
         }
-        let path = |r: &mut Reader| Ok::<_, ProtocolError>(PathBuf::from(OsString::from_vec(r.bytes()?.to_vec())));
+        let path = |r: &mut Reader| {
+            Ok::<_, ProtocolError>(PathBuf::from(OsString::from_vec(r.bytes()?.to_vec())))
+        };
         let scratch = path(&mut r)?;
         let base = match r.u8()? {
             0 => BaseSpec::Lower(path(&mut r)?),
@@ -476,7 +501,13 @@ impl ChildSpec {
             _ => return Err(ProtocolError::Malformed),
         };
         r.end()?;
-        Ok(Self { scratch, base, overlay, hostname, run })
+        Ok(Self {
+            scratch,
+            base,
+            overlay,
+            hostname,
+            run,
+        })
     }
 }
 
@@ -488,14 +519,31 @@ mod tests {
         vec![
             Message::SetupDone,
             Message::Note("overlayfs refused".into()),
-            Message::SetupFailed { step: Step::PivotRoot, detail: "pivot_root(\".\", \".\")".into(), errno: 1 },
+            Message::SetupFailed {
+                step: Step::PivotRoot,
+                detail: "pivot_root(\".\", \".\")".into(),
+                errno: 1,
+            },
             Message::Outcome(Outcome::Passed),
-            Message::Outcome(Outcome::Panicked { message: "boom".into(), location: Some("a.rs:1:2".into()) }),
-            Message::Outcome(Outcome::Panicked { message: "".into(), location: None }),
-            Message::Outcome(Outcome::ReturnedErr { debug: "Custom { kind: Other }".into() }),
-            Message::Outcome(Outcome::DidNotPanic { expected: Some("x".into()) }),
+            Message::Outcome(Outcome::Panicked {
+                message: "boom".into(),
+                location: Some("a.rs:1:2".into()),
+            }),
+            Message::Outcome(Outcome::Panicked {
+                message: "".into(),
+                location: None,
+            }),
+            Message::Outcome(Outcome::ReturnedErr {
+                debug: "Custom { kind: Other }".into(),
+            }),
+            Message::Outcome(Outcome::DidNotPanic {
+                expected: Some("x".into()),
+            }),
             Message::Outcome(Outcome::DidNotPanic { expected: None }),
-            Message::Outcome(Outcome::WrongPanic { message: "a".into(), expected: "b".into() }),
+            Message::Outcome(Outcome::WrongPanic {
+                message: "a".into(),
+                expected: "b".into(),
+            }),
             Message::FatalSignal(6),
         ]
     }
@@ -575,7 +623,11 @@ mod tests {
                 base: BaseSpec::Host,
                 overlay: false,
                 hostname: "h".into(),
-                run: RunSpec::Command(vec!["/bin/sh".into(), "-c".into(), OsString::from_vec(vec![0xff, b'a'])]),
+                run: RunSpec::Command(vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    OsString::from_vec(vec![0xff, b'a']),
+                ]),
             },
         ] {
             assert_eq!(ChildSpec::decode(&spec.encode()), Ok(spec));

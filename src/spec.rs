@@ -175,7 +175,13 @@ pub fn validate_hostname(s: &str) -> Result<(), SpecError> {
 pub fn hostname_for_test(fn_name: &str) -> String {
     let mut h: String = fn_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     h.truncate(63);
     let h = h.trim_matches('-');
@@ -205,7 +211,17 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        for bad in ["", "10", "s", "1.5s", "-1s", "10 s", "0s", "10h", "99999999999999999999m"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 s",
+            "0s",
+            "10h",
+            "99999999999999999999m",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should not parse");
         }
     }
@@ -219,7 +235,10 @@ mod tests {
 
     #[test]
     fn hostnames() {
-        assert_eq!(hostname_for_test("hostname_is_the_containers"), "hostname-is-the-containers");
+        assert_eq!(
+            hostname_for_test("hostname_is_the_containers"),
+            "hostname-is-the-containers"
+        );
         assert_eq!(hostname_for_test("__x__"), "x");
         assert_eq!(hostname_for_test("_"), "nstest");
         assert_eq!(hostname_for_test(&"a".repeat(80)).len(), 63);
@@ -233,15 +252,27 @@ mod tests {
     #[test]
     fn rootfs_strings() {
         let base = Path::new("/pkg");
-        assert_eq!(RootfsSource::parse("builtin:busybox", base), Ok(RootfsSource::Busybox));
-        assert_eq!(RootfsSource::parse("builtin:host", base), Ok(RootfsSource::Host));
+        assert_eq!(
+            RootfsSource::parse("builtin:busybox", base),
+            Ok(RootfsSource::Busybox)
+        );
+        assert_eq!(
+            RootfsSource::parse("builtin:host", base),
+            Ok(RootfsSource::Host)
+        );
         assert!(RootfsSource::parse("builtin:debian", base).is_err());
         assert_eq!(
             RootfsSource::parse("r/alpine.tar.gz", base),
             Ok(RootfsSource::TarGz("/pkg/r/alpine.tar.gz".into()))
         );
-        assert_eq!(RootfsSource::parse("/a.tar", base), Ok(RootfsSource::Tar("/a.tar".into())));
-        assert_eq!(RootfsSource::parse("/nonexistent/root", base), Ok(RootfsSource::Dir("/nonexistent/root".into())));
+        assert_eq!(
+            RootfsSource::parse("/a.tar", base),
+            Ok(RootfsSource::Tar("/a.tar".into()))
+        );
+        assert_eq!(
+            RootfsSource::parse("/nonexistent/root", base),
+            Ok(RootfsSource::Dir("/nonexistent/root".into()))
+        );
         assert!(RootfsSource::parse("/nonexistent/x.zip", base).is_err());
     }
 }

@@ -25,13 +25,22 @@ pub struct SysError {
 
 impl SysError {
     pub(crate) fn new(call: impl Into<String>, errno: Errno) -> Self {
-        Self { call: call.into(), errno }
+        Self {
+            call: call.into(),
+            errno,
+        }
     }
 }
 
 impl fmt::Display for SysError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} => {} ({})", self.call, self.errno, self.errno.desc())
+        write!(
+            f,
+            "{} => {:?} ({})",
+            self.call,
+            self.errno,
+            self.errno.desc()
+        )
     }
 }
 
@@ -41,7 +50,8 @@ type Result<T> = std::result::Result<T, SysError>;
 
 /// A pipe, both ends close-on-exec: `(read, write)`.
 pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SysError::new("pipe2(O_CLOEXEC)", e))
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| SysError::new("pipe2(O_CLOEXEC)", e))
 }
 
 /// `/dev/null` opened read-write, close-on-exec.
@@ -96,7 +106,9 @@ pub fn clone_exec(
     envp.push(std::ptr::null());
     let highest_dst = fds.iter().map(|&(_, d)| d).max().unwrap_or(2);
     let mut pidfd: libc::c_int = -1;
-    let all = flags.bits() as libc::c_ulong | libc::CLONE_PIDFD as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    let all = flags.bits() as libc::c_ulong
+        | libc::CLONE_PIDFD as libc::c_ulong
+        | libc::SIGCHLD as libc::c_ulong;
     // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a copy of this
     // address space. CLONE_PIDFD stores the pidfd into `pidfd`, which outlives the call. In the
     // child (ret == 0) only async-signal-safe system calls run before execve or _exit: no
@@ -112,15 +124,32 @@ pub fn clone_exec(
         )
     };
     if ret < 0 {
-        return Err(SysError::new(format!("clone({})", clone_flag_names(flags)), Errno::last()));
+        return Err(SysError::new(
+            format!("clone({})", clone_flag_names(flags)),
+            Errno::last(),
+        ));
     }
     if ret == 0 {
         // SAFETY: we are the clone child; see above. `child_exec` never returns.
-        unsafe { child_exec(plan, &argv, &envp, fds, life, report_fd, highest_dst, exec_failed_frame) }
+        unsafe {
+            child_exec(
+                plan,
+                &argv,
+                &envp,
+                fds,
+                life,
+                report_fd,
+                highest_dst,
+                exec_failed_frame,
+            )
+        }
     }
     // SAFETY: the kernel stored a new pidfd owned by nobody else.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    Ok(Cloned { pid: Pid::from_raw(ret as i32), pidfd })
+    Ok(Cloned {
+        pid: Pid::from_raw(ret as i32),
+        pidfd,
+    })
 }
 
 /// The clone child's path to `execve`.
@@ -139,12 +168,22 @@ unsafe fn child_exec(
     highest_dst: RawFd,
     exec_failed_frame: &[u8],
 ) -> ! {
-    // SAFETY (whole body): raw, async-signal-safe system calls on fds and pointers the parent
-    // prepared; no allocation. Failure of any step ends the child with _exit.
+    // SAFETY: raw, async-signal-safe system calls on fds and pointers the parent prepared; no
+    // allocation, no locks. Failure of any step ends the child with _exit.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         libc::close(life.1);
-        let mut p = libc::pollfd { fd: life.0, events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd: life.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         if libc::poll(&mut p, 1, 0) != 0 {
             // The parent died before PR_SET_PDEATHSIG took effect.
             libc::_exit(1);
@@ -170,7 +209,11 @@ unsafe fn child_exec(
         );
         libc::execve(plan.exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
         let errno = (*libc::__errno_location()).to_le_bytes();
-        libc::write(report_fd, exec_failed_frame.as_ptr().cast(), exec_failed_frame.len());
+        libc::write(
+            report_fd,
+            exec_failed_frame.as_ptr().cast(),
+            exec_failed_frame.len(),
+        );
         libc::write(report_fd, errno.as_ptr().cast(), errno.len());
         libc::_exit(127)
     }
@@ -185,7 +228,11 @@ fn clone_flag_names(flags: CloneFlags) -> String {
         (CloneFlags::CLONE_NEWIPC, "CLONE_NEWIPC"),
         (CloneFlags::CLONE_NEWNET, "CLONE_NEWNET"),
     ];
-    let v: Vec<&str> = names.iter().filter(|(f, _)| flags.contains(*f)).map(|(_, n)| *n).collect();
+    let v: Vec<&str> = names
+        .iter()
+        .filter(|(f, _)| flags.contains(*f))
+        .map(|(_, n)| *n)
+        .collect();
     v.join("|")
 }
 
@@ -193,10 +240,19 @@ fn clone_flag_names(flags: CloneFlags) -> String {
 pub fn pidfd_kill(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Result<()> {
     // SAFETY: plain syscall on a valid pidfd; a null siginfo is allowed.
     let r = unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0)
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
     };
     if r < 0 {
-        Err(SysError::new(format!("pidfd_send_signal({sig})"), Errno::last()))
+        Err(SysError::new(
+            format!("pidfd_send_signal({sig})"),
+            Errno::last(),
+        ))
     } else {
         Ok(())
     }
@@ -208,7 +264,9 @@ pub fn wait_raw(pid: Pid) -> Result<i32> {
     loop {
         match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok((code & 0xff) << 8),
-            Ok(WaitStatus::Signaled(_, sig, core)) => return Ok(sig as i32 | if core { 0x80 } else { 0 }),
+            Ok(WaitStatus::Signaled(_, sig, core)) => {
+                return Ok(sig as i32 | if core { 0x80 } else { 0 })
+            }
             Ok(_) => continue,
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(SysError::new(format!("waitpid({pid})"), e)),
@@ -217,10 +275,21 @@ pub fn wait_raw(pid: Pid) -> Result<i32> {
 }
 
 /// `mount(2)` with the call spelled out on failure.
-pub fn mount(src: &str, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<()> {
+pub fn mount(
+    src: &str,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
     nix::mount::mount(Some(src), target, fstype, flags, data).map_err(|e| {
         SysError::new(
-            format!("mount({src:?}, {:?}, {:?}, {flags:?}, {:?})", target.display().to_string(), fstype.unwrap_or(""), data.unwrap_or("")),
+            format!(
+                "mount({src:?}, {:?}, {:?}, {flags:?}, {:?})",
+                target.display().to_string(),
+                fstype.unwrap_or(""),
+                data.unwrap_or("")
+            ),
             e,
         )
     })
@@ -228,8 +297,14 @@ pub fn mount(src: &str, target: &Path, fstype: Option<&str>, flags: MsFlags, dat
 
 /// Makes every mount of this (new) mount namespace private, so nothing propagates to the host.
 pub fn make_rprivate() -> Result<()> {
-    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| SysError::new("mount(NULL, \"/\", NULL, MS_REC|MS_PRIVATE, NULL)", e))
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| SysError::new("mount(NULL, \"/\", NULL, MS_REC|MS_PRIVATE, NULL)", e))
 }
 
 /// Bind-mounts `src` on `target` (recursively), read-only when `ro`.
@@ -241,7 +316,11 @@ pub fn bind(src: &Path, target: &Path, ro: bool) -> Result<()> {
             &s,
             target,
             None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV,
             None,
         )?;
     }
@@ -250,9 +329,16 @@ pub fn bind(src: &Path, target: &Path, ro: bool) -> Result<()> {
 
 /// `chdir(new_root)`, `pivot_root(".", ".")`, detach the old root stacked on top, `chdir("/")`.
 pub fn pivot_root_to(new_root: &Path) -> std::result::Result<(), (bool, SysError)> {
-    nix::unistd::chdir(new_root).map_err(|e| (false, SysError::new(format!("chdir({:?})", new_root.display().to_string()), e)))?;
-    nix::unistd::pivot_root(".", ".").map_err(|e| (false, SysError::new("pivot_root(\".\", \".\")", e)))?;
-    nix::mount::umount2(".", MntFlags::MNT_DETACH).map_err(|e| (true, SysError::new("umount2(\".\", MNT_DETACH)", e)))?;
+    nix::unistd::chdir(new_root).map_err(|e| {
+        (
+            false,
+            SysError::new(format!("chdir({:?})", new_root.display().to_string()), e),
+        )
+    })?;
+    nix::unistd::pivot_root(".", ".")
+        .map_err(|e| (false, SysError::new("pivot_root(\".\", \".\")", e)))?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH)
+        .map_err(|e| (true, SysError::new("umount2(\".\", MNT_DETACH)", e)))?;
     nix::unistd::chdir("/").map_err(|e| (true, SysError::new("chdir(\"/\")", e)))
 }
 
@@ -283,7 +369,10 @@ pub fn loopback_up() -> Result<()> {
     unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
     // SAFETY: SIOCSIFFLAGS reads the same valid ifreq.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
-        return Err(SysError::new("ioctl(SIOCSIFFLAGS, \"lo\", IFF_UP)", Errno::last()));
+        return Err(SysError::new(
+            "ioctl(SIOCSIFFLAGS, \"lo\", IFF_UP)",
+            Errno::last(),
+        ));
     }
     Ok(())
 }
@@ -291,14 +380,20 @@ pub fn loopback_up() -> Result<()> {
 /// Marks `fd` close-on-exec.
 pub fn set_cloexec(fd: RawFd) -> Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map(drop).map_err(|e| SysError::new(format!("fcntl({fd}, F_SETFD, FD_CLOEXEC)"), e))
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map(drop)
+        .map_err(|e| SysError::new(format!("fcntl({fd}, F_SETFD, FD_CLOEXEC)"), e))
 }
 
 extern "C" fn report_fatal_signal(sig: libc::c_int) {
     let frame = crate::protocol::fatal_signal_frame(sig);
     // SAFETY: write(2) and _exit(2) are async-signal-safe; the frame lives on this stack.
     unsafe {
-        libc::write(crate::protocol::REPORT_FD, frame.as_ptr().cast(), frame.len());
+        libc::write(
+            crate::protocol::REPORT_FD,
+            frame.as_ptr().cast(),
+            frame.len(),
+        );
         libc::_exit(128 + sig);
     }
 }
@@ -307,9 +402,15 @@ extern "C" fn report_fatal_signal(sig: libc::c_int) {
 /// reports the signal on the report fd and exits, so the parent can name it.
 pub fn report_sigabrt() -> Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = SigAction::new(SigHandler::Handler(report_fatal_signal), SaFlags::SA_RESETHAND, SigSet::empty());
+    let act = SigAction::new(
+        SigHandler::Handler(report_fatal_signal),
+        SaFlags::SA_RESETHAND,
+        SigSet::empty(),
+    );
     // SAFETY: the handler only calls async-signal-safe functions.
-    unsafe { sigaction(Signal::SIGABRT, &act) }.map(drop).map_err(|e| SysError::new("sigaction(SIGABRT)", e))
+    unsafe { sigaction(Signal::SIGABRT, &act) }
+        .map(drop)
+        .map_err(|e| SysError::new("sigaction(SIGABRT)", e))
 }
 
 /// `_exit(2)`: ends the process without running destructors or atexit handlers.
@@ -320,7 +421,9 @@ pub fn exit_now(code: i32) -> ! {
 
 /// The name of a signal, `SIGSEGV`, or `signal 42` for one nix does not name.
 pub fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("signal {sig}"))
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
 }
 
 /// The report fd of a container child, as a `File`. Call once, in the child only.

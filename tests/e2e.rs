@@ -3,20 +3,48 @@
 //! what a killed harness leaves behind. Needs root, like nstest itself.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
+
+use nix::fcntl::{Flock, FlockArg};
 use std::time::{Duration, Instant};
 
-/// Host-wide checks must not see another fixture run's containers.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// Host-wide checks must not see another fixture run's containers: one run at a time, across
+/// threads (`cargo test`) and processes (`cargo nextest run`).
+fn serial() -> (MutexGuard<'static, ()>, Flock<File>) {
+    static IN_PROCESS: Mutex<()> = Mutex::new(());
+    let guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap();
+    (
+        guard,
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .unwrap(),
+    )
+}
 
 const ORPHAN_MARK: &str = "987654";
 
 fn fixture() -> PathBuf {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let exe = deps.parent().unwrap().join("examples").join("e2e-fixture");
-    assert!(exe.exists(), "{} not built (cargo test builds it)", exe.display());
+    assert!(
+        exe.exists(),
+        "{} not built (cargo test builds it)",
+        exe.display()
+    );
     exe
 }
 
@@ -40,14 +68,21 @@ fn host_state() -> HostState {
         .lines()
         .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
         .collect();
-    HostState { hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), mounts }
+    HostState {
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        mounts,
+    }
 }
 
 /// Processes on the host whose command line contains `needle`.
 fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()).is_none() {
+        if e.file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+            .is_none()
+        {
             continue;
         }
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
@@ -71,10 +106,16 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 /// Checks that nothing of a finished run is left on the host: processes, mounts, hostname,
 /// temp files, half-built cache entries.
 fn assert_host_clean(before: &HostState, tmp: &Path, cache: &Path) {
-    wait_until("the containers' processes to be gone", Duration::from_secs(5), || {
-        processes_with(ORPHAN_MARK).is_empty() && processes_with("e2e-fixture").is_empty()
-    });
-    assert_eq!(&host_state(), before, "the host's hostname or mount table changed");
+    wait_until(
+        "the containers' processes to be gone",
+        Duration::from_secs(5),
+        || processes_with(ORPHAN_MARK).is_empty() && processes_with("e2e-fixture").is_empty(),
+    );
+    assert_eq!(
+        &host_state(),
+        before,
+        "the host's hostname or mount table changed"
+    );
     let left: Vec<_> = std::fs::read_dir(tmp).unwrap().collect();
     assert!(left.is_empty(), "temp files left behind: {left:?}");
     for sub in ["tmp", "mnt"] {
@@ -91,20 +132,30 @@ struct Run {
 
 impl Run {
     fn text(&self) -> String {
-        format!("{}{}", String::from_utf8_lossy(&self.output.stdout), String::from_utf8_lossy(&self.output.stderr))
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&self.output.stdout),
+            String::from_utf8_lossy(&self.output.stderr)
+        )
     }
     fn outcome(&self, test: &str) -> &str {
-        self.outcomes.get(test).map(String::as_str).unwrap_or_else(|| panic!("no outcome for {test}:\n{}", self.text()))
+        self.outcomes
+            .get(test)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("no outcome for {test}:\n{}", self.text()))
     }
     fn message(&self, test: &str) -> &str {
-        self.messages.get(test).map(String::as_str).unwrap_or_else(|| panic!("no failure message for {test}"))
+        self.messages
+            .get(test)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("no failure message for {test}"))
     }
 }
 
 /// Runs the fixture with `args` and `env` in a fresh TMPDIR and cache, and checks the host
 /// is clean afterwards.
 fn run_fixture(name: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let tmp = scratch(&format!("{name}-tmp"));
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
     let before = host_state();
@@ -129,7 +180,10 @@ fn run_fixture(name: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut messages = BTreeMap::new();
     let mut current: Option<(String, String)> = None;
     for line in stdout.lines() {
-        if let Some(test) = line.strip_prefix("---- ").and_then(|l| l.strip_suffix(" ----")) {
+        if let Some(test) = line
+            .strip_prefix("---- ")
+            .and_then(|l| l.strip_suffix(" ----"))
+        {
             if let Some((t, m)) = current.take() {
                 messages.insert(t, m);
             }
@@ -143,14 +197,21 @@ fn run_fixture(name: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
             m.push('\n');
         }
     }
-    Run { output, outcomes, messages }
+    Run {
+        output,
+        outcomes,
+        messages,
+    }
 }
 
 #[test]
 fn every_outcome_is_reported_for_the_right_reason() {
     let run = run_fixture("all", &["--test-threads", "2"], &[]);
     let text = run.text();
-    assert!(!run.output.status.success(), "the fixture has failing tests:\n{text}");
+    assert!(
+        !run.output.status.success(),
+        "the fixture has failing tests:\n{text}"
+    );
     for (test, outcome) in &run.outcomes {
         let expected = if test.starts_with("demo_") {
             "ok"
@@ -159,30 +220,60 @@ fn every_outcome_is_reported_for_the_right_reason() {
         } else {
             "ignored"
         };
-        assert_eq!(outcome, expected, "{test}:\n{}", run.messages.get(test).map(String::as_str).unwrap_or(&text));
+        assert_eq!(
+            outcome,
+            expected,
+            "{test}:\n{}",
+            run.messages.get(test).map(String::as_str).unwrap_or(&text)
+        );
     }
     assert_eq!(run.outcomes.len(), 22, "{text}");
     let reasons = [
         ("fail_panic", "test panicked at tests/e2e/fixture.rs"),
         ("fail_panic", "plain panic message"),
         ("fail_err", "test returned an error: \"custom error value\""),
-        ("fail_should_panic_mismatch", "panic did not contain expected string"),
+        (
+            "fail_should_panic_mismatch",
+            "panic did not contain expected string",
+        ),
         ("fail_should_panic_mismatch", "\"wanted text\""),
-        ("fail_should_panic_without_panic", "test did not panic as expected"),
+        (
+            "fail_should_panic_without_panic",
+            "test did not panic as expected",
+        ),
         ("fail_segfault", "killed by signal SIGSEGV"),
         ("fail_abort", "killed by signal SIGABRT"),
-        ("fail_exit_zero", "exited with code 0 before reporting a result"),
+        (
+            "fail_exit_zero",
+            "exited with code 0 before reporting a result",
+        ),
         ("fail_timeout", "timed out after 500ms"),
-        ("fail_forged_stdout", "exited with code 3 before reporting a result"),
+        (
+            "fail_forged_stdout",
+            "exited with code 3 before reporting a result",
+        ),
         ("fail_flood_of_output", "after 100 MB of output"),
         ("fail_flood_of_output", "nstest left out"),
-        ("fail_missing_rootfs", "nstest could not run this test: rootfs"),
-        ("fail_missing_rootfs", "does/not/exist.tar.gz does not exist"),
+        (
+            "fail_missing_rootfs",
+            "nstest could not run this test: rootfs",
+        ),
+        (
+            "fail_missing_rootfs",
+            "does/not/exist.tar.gz does not exist",
+        ),
     ];
     for (test, reason) in reasons {
-        assert!(run.message(test).contains(reason), "{test} should say {reason:?}; it said:\n{}", run.message(test));
+        assert!(
+            run.message(test).contains(reason),
+            "{test} should say {reason:?}; it said:\n{}",
+            run.message(test)
+        );
     }
-    assert!(text.contains("test result: FAILED. 10 passed; 11 failed; 1 ignored"), "{text}");
+    assert!(
+        text.contains("test result: FAILED. 10 passed; 11 failed; 1 ignored"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -192,7 +283,9 @@ fn writes_never_cross_tests_even_in_order() {
     assert!(run.output.status.success(), "{}", run.text());
     assert_eq!(run.outcomes.len(), 10, "{}", run.text());
     // The shared base in the cache is untouched too.
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache").join("bases");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e-cache")
+        .join("bases");
     for base in std::fs::read_dir(cache).unwrap().flatten() {
         assert!(base.path().join("bin/sh").exists());
         assert!(!base.path().join("etc/nstest-marker").exists());
@@ -210,19 +303,32 @@ fn libtest_flags_work() {
     assert_eq!(run.outcomes.keys().collect::<Vec<_>>(), ["demo_pid_one"]);
     assert!(run.output.status.success());
 
-    let run = run_fixture("skip", &["demo_", "--skip", "demo_a", "--skip", "demo_b", "-q"], &[]);
+    let run = run_fixture(
+        "skip",
+        &["demo_", "--skip", "demo_a", "--skip", "demo_b", "-q"],
+        &[],
+    );
     assert!(run.output.status.success(), "{}", run.text());
     assert!(run.text().contains("8 passed"), "{}", run.text());
 
     let run = run_fixture("nocapture", &["fail_panic", "--nocapture"], &[]);
-    assert!(String::from_utf8_lossy(&run.output.stderr).contains("plain panic message"), "streamed live");
+    assert!(
+        String::from_utf8_lossy(&run.output.stderr).contains("plain panic message"),
+        "streamed live"
+    );
 }
 
 #[test]
 fn nstest_timeout_sets_the_default() {
-    let run = run_fixture("timeout", &["hangs_with_a_child", "--ignored"], &[("NSTEST_TIMEOUT", "300ms")]);
+    let run = run_fixture(
+        "timeout",
+        &["hangs_with_a_child", "--ignored"],
+        &[("NSTEST_TIMEOUT", "300ms")],
+    );
     assert_eq!(run.outcome("hangs_with_a_child"), "FAILED");
-    assert!(run.message("hangs_with_a_child").contains("timed out after 300ms"));
+    assert!(run
+        .message("hangs_with_a_child")
+        .contains("timed out after 300ms"));
 }
 
 #[test]
@@ -231,13 +337,36 @@ fn the_other_roots_pass_the_same_demos() {
     // the host's own binaries.
     let run = run_fixture("warm", &["demo_pid_one"], &[]);
     assert!(run.output.status.success(), "{}", run.text());
-    let bases = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache").join("bases");
-    let base = std::fs::read_dir(&bases).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with("busybox-")).unwrap().path();
+    let bases = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e-cache")
+        .join("bases");
+    let base = std::fs::read_dir(&bases)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("busybox-"))
+        .unwrap()
+        .path();
     let archives = scratch("archives");
     let tar = archives.join("root.tar");
     let tgz = archives.join("root.tar.gz");
-    assert!(Command::new("tar").arg("-C").arg(&base).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
-    assert!(Command::new("tar").arg("-C").arg(&base).arg("-czf").arg(&tgz).arg(".").status().unwrap().success());
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&base)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&base)
+        .arg("-czf")
+        .arg(&tgz)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
     let base = base.to_string_lossy().into_owned();
     let roots: [(&str, &str); 4] = [
         ("NSTEST_ROOTFS", &base),
@@ -247,14 +376,20 @@ fn the_other_roots_pass_the_same_demos() {
     ];
     for (var, value) in roots {
         let run = run_fixture("roots", &["demo_", "--test-threads", "1"], &[(var, value)]);
-        assert!(run.output.status.success(), "{var}={value}:\n{}", run.text());
+        assert!(
+            run.output.status.success(),
+            "{var}={value}:\n{}",
+            run.text()
+        );
         assert_eq!(run.outcomes.len(), 10, "{var}={value}:\n{}", run.text());
     }
     // builtin:host binds the host's /bin /usr /sbin read-only: the demos that write there fail
     // by design; everything else passes.
     let run = run_fixture("host", &["demo_"], &[("NSTEST_ROOTFS", "builtin:host")]);
     assert_eq!(run.outcome("demo_a_writes_a_marker"), "FAILED");
-    assert!(run.message("demo_a_writes_a_marker").contains("Read-only file system"));
+    assert!(run
+        .message("demo_a_writes_a_marker")
+        .contains("Read-only file system"));
     let passed = run.outcomes.values().filter(|o| *o == "ok").count();
     assert_eq!(passed, 8, "{}", run.text());
 }
@@ -262,7 +397,7 @@ fn the_other_roots_pass_the_same_demos() {
 /// Starts the fixture on a test that hangs with a child process, waits until that child is
 /// running, then sends `signal` to the harness.
 fn interrupt(signal: i32) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let tmp = scratch(&format!("signal-{signal}-tmp"));
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
     let before = host_state();
@@ -274,8 +409,14 @@ fn interrupt(signal: i32) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("the test's child process", Duration::from_secs(10), || !processes_with(ORPHAN_MARK).is_empty());
-    let st = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+    wait_until("the test's child process", Duration::from_secs(10), || {
+        !processes_with(ORPHAN_MARK).is_empty()
+    });
+    let st = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(st.success());
     let status = child.wait().unwrap();
     assert!(!status.success());
@@ -301,7 +442,7 @@ mod libc_sig {
 
 #[test]
 fn without_privileges_each_test_names_the_cause_and_the_fix() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let cache = scratch("nobody-cache");
     let tmp = scratch("nobody-tmp");
     for d in [&cache, &tmp] {
@@ -317,7 +458,10 @@ fn without_privileges_each_test_names_the_cause_and_the_fix() {
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success(), "{text}");
-    assert!(text.contains("cannot create the container's namespaces"), "{text}");
+    assert!(
+        text.contains("cannot create the container's namespaces"),
+        "{text}"
+    );
     assert!(text.contains("EPERM"), "{text}");
     assert!(text.contains("needs root"), "{text}");
 }

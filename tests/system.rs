@@ -5,7 +5,12 @@ use std::process::Command;
 
 #[nstest::test(hostname = "box", timeout = "10s")]
 fn hostname_is_the_containers() {
-    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(), "box");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim(),
+        "box"
+    );
 }
 
 #[nstest::test]
@@ -32,19 +37,33 @@ fn fallible() -> Result<(), Box<dyn std::error::Error>> {
 #[nstest::test]
 fn default_hostname_comes_from_the_test_name() {
     let out = Command::new("hostname").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "default-hostname-comes-from-the-test-name");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "default-hostname-comes-from-the-test-name"
+    );
     let etc = std::fs::read_to_string("/etc/hostname").unwrap();
     assert_eq!(etc.trim(), "default-hostname-comes-from-the-test-name");
     let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
-    assert!(hosts.contains("default-hostname-comes-from-the-test-name"), "{hosts}");
+    assert!(
+        hosts.contains("default-hostname-comes-from-the-test-name"),
+        "{hosts}"
+    );
 }
 
 #[nstest::test]
 fn ps_shows_only_the_container() {
     let out = Command::new("ps").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let pids: Vec<&str> = text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(pids, ["1", "2"], "only the test (PID 1) and ps itself:\n{text}");
+    let pids: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        pids,
+        ["1", "2"],
+        "only the test (PID 1) and ps itself:\n{text}"
+    );
 }
 
 #[nstest::test]
@@ -54,7 +73,13 @@ fn the_root_is_a_fresh_throwaway_view() {
     std::fs::write("/tmp/x", "y").unwrap();
     std::fs::write("/bin/new-file", "y").unwrap();
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    for m in [" / overlay ", " /proc proc ", " /tmp tmpfs ", " /dev tmpfs ", " /sys sysfs ro,"] {
+    for m in [
+        " / overlay ",
+        " /proc proc ",
+        " /tmp tmpfs ",
+        " /dev tmpfs ",
+        " /sys sysfs ro,",
+    ] {
         assert!(mounts.contains(m), "{m:?} missing from\n{mounts}");
     }
 }

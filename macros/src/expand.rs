@@ -4,7 +4,7 @@
 //! compiles whatever the user has in scope.
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{Attribute, Expr, ExprLit, ItemFn, Lit, LitStr, Meta, ReturnType};
@@ -29,7 +29,11 @@ pub enum ShouldPanic {
 pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
     let mut opts = Options::default();
     let parser = syn::meta::parser(|meta| {
-        let name = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+        let name = meta
+            .path
+            .get_ident()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
         let dup = || meta.error(format_args!("`{name}` is given twice"));
         match name.as_str() {
             "hostname" => {
@@ -42,7 +46,10 @@ pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             "rootfs" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 if lit.value().is_empty() {
-                    return Err(syn::Error::new(lit.span(), "empty rootfs: name a .tar, .tar.gz or a directory"));
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "empty rootfs: name a .tar, .tar.gz or a directory",
+                    ));
                 }
                 if opts.rootfs.replace(lit.value()).is_some() {
                     return Err(dup());
@@ -50,7 +57,8 @@ pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             }
             "timeout" => {
                 let lit: LitStr = meta.value()?.parse()?;
-                let ms = parse_duration_ms(&lit.value()).map_err(|m| syn::Error::new(lit.span(), m))?;
+                let ms =
+                    parse_duration_ms(&lit.value()).map_err(|m| syn::Error::new(lit.span(), m))?;
                 if opts.timeout_ms.replace(ms).is_some() {
                     return Err(dup());
                 }
@@ -58,7 +66,10 @@ pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             _ => {
                 return Err(meta.error(format_args!(
                     "unknown nstest option `{}`: expected `hostname`, `rootfs` or `timeout`",
-                    { let p = &meta.path; quote!(#p).to_string().replace(' ', "") }
+                    {
+                        let p = &meta.path;
+                        quote!(#p).to_string().replace(' ', "")
+                    }
                 )))
             }
         }
@@ -71,7 +82,9 @@ pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
 /// `"500ms"`, `"10s"`, `"2m"` in milliseconds. The same rules as `nstest::spec::parse_duration`
 /// (a proc-macro crate cannot share code with the crate it serves).
 pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
-    let bad = || format!("invalid timeout {s:?}: write a whole number followed by ms, s or m (\"500ms\", \"10s\", \"2m\")");
+    let bad = || {
+        format!("invalid timeout {s:?}: write a whole number followed by ms, s or m (\"500ms\", \"10s\", \"2m\")")
+    };
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     let (num, unit) = s.split_at(digits);
     let n: u64 = num.parse().map_err(|_| bad())?;
@@ -106,12 +119,18 @@ fn take_test_attrs(attrs: &mut Vec<Attribute>) -> syn::Result<(ShouldPanic, bool
     for attr in attrs.drain(..) {
         let path = attr.path();
         if path.is_ident("test") {
-            return Err(syn::Error::new(attr.span(), "remove `#[test]`: `#[nstest::test]` already makes this a test"));
+            return Err(syn::Error::new(
+                attr.span(),
+                "remove `#[test]`: `#[nstest::test]` already makes this a test",
+            ));
         } else if path.is_ident("ignore") {
             ignore = true;
         } else if path.is_ident("should_panic") {
             if should_panic.is_some() {
-                return Err(syn::Error::new(attr.span(), "`#[should_panic]` is given twice"));
+                return Err(syn::Error::new(
+                    attr.span(),
+                    "`#[should_panic]` is given twice",
+                ));
             }
             should_panic = Some(parse_should_panic(&attr)?);
         } else {
@@ -123,11 +142,15 @@ fn take_test_attrs(attrs: &mut Vec<Attribute>) -> syn::Result<(ShouldPanic, bool
 }
 
 fn parse_should_panic(attr: &Attribute) -> syn::Result<ShouldPanic> {
-    let bad = |span: Span| syn::Error::new(span, "expected `#[should_panic]`, `#[should_panic = \"…\"]` or `#[should_panic(expected = \"…\")]`");
+    let bad = |span: Span| {
+        syn::Error::new(span, "expected `#[should_panic]`, `#[should_panic = \"…\"]` or `#[should_panic(expected = \"…\")]`")
+    };
     match &attr.meta {
         Meta::Path(_) => Ok(ShouldPanic::Yes),
         Meta::NameValue(nv) => match &nv.value {
-            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(ShouldPanic::WithMessage(s.value())),
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }) => Ok(ShouldPanic::WithMessage(s.value())),
             other => Err(bad(other.span())),
         },
         Meta::List(list) => {
@@ -141,7 +164,9 @@ fn parse_should_panic(attr: &Attribute) -> syn::Result<ShouldPanic> {
                     Err(bad(meta.path.span()))
                 }
             })?;
-            expected.map(ShouldPanic::WithMessage).ok_or_else(|| bad(list.span()))
+            expected
+                .map(ShouldPanic::WithMessage)
+                .ok_or_else(|| bad(list.span()))
         }
     }
 }
@@ -152,25 +177,46 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let mut func: ItemFn = syn::parse2(item)?;
     let sig = &func.sig;
     if let Some(a) = &sig.asyncness {
-        return Err(syn::Error::new(a.span(), "`async fn` tests are not supported yet: make the test a plain `fn`"));
+        return Err(syn::Error::new(
+            a.span(),
+            "`async fn` tests are not supported yet: make the test a plain `fn`",
+        ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        return Err(syn::Error::new(sig.generics.span(), "a test function cannot be generic"));
+        return Err(syn::Error::new(
+            sig.generics.span(),
+            "a test function cannot be generic",
+        ));
     }
     if !sig.inputs.is_empty() {
-        return Err(syn::Error::new(sig.inputs.span(), "a test function takes no arguments"));
+        return Err(syn::Error::new(
+            sig.inputs.span(),
+            "a test function takes no arguments",
+        ));
     }
     if let Some(v) = &sig.variadic {
-        return Err(syn::Error::new(v.span(), "a test function takes no arguments"));
+        return Err(syn::Error::new(
+            v.span(),
+            "a test function takes no arguments",
+        ));
     }
     let (should_panic, ignore) = take_test_attrs(&mut func.attrs)?;
     if should_panic != ShouldPanic::No {
         if let ReturnType::Type(_, ty) = &sig.output {
-            return Err(syn::Error::new(ty.span(), "a `#[should_panic]` test must return `()`"));
+            return Err(syn::Error::new(
+                ty.span(),
+                "a `#[should_panic]` test must return `()`",
+            ));
         }
     }
 
     let ident = &func.sig.ident;
+    // A return type that is neither `()` nor `Result<(), E: Debug>` is reported at the type.
+    let ret_span = match &func.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => ident.span(),
+    };
+    let call = quote_spanned!(ret_span=> ::nstest::__private::TestResult::into_result(#ident()));
     let name = ident.to_string();
     let opt_str = |o: &Option<String>| match o {
         Some(s) => quote!(::core::option::Option::Some(#s)),
@@ -196,7 +242,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             static TEST: ::nstest::__private::TestDesc = ::nstest::__private::TestDesc {
                 module_path: ::core::module_path!(),
                 fn_name: #name,
-                run: || ::nstest::__private::TestResult::into_result(#ident()),
+                run: || #call,
                 ignore: #ignore,
                 should_panic: #should_panic,
                 hostname: #hostname,
@@ -214,14 +260,29 @@ mod tests {
 
     #[test]
     fn options_parse() {
-        let o = parse_options(quote!(hostname = "box", timeout = "10s", rootfs = "r.tar.gz")).unwrap();
+        let o = parse_options(quote!(
+            hostname = "box",
+            timeout = "10s",
+            rootfs = "r.tar.gz"
+        ))
+        .unwrap();
         assert_eq!(
             o,
-            Options { hostname: Some("box".into()), rootfs: Some("r.tar.gz".into()), timeout_ms: Some(10_000) }
+            Options {
+                hostname: Some("box".into()),
+                rootfs: Some("r.tar.gz".into()),
+                timeout_ms: Some(10_000)
+            }
         );
         assert_eq!(parse_options(quote!()).unwrap(), Options::default());
-        assert_eq!(parse_options(quote!(timeout = "500ms")).unwrap().timeout_ms, Some(500));
-        assert_eq!(parse_options(quote!(timeout = "2m")).unwrap().timeout_ms, Some(120_000));
+        assert_eq!(
+            parse_options(quote!(timeout = "500ms")).unwrap().timeout_ms,
+            Some(500)
+        );
+        assert_eq!(
+            parse_options(quote!(timeout = "2m")).unwrap().timeout_ms,
+            Some(120_000)
+        );
     }
 
     #[test]
@@ -245,23 +306,65 @@ mod tests {
         })
         .unwrap();
         let mut attrs = f.attrs;
-        assert_eq!(take_test_attrs(&mut attrs).unwrap(), (ShouldPanic::WithMessage("boom".into()), true));
+        assert_eq!(
+            take_test_attrs(&mut attrs).unwrap(),
+            (ShouldPanic::WithMessage("boom".into()), true)
+        );
         assert_eq!(attrs.len(), 1, "other attributes stay");
 
-        let f: ItemFn = syn::parse2(quote!(#[should_panic = "x"] fn t() {})).unwrap();
-        assert_eq!(take_test_attrs(&mut f.attrs.clone()).unwrap().0, ShouldPanic::WithMessage("x".into()));
-        let f: ItemFn = syn::parse2(quote!(#[should_panic(wrong = "x")] fn t() {})).unwrap();
+        let f: ItemFn = syn::parse2(quote!(
+            #[should_panic = "x"]
+            fn t() {}
+        ))
+        .unwrap();
+        assert_eq!(
+            take_test_attrs(&mut f.attrs.clone()).unwrap().0,
+            ShouldPanic::WithMessage("x".into())
+        );
+        let f: ItemFn = syn::parse2(quote!(
+            #[should_panic(wrong = "x")]
+            fn t() {}
+        ))
+        .unwrap();
         assert!(take_test_attrs(&mut f.attrs.clone()).is_err());
     }
 
     #[test]
     fn expansion_registers_the_test_by_absolute_paths() {
-        let out = expand(quote!(hostname = "box"), quote!(fn my_test() {})).unwrap().to_string();
+        let out = expand(
+            quote!(hostname = "box"),
+            quote!(
+                fn my_test() {}
+            ),
+        )
+        .unwrap()
+        .to_string();
         assert!(out.contains("fn my_test"));
         assert!(out.contains(":: nstest :: __private :: TESTS"));
         assert!(out.contains("Some (\"box\")"));
-        assert!(expand(quote!(), quote!(async fn t() {})).is_err());
-        assert!(expand(quote!(), quote!(fn t(x: u8) {})).is_err());
-        assert!(expand(quote!(), quote!(#[should_panic] fn t() -> Result<(), ()> { Ok(()) })).is_err());
+        assert!(expand(
+            quote!(),
+            quote!(
+                async fn t() {}
+            )
+        )
+        .is_err());
+        assert!(expand(
+            quote!(),
+            quote!(
+                fn t(x: u8) {}
+            )
+        )
+        .is_err());
+        assert!(expand(
+            quote!(),
+            quote!(
+                #[should_panic]
+                fn t() -> Result<(), ()> {
+                    Ok(())
+                }
+            )
+        )
+        .is_err());
     }
 }

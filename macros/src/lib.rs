@@ -11,5 +11,7 @@ use proc_macro::TokenStream;
 /// `#[should_panic]`, `#[should_panic(expected = "…")]` and `#[ignore]` as with `#[test]`.
 #[proc_macro_attribute]
 pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::expand(attr.into(), item.into()).unwrap_or_else(syn::Error::into_compile_error).into()
+    expand::expand(attr.into(), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }

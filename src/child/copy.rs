@@ -15,12 +15,18 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), (PathBuf, std::io::Error)
     copy_dir(src, dst, privileged, &mut dirs)?;
     // Directory modes last, so read-only directories could be filled first.
     for (dir, mode) in dirs.into_iter().rev() {
-        fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(|e| (dir.clone(), e))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+            .map_err(|e| (dir.clone(), e))?;
     }
     Ok(())
 }
 
-fn copy_dir(src: &Path, dst: &Path, privileged: bool, dirs: &mut Vec<(PathBuf, u32)>) -> Result<(), (PathBuf, std::io::Error)> {
+fn copy_dir(
+    src: &Path,
+    dst: &Path,
+    privileged: bool,
+    dirs: &mut Vec<(PathBuf, u32)>,
+) -> Result<(), (PathBuf, std::io::Error)> {
     let at = |p: &Path| {
         let p = p.to_path_buf();
         move |e| (p, e)
@@ -48,7 +54,8 @@ fn copy_dir(src: &Path, dst: &Path, privileged: bool, dirs: &mut Vec<(PathBuf, u
             } else {
                 SFlag::S_IFBLK
             };
-            mknod(&to, kind, Mode::from_bits_truncate(m.mode()), m.rdev()).map_err(|e| (to.clone(), e.into()))?;
+            mknod(&to, kind, Mode::from_bits_truncate(m.mode()), m.rdev())
+                .map_err(|e| (to.clone(), e.into()))?;
         } else {
             continue; // sockets, and device nodes without privileges
         }

@@ -28,7 +28,9 @@ impl Reporter {
 
 /// Runs the container side if this process is a container child; returns otherwise.
 pub fn run_if_child() {
-    let Some(hex) = std::env::var_os(CHILD_ENV) else { return };
+    let Some(hex) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
     // Single-threaded still: nothing else has run in this process yet.
     std::env::remove_var(CHILD_ENV);
     let _ = sys::set_cloexec(REPORT_FD);
@@ -37,7 +39,12 @@ pub fn run_if_child() {
 
     let spec = match hex.to_str().map(ChildSpec::decode) {
         Some(Ok(spec)) => spec,
-        _ => fail(&mut reporter, Step::ReadSpec, format!("decode {CHILD_ENV}"), libc::EINVAL),
+        _ => fail(
+            &mut reporter,
+            Step::ReadSpec,
+            format!("decode {CHILD_ENV}"),
+            libc::EINVAL,
+        ),
     };
     if let Err(e) = setup::setup(&spec, &mut |n| reporter.send(&Message::Note(n))) {
         fail(&mut reporter, e.step, e.detail, e.errno as i32);
@@ -45,7 +52,12 @@ pub fn run_if_child() {
     match spec.run {
         RunSpec::Test(name) => {
             let Some(desc) = crate::registry::find(&name) else {
-                fail(&mut reporter, Step::FindTest, format!("no test named {name:?} in this binary"), libc::ENOENT)
+                fail(
+                    &mut reporter,
+                    Step::FindTest,
+                    format!("no test named {name:?} in this binary"),
+                    libc::ENOENT,
+                )
             };
             reporter.send(&Message::SetupDone);
             let outcome = run::run_test(desc);
@@ -58,12 +70,21 @@ pub fn run_if_child() {
             reporter.send(&Message::SetupDone);
             let err = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
             let errno = err.raw_os_error().unwrap_or(libc::ENOEXEC);
-            fail(&mut reporter, Step::Exec, format!("execvp({:?})", argv[0]), errno)
+            fail(
+                &mut reporter,
+                Step::Exec,
+                format!("execvp({:?})", argv[0]),
+                errno,
+            )
         }
     }
 }
 
 fn fail(reporter: &mut Reporter, step: Step, detail: String, errno: i32) -> ! {
-    reporter.send(&Message::SetupFailed { step, detail, errno });
+    reporter.send(&Message::SetupFailed {
+        step,
+        detail,
+        errno,
+    });
     sys::exit_now(if step == Step::Exec { 127 } else { 125 })
 }

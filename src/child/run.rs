@@ -14,25 +14,38 @@ pub fn run_test(desc: &TestDesc) -> Outcome {
     let default_hook = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
         if let Some(l) = info.location() {
-            *LAST_PANIC_LOCATION.lock().unwrap_or_else(|e| e.into_inner()) = Some(l.to_string());
+            *LAST_PANIC_LOCATION
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(l.to_string());
         }
         default_hook(info);
     }));
     let result = panic::catch_unwind(AssertUnwindSafe(desc.run));
-    let location = LAST_PANIC_LOCATION.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let location = LAST_PANIC_LOCATION
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     match (result, desc.should_panic) {
         (Ok(Ok(())), ShouldPanic::No) => Outcome::Passed,
         (Ok(Err(debug)), ShouldPanic::No) => Outcome::ReturnedErr { debug },
         (Ok(_), ShouldPanic::Yes) => Outcome::DidNotPanic { expected: None },
-        (Ok(_), ShouldPanic::YesWithMessage(m)) => Outcome::DidNotPanic { expected: Some(m.to_string()) },
-        (Err(payload), ShouldPanic::No) => Outcome::Panicked { message: payload_text(&*payload), location },
+        (Ok(_), ShouldPanic::YesWithMessage(m)) => Outcome::DidNotPanic {
+            expected: Some(m.to_string()),
+        },
+        (Err(payload), ShouldPanic::No) => Outcome::Panicked {
+            message: payload_text(&*payload),
+            location,
+        },
         (Err(_), ShouldPanic::Yes) => Outcome::Passed,
         (Err(payload), ShouldPanic::YesWithMessage(expected)) => {
             let message = payload_text(&*payload);
             if message.contains(expected) {
                 Outcome::Passed
             } else {
-                Outcome::WrongPanic { message, expected: expected.to_string() }
+                Outcome::WrongPanic {
+                    message,
+                    expected: expected.to_string(),
+                }
             }
         }
     }

@@ -29,11 +29,19 @@ pub struct SetupError {
 }
 
 fn at(step: Step) -> impl Fn(SysError) -> SetupError {
-    move |e| SetupError { step, detail: e.call, errno: e.errno }
+    move |e| SetupError {
+        step,
+        detail: e.call,
+        errno: e.errno,
+    }
 }
 
 fn io_at(step: Step, what: String) -> impl FnOnce(std::io::Error) -> SetupError {
-    move |e| SetupError { step, detail: what, errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) }
+    move |e| SetupError {
+        step,
+        detail: what,
+        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
 }
 
 /// The device nodes bound from the host into the container's `/dev`.
@@ -54,8 +62,14 @@ const HOST_ETC: [&str; 2] = ["ld.so.cache", "alternatives"];
 pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), SetupError> {
     sys::make_rprivate().map_err(at(Step::MakePrivate))?;
     let scratch = &spec.scratch;
-    sys::mount("tmpfs", scratch, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
-        .map_err(at(Step::MountScratch))?;
+    sys::mount(
+        "tmpfs",
+        scratch,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .map_err(at(Step::MountScratch))?;
     let root = scratch.join("root");
     mkdir(&root, 0o755, Step::MountScratch)?;
 
@@ -70,9 +84,20 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
                 escape_overlay(&upper),
                 escape_overlay(&work)
             );
-            match sys::mount("overlay", &root, Some("overlay"), MsFlags::empty(), Some(&data)) {
+            match sys::mount(
+                "overlay",
+                &root,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(&data),
+            ) {
                 Ok(()) => {}
-                Err(e) if matches!(e.errno, Errno::EPERM | Errno::EINVAL | Errno::ENODEV | Errno::EOPNOTSUPP) => {
+                Err(e)
+                    if matches!(
+                        e.errno,
+                        Errno::EPERM | Errno::EINVAL | Errno::ENODEV | Errno::EOPNOTSUPP
+                    ) =>
+                {
                     note(format!("overlayfs refused ({e}); each test gets a private copy of the rootfs instead"));
                     copy_root(lower, &root)?;
                 }
@@ -87,14 +112,31 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
     let proc_dir = mountpoint(&root, "proc", Step::MountProc)?;
     sys::mount("proc", &proc_dir, Some("proc"), flags, None).map_err(at(Step::MountProc))?;
     let sys_dir = mountpoint(&root, "sys", Step::MountSys)?;
-    sys::mount("sysfs", &sys_dir, Some("sysfs"), flags | MsFlags::MS_RDONLY, None).map_err(at(Step::MountSys))?;
+    sys::mount(
+        "sysfs",
+        &sys_dir,
+        Some("sysfs"),
+        flags | MsFlags::MS_RDONLY,
+        None,
+    )
+    .map_err(at(Step::MountSys))?;
     let tmp = mountpoint(&root, "tmp", Step::MountTmp)?;
-    sys::mount("tmpfs", &tmp, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
-        .map_err(at(Step::MountTmp))?;
+    sys::mount(
+        "tmpfs",
+        &tmp,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )
+    .map_err(at(Step::MountTmp))?;
     dev(&root)?;
 
     sys::pivot_root_to(&root).map_err(|(detached, e)| {
-        at(if detached { Step::DetachOldRoot } else { Step::PivotRoot })(e)
+        at(if detached {
+            Step::DetachOldRoot
+        } else {
+            Step::PivotRoot
+        })(e)
     })?;
 
     write_etc(&spec.hostname)?;
@@ -117,8 +159,10 @@ fn escape_overlay(p: &Path) -> String {
 
 fn mkdir(p: &Path, mode: u32, step: Step) -> Result<(), SetupError> {
     fs::create_dir(p).map_err(io_at(step, format!("mkdir({:?})", p.display().to_string())))?;
-    fs::set_permissions(p, fs::Permissions::from_mode(mode))
-        .map_err(io_at(step, format!("chmod({:?}, {mode:o})", p.display().to_string())))
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).map_err(io_at(
+        step,
+        format!("chmod({:?}, {mode:o})", p.display().to_string()),
+    ))
 }
 
 /// `root/name` as a real directory to mount on: created if missing, refused if it is a symlink
@@ -141,7 +185,12 @@ fn mountpoint(root: &Path, name: &str, step: Step) -> Result<PathBuf, SetupError
 
 /// The copy fallback: the base copied into the scratch tmpfs, made a mount point.
 fn copy_root(lower: &Path, root: &Path) -> Result<(), SetupError> {
-    copy_tree(lower, root).map_err(|(path, e)| io_at(Step::CopyRootfs, format!("copy {:?}", path.display().to_string()))(e))?;
+    copy_tree(lower, root).map_err(|(path, e)| {
+        io_at(
+            Step::CopyRootfs,
+            format!("copy {:?}", path.display().to_string()),
+        )(e)
+    })?;
     sys::bind(root, root, false).map_err(at(Step::CopyRootfs))
 }
 
@@ -150,27 +199,41 @@ fn host_root(root: &Path) -> Result<(), SetupError> {
     sys::bind(root, root, false).map_err(at(Step::BindHost))?;
     for d in HOST_DIRS {
         let host = Path::new("/").join(d);
-        let Ok(meta) = fs::symlink_metadata(&host) else { continue };
+        let Ok(meta) = fs::symlink_metadata(&host) else {
+            continue;
+        };
         let inside = root.join(d);
         if meta.file_type().is_symlink() {
-            let target = fs::read_link(&host).map_err(io_at(Step::BindHost, format!("readlink({host:?})")))?;
-            symlink(&target, &inside).map_err(io_at(Step::BindHost, format!("symlink({inside:?})")))?;
+            let target = fs::read_link(&host)
+                .map_err(io_at(Step::BindHost, format!("readlink({host:?})")))?;
+            symlink(&target, &inside)
+                .map_err(io_at(Step::BindHost, format!("symlink({inside:?})")))?;
         } else if meta.is_dir() {
             mkdir(&inside, 0o755, Step::BindHost)?;
             sys::bind(&host, &inside, true).map_err(at(Step::BindHost))?;
         }
     }
-    for (d, mode) in [("etc", 0o755), ("root", 0o700), ("var", 0o755), ("var/tmp", 0o1777), ("run", 0o755), ("home", 0o755)] {
+    for (d, mode) in [
+        ("etc", 0o755),
+        ("root", 0o700),
+        ("var", 0o755),
+        ("var/tmp", 0o1777),
+        ("run", 0o755),
+        ("home", 0o755),
+    ] {
         mkdir(&root.join(d), mode, Step::BindHost)?;
     }
     for f in HOST_ETC {
         let host = Path::new("/etc").join(f);
-        let Ok(meta) = fs::metadata(&host) else { continue };
+        let Ok(meta) = fs::metadata(&host) else {
+            continue;
+        };
         let inside = root.join("etc").join(f);
         if meta.is_dir() {
             mkdir(&inside, 0o755, Step::BindHost)?;
         } else {
-            fs::write(&inside, b"").map_err(io_at(Step::BindHost, format!("create({inside:?})")))?;
+            fs::write(&inside, b"")
+                .map_err(io_at(Step::BindHost, format!("create({inside:?})")))?;
         }
         sys::bind(&host, &inside, true).map_err(at(Step::BindHost))?;
     }
@@ -188,8 +251,14 @@ fn host_root(root: &Path) -> Result<(), SetupError> {
 /// `/dev/shm` and the usual symlinks.
 fn dev(root: &Path) -> Result<(), SetupError> {
     let dev = mountpoint(root, "dev", Step::MountDev)?;
-    sys::mount("tmpfs", &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755"))
-        .map_err(at(Step::MountDev))?;
+    sys::mount(
+        "tmpfs",
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=0755"),
+    )
+    .map_err(at(Step::MountDev))?;
     for node in DEV_NODES {
         let (host, inside) = (Path::new("/dev").join(node), dev.join(node));
         fs::write(&inside, b"").map_err(io_at(Step::MountDev, format!("create({inside:?})")))?;
@@ -207,11 +276,18 @@ fn dev(root: &Path) -> Result<(), SetupError> {
     .map_err(at(Step::MountDev))?;
     let shm = dev.join("shm");
     mkdir(&shm, 0o1777, Step::MountDev)?;
-    sys::mount("tmpfs", &shm, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
-        .map_err(at(Step::MountDev))?;
+    sys::mount(
+        "tmpfs",
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )
+    .map_err(at(Step::MountDev))?;
     for (name, target) in DEV_LINKS {
         let p = dev.join(name);
-        symlink(target, &p).map_err(io_at(Step::MountDev, format!("symlink({target:?}, {p:?})")))?;
+        symlink(target, &p)
+            .map_err(io_at(Step::MountDev, format!("symlink({target:?}, {p:?})")))?;
     }
     Ok(())
 }
@@ -226,7 +302,10 @@ fn write_etc(hostname: &str) -> Result<(), SetupError> {
     let hosts = format!(
         "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost localhost.localdomain ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
     );
-    for (file, text) in [("/etc/hostname", format!("{hostname}\n")), ("/etc/hosts", hosts)] {
+    for (file, text) in [
+        ("/etc/hostname", format!("{hostname}\n")),
+        ("/etc/hosts", hosts),
+    ] {
         let _ = fs::remove_file(file);
         fs::write(file, text).map_err(io_at(Step::WriteEtc, format!("write({file:?})")))?;
     }

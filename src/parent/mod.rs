@@ -19,8 +19,12 @@ pub(crate) use supervise::Finished;
 
 /// `NSTEST_OVERLAY=off` (or `0`): every container gets a private copy of its rootfs, as when
 /// overlayfs is refused. Read once per run.
-static OVERLAY: Lazy<bool> =
-    Lazy::new(|| !matches!(std::env::var("NSTEST_OVERLAY").as_deref(), Ok("off" | "0" | "false" | "no")));
+static OVERLAY: Lazy<bool> = Lazy::new(|| {
+    !matches!(
+        std::env::var("NSTEST_OVERLAY").as_deref(),
+        Ok("off" | "0" | "false" | "no")
+    )
+});
 
 /// One container to run.
 #[derive(Debug)]
@@ -71,7 +75,11 @@ impl Launch<'_> {
 /// Prints a note from a container once per run, however many containers send it.
 fn note_once(note: &str) {
     static SEEN: Lazy<Mutex<HashSet<String>>> = Lazy::new(Default::default);
-    if SEEN.lock().unwrap_or_else(|e| e.into_inner()).insert(note.to_string()) {
+    if SEEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(note.to_string())
+    {
         eprintln!("nstest: note: {note}");
     }
 }
@@ -79,7 +87,11 @@ fn note_once(note: &str) {
 /// The harness error reported by the child, if any: set-up failures come first.
 pub(crate) fn setup_error(f: &Finished) -> Option<Error> {
     f.messages.iter().find_map(|m| match m {
-        Message::SetupFailed { step, detail, errno } => Some(Error::Setup {
+        Message::SetupFailed {
+            step,
+            detail,
+            errno,
+        } => Some(Error::Setup {
             step: *step,
             detail: detail.clone(),
             errno: nix::errno::Errno::from_raw(*errno),
@@ -134,7 +146,10 @@ pub(crate) fn judge_test(f: &Finished, timeout: Duration) -> Verdict {
         Message::FatalSignal(s) => Some(*s),
         _ => None,
     }) {
-        return Verdict::Failed(format!("test killed by signal {}", crate::sys::signal_name(sig)));
+        return Verdict::Failed(format!(
+            "test killed by signal {}",
+            crate::sys::signal_name(sig)
+        ));
     }
     if let Some(e) = &f.protocol_error {
         return Verdict::Error(Error::Protocol(e.clone()));

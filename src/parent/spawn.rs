@@ -70,8 +70,16 @@ static ONCE: Lazy<Result<Once, SysError>> = Lazy::new(|| {
             CString::new(kv).ok()
         })
         .collect();
-    let argv0 = std::env::args_os().next().and_then(|a| CString::new(a.as_bytes()).ok()).unwrap_or_else(|| c"nstest".into());
-    Ok(Once { env, argv0, null: sys::open_dev_null()?, life: sys::pipe()? })
+    let argv0 = std::env::args_os()
+        .next()
+        .and_then(|a| CString::new(a.as_bytes()).ok())
+        .unwrap_or_else(|| c"nstest".into());
+    Ok(Once {
+        env,
+        argv0,
+        null: sys::open_dev_null()?,
+        life: sys::pipe()?,
+    })
 });
 
 /// Clones and re-executes this binary as the container child for `spec`.
@@ -103,8 +111,17 @@ pub(crate) fn spawn(spec: &ChildSpec, stdio: StdioSetup) -> Result<Running, Erro
 
     let mut env = once.env.clone();
     env.push(CString::new(format!("{CHILD_ENV}={}", spec.encode())).expect("hex has no NUL"));
-    let plan = ExecPlan { exe: c"/proc/self/exe".into(), argv: vec![once.argv0.clone()], envp: env };
-    let mut exec_failed = Message::SetupFailed { step: Step::Exec, detail: "execve(\"/proc/self/exe\")".into(), errno: 0 }.encode();
+    let plan = ExecPlan {
+        exe: c"/proc/self/exe".into(),
+        argv: vec![once.argv0.clone()],
+        envp: env,
+    };
+    let mut exec_failed = Message::SetupFailed {
+        step: Step::Exec,
+        detail: "execve(\"/proc/self/exe\")".into(),
+        errno: 0,
+    }
+    .encode();
     exec_failed.truncate(exec_failed.len() - 4); // the child appends its errno
 
     let cloned = sys::clone_exec(
@@ -117,7 +134,12 @@ pub(crate) fn spawn(spec: &ChildSpec, stdio: StdioSetup) -> Result<Running, Erro
     )
     .map_err(Error::Namespaces)?;
     drop((report_w, out_w, err_w));
-    Ok(Running { cloned, stdout: out_r.map(File::from), stderr: err_r.map(File::from), report: File::from(report_r) })
+    Ok(Running {
+        cloned,
+        stdout: out_r.map(File::from),
+        stderr: err_r.map(File::from),
+        report: File::from(report_r),
+    })
 }
 
 fn pipe_if(wanted: bool) -> Result<(Option<OwnedFd>, Option<OwnedFd>), Error> {

@@ -32,7 +32,10 @@ pub(crate) struct Captured {
 
 impl Captured {
     fn new(limit: Option<usize>) -> Self {
-        Self { limit, ..Self::default() }
+        Self {
+            limit,
+            ..Self::default()
+        }
     }
 
     fn push(&mut self, mut bytes: &[u8]) {
@@ -56,7 +59,13 @@ impl Captured {
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         let mut v = self.head;
         if self.dropped > 0 {
-            v.extend_from_slice(format!("\n[... nstest left out {} bytes of output ...]\n", self.dropped).as_bytes());
+            v.extend_from_slice(
+                format!(
+                    "\n[... nstest left out {} bytes of output ...]\n",
+                    self.dropped
+                )
+                .as_bytes(),
+            );
         }
         v.extend(self.tail);
         v
@@ -76,7 +85,9 @@ pub(crate) struct Finished {
 
 impl Finished {
     pub(crate) fn setup_done(&self) -> bool {
-        self.messages.iter().any(|m| matches!(m, Message::SetupDone))
+        self.messages
+            .iter()
+            .any(|m| matches!(m, Message::SetupDone))
     }
 }
 
@@ -91,16 +102,34 @@ enum Sink {
 }
 
 /// Supervises `running` until it has exited and its pipes are drained.
-pub(crate) fn supervise(running: Running, timeout: Option<Duration>, capture_limit: Option<usize>) -> Result<Finished, Error> {
+pub(crate) fn supervise(
+    running: Running,
+    timeout: Option<Duration>,
+    capture_limit: Option<usize>,
+) -> Result<Finished, Error> {
     let host = |call: &str| {
         let call = call.to_string();
         move |e| Error::Host(SysError::new(call.clone(), e))
     };
-    let Running { cloned, stdout, stderr, report } = running;
+    let Running {
+        cloned,
+        stdout,
+        stderr,
+        report,
+    } = running;
     let mut streams = [
-        Stream { file: Some(report), sink: Sink::Report(Decoder::default()) },
-        Stream { file: stdout, sink: Sink::Out(Captured::new(capture_limit)) },
-        Stream { file: stderr, sink: Sink::Out(Captured::new(capture_limit)) },
+        Stream {
+            file: Some(report),
+            sink: Sink::Report(Decoder::default()),
+        },
+        Stream {
+            file: stdout,
+            sink: Sink::Out(Captured::new(capture_limit)),
+        },
+        Stream {
+            file: stderr,
+            sink: Sink::Out(Captured::new(capture_limit)),
+        },
     ];
     let mut messages = Vec::new();
     let mut protocol_error = None;
@@ -111,14 +140,26 @@ pub(crate) fn supervise(running: Running, timeout: Option<Duration>, capture_lim
     let mut buf = vec![0u8; 64 * 1024];
 
     loop {
-        let open: Vec<usize> = (0..streams.len()).filter(|&i| streams[i].file.is_some()).collect();
-        if status.is_some() && (open.is_empty() || drain_until.is_some_and(|d| Instant::now() >= d)) {
+        let open: Vec<usize> = (0..streams.len())
+            .filter(|&i| streams[i].file.is_some())
+            .collect();
+        if status.is_some() && (open.is_empty() || drain_until.is_some_and(|d| Instant::now() >= d))
+        {
             break;
         }
-        let wake = if status.is_some() { drain_until } else { deadline };
+        let wake = if status.is_some() {
+            drain_until
+        } else {
+            deadline
+        };
         let wait = match wake {
-            Some(w) => PollTimeout::try_from(w.saturating_duration_since(Instant::now()).as_millis().min(60_000) as i32 + 1)
-                .unwrap_or(PollTimeout::MAX),
+            Some(w) => PollTimeout::try_from(
+                w.saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(60_000) as i32
+                    + 1,
+            )
+            .unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
         let (n, revents) = {
@@ -134,7 +175,12 @@ pub(crate) fn supervise(running: Running, timeout: Option<Duration>, capture_lim
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(host("poll(container pipes, pidfd)")(e)),
             };
-            (n, pfds.iter().map(|p| p.revents().unwrap_or(PollFlags::empty())).collect::<Vec<_>>())
+            (
+                n,
+                pfds.iter()
+                    .map(|p| p.revents().unwrap_or(PollFlags::empty()))
+                    .collect::<Vec<_>>(),
+            )
         };
         if status.is_none() && deadline.is_some_and(|d| Instant::now() >= d) {
             // PID 1 ignores what it has no handler for; SIGKILL from outside always lands, and

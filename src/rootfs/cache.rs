@@ -32,7 +32,10 @@ pub struct Cache {
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RootfsError + '_ {
-    move |e| RootfsError::Cache { path: path.to_path_buf(), source: Arc::new(e) }
+    move |e| RootfsError::Cache {
+        path: path.to_path_buf(),
+        source: Arc::new(e),
+    }
 }
 
 impl Cache {
@@ -85,16 +88,30 @@ impl Cache {
             return Ok((done, false));
         }
         let lock_path = self.root.join("lock");
-        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
-        let _guard = Flock::lock(lock, FlockArg::LockExclusive)
-            .map_err(|(_, e)| RootfsError::Cache { path: lock_path.clone(), source: Arc::new(e.into()) })?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        let _guard =
+            Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| RootfsError::Cache {
+                path: lock_path.clone(),
+                source: Arc::new(e.into()),
+            })?;
         if done.is_dir() {
             return Ok((done, false)); // another run built it while we waited
         }
         // We hold the lock, so anything in tmp/ belongs to a builder that died.
         let tmp_root = self.root.join("tmp");
-        for stale in fs::read_dir(&tmp_root).map_err(io_err(&tmp_root))?.flatten() {
-            eprintln!("nstest: removing {} left by an interrupted run", stale.path().display());
+        for stale in fs::read_dir(&tmp_root)
+            .map_err(io_err(&tmp_root))?
+            .flatten()
+        {
+            eprintln!(
+                "nstest: removing {} left by an interrupted run",
+                stale.path().display()
+            );
             remove_tree(&stale.path());
         }
         let tmp = tmp_root.join(format!("{key}.{}", std::process::id()));
@@ -113,7 +130,10 @@ impl Cache {
 
 /// The cache key of a file's content: `<prefix>-<sha256>`.
 pub fn file_key(prefix: &str, path: &Path) -> Result<String, RootfsError> {
-    let read_err = |e| RootfsError::Read { path: path.to_path_buf(), source: Arc::new(e) };
+    let read_err = |e| RootfsError::Read {
+        path: path.to_path_buf(),
+        source: Arc::new(e),
+    };
     let mut f = File::open(path).map_err(read_err)?;
     let mut h = Sha256::new();
     h.update(FORMAT.as_bytes());
@@ -125,7 +145,12 @@ pub fn file_key(prefix: &str, path: &Path) -> Result<String, RootfsError> {
         }
         h.update(&buf[..n]);
     }
-    let hex: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let hex: String = h
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok(format!("{prefix}-{hex}"))
 }
 

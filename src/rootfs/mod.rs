@@ -33,19 +33,39 @@ pub enum RootfsError {
     /// The rootfs string or `NSTEST_ROOTFS` does not parse.
     Spec(SpecError),
     /// The archive could not be read.
-    Read { path: PathBuf, source: Arc<std::io::Error> },
+    Read {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
     /// The archive is not a valid (compressed) tar, or is truncated.
-    Corrupt { archive: PathBuf, source: Arc<std::io::Error> },
+    Corrupt {
+        archive: PathBuf,
+        source: Arc<std::io::Error>,
+    },
     /// An entry would land outside the root: refused, and the partial unpack removed.
-    Escape { archive: PathBuf, entry: PathBuf, reason: String },
+    Escape {
+        archive: PathBuf,
+        entry: PathBuf,
+        reason: String,
+    },
     /// An entry could not be written.
-    Unpack { archive: PathBuf, entry: PathBuf, source: Arc<std::io::Error> },
+    Unpack {
+        archive: PathBuf,
+        entry: PathBuf,
+        source: Arc<std::io::Error>,
+    },
     /// `builtin:busybox` was asked for and no static busybox is installed.
     NoBusybox,
     /// The busybox binary could not be copied or run.
-    Busybox { path: PathBuf, source: Arc<std::io::Error> },
+    Busybox {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
     /// The cache directory could not be written.
-    Cache { path: PathBuf, source: Arc<std::io::Error> },
+    Cache {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
 }
 
 impl fmt::Display for RootfsError {
@@ -57,11 +77,12 @@ impl fmt::Display for RootfsError {
                 path.display()
             ),
             Self::Spec(e) => write!(f, "{e}"),
-            Self::Read { path, source } => write!(f, "cannot read rootfs {}: {source}", path.display()),
+            Self::Read { path, source } => write!(f, "cannot read rootfs {}: {}", path.display(), chain(source)),
             Self::Corrupt { archive, source } => write!(
                 f,
-                "rootfs archive {} is corrupt or truncated ({source}): download or build it again",
-                archive.display()
+                "rootfs archive {} is corrupt or truncated ({}): download or build it again",
+                archive.display(),
+                chain(source)
             ),
             Self::Escape { archive, entry, reason } => write!(
                 f,
@@ -71,9 +92,10 @@ impl fmt::Display for RootfsError {
             ),
             Self::Unpack { archive, entry, source } => write!(
                 f,
-                "cannot unpack entry {:?} of {}: {source}",
+                "cannot unpack entry {:?} of {}: {}",
                 entry.display().to_string(),
-                archive.display()
+                archive.display(),
+                chain(source)
             ),
             Self::NoBusybox => f.write_str(
                 "builtin:busybox needs a static busybox on the host: install it (Debian/Ubuntu: apt-get install busybox-static)",
@@ -89,6 +111,21 @@ impl fmt::Display for RootfsError {
 }
 
 impl std::error::Error for RootfsError {}
+
+/// An error and its sources, `a: b: c` (the tar crate keeps the useful part in a source).
+fn chain(e: &std::io::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = std::error::Error::source(e);
+    while let Some(inner) = next {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        next = inner.source();
+    }
+    s
+}
 
 /// A prepared root, shared read-only by the containers that use it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,11 +176,14 @@ pub fn describe_default(base_dir: &Path) -> String {
     match default_source(base_dir) {
         Ok(RootfsSource::Busybox) => format!(
             "builtin:busybox (built from {} into {})",
-            busybox_path().map(|p| p.display().to_string()).unwrap_or_default(),
+            busybox_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             Cache::default_root().display()
         ),
         Ok(RootfsSource::Host) => {
-            "builtin:host (no static busybox found: the host's /usr /bin /sbin /lib* read-only)".to_string()
+            "builtin:host (no static busybox found: the host's /usr /bin /sbin /lib* read-only)"
+                .to_string()
         }
         Ok(s) => format!("{s} (from NSTEST_ROOTFS)"),
         Err(e) => format!("unusable: {e}"),
@@ -152,7 +192,12 @@ pub fn describe_default(base_dir: &Path) -> String {
 
 /// Prepares `source` (at most once per process) and returns its base.
 pub fn prepare(source: &RootfsSource) -> Result<Prepared, RootfsError> {
-    let slot = PREPARED.lock().unwrap_or_else(|e| e.into_inner()).entry(source.clone()).or_default().clone();
+    let slot = PREPARED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(source.clone())
+        .or_default()
+        .clone();
     slot.get_or_init(|| prepare_uncached(source)).clone()
 }
 
@@ -176,15 +221,26 @@ fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
         }
         RootfsSource::Tar(path) | RootfsSource::TarGz(path) => {
             let path = existing(path)?;
-            let compression = if matches!(source, RootfsSource::Tar(_)) { Compression::None } else { Compression::Gzip };
+            let compression = if matches!(source, RootfsSource::Tar(_)) {
+                Compression::None
+            } else {
+                Compression::Gzip
+            };
             let key = cache::file_key("tar", &path)?;
-            let (dir, _) = cache.get_or_build(&key, |tmp| unpack::unpack(&path, compression, tmp).map(drop))?;
+            let (dir, _) = cache.get_or_build(&key, |tmp| {
+                unpack::unpack(&path, compression, tmp).map(drop)
+            })?;
             Base::Dir(dir)
         }
     };
-    Ok(Prepared { base, scratch: cache.scratch_mountpoint() })
+    Ok(Prepared {
+        base,
+        scratch: cache.scratch_mountpoint(),
+    })
 }
 
 fn existing(path: &Path) -> Result<PathBuf, RootfsError> {
-    path.canonicalize().map_err(|_| RootfsError::NotFound { path: path.to_path_buf() })
+    path.canonicalize().map_err(|_| RootfsError::NotFound {
+        path: path.to_path_buf(),
+    })
 }

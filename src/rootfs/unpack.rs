@@ -26,12 +26,18 @@ pub enum Compression {
 
 /// Unpacks `archive` into `dest` (an existing, empty directory).
 pub fn unpack(archive: &Path, compression: Compression, dest: &Path) -> Result<u64, RootfsError> {
-    let file = File::open(archive).map_err(|e| RootfsError::Read { path: archive.into(), source: Arc::new(e) })?;
+    let file = File::open(archive).map_err(|e| RootfsError::Read {
+        path: archive.into(),
+        source: Arc::new(e),
+    })?;
     let reader: Box<dyn Read> = match compression {
         Compression::None => Box::new(BufReader::new(file)),
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(BufReader::new(file))),
     };
-    let corrupt = |e: std::io::Error| RootfsError::Corrupt { archive: archive.into(), source: Arc::new(e) };
+    let corrupt = |e: std::io::Error| RootfsError::Corrupt {
+        archive: archive.into(),
+        source: Arc::new(e),
+    };
     let privileged = nix::unistd::geteuid().is_root();
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_permissions(true);
@@ -45,7 +51,11 @@ pub fn unpack(archive: &Path, compression: Compression, dest: &Path) -> Result<u
     for entry in ar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let path = entry.path().map_err(corrupt)?.into_owned();
-        let escape = |reason: String| RootfsError::Escape { archive: archive.into(), entry: path.clone(), reason };
+        let escape = |reason: String| RootfsError::Escape {
+            archive: archive.into(),
+            entry: path.clone(),
+            reason,
+        };
         check_inside(&path).map_err(|r| escape(r.to_string()))?;
         let kind = entry.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
@@ -55,21 +65,32 @@ pub fn unpack(archive: &Path, compression: Compression, dest: &Path) -> Result<u
                 .ok_or_else(|| escape("link without a target".into()))?
                 .into_owned();
             if kind.is_hard_link() {
-                check_inside(&target).map_err(|r| escape(format!("hard link to {}: {r}", target.display())))?;
+                check_inside(&target)
+                    .map_err(|r| escape(format!("hard link to {}: {r}", target.display())))?;
             } else if target.is_relative() {
                 let parent = path.parent().unwrap_or(Path::new(""));
-                check_inside(&parent.join(&target))
-                    .map_err(|_| escape(format!("symlink to {} points outside the root", target.display())))?;
+                check_inside(&parent.join(&target)).map_err(|_| {
+                    escape(format!(
+                        "symlink to {} points outside the root",
+                        target.display()
+                    ))
+                })?;
             }
         }
         if (kind.is_character_special() || kind.is_block_special()) && !privileged {
             continue; // device nodes need privileges; the container gets its own /dev anyway
         }
         let unpacked = entry.unpack_in(dest).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof || e.kind() == std::io::ErrorKind::InvalidData {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof
+                || e.kind() == std::io::ErrorKind::InvalidData
+            {
                 corrupt(e)
             } else {
-                RootfsError::Unpack { archive: archive.into(), entry: path.clone(), source: Arc::new(e) }
+                RootfsError::Unpack {
+                    archive: archive.into(),
+                    entry: path.clone(),
+                    source: Arc::new(e),
+                }
             }
         })?;
         if !unpacked {
@@ -78,9 +99,12 @@ pub fn unpack(archive: &Path, compression: Compression, dest: &Path) -> Result<u
         if kind.is_dir() && !privileged {
             // A read-only directory would stop the entries that follow; open it up until the end.
             let full = dest.join(&path);
-            let mode = std::fs::symlink_metadata(&full).map(|m| m.permissions().mode()).unwrap_or(0o755);
+            let mode = std::fs::symlink_metadata(&full)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0o755);
             if mode & 0o700 != 0o700 {
-                let _ = std::fs::set_permissions(&full, std::fs::Permissions::from_mode(mode | 0o700));
+                let _ =
+                    std::fs::set_permissions(&full, std::fs::Permissions::from_mode(mode | 0o700));
                 locked_dirs.push((full, mode));
             }
         }
@@ -92,7 +116,10 @@ pub fn unpack(archive: &Path, compression: Compression, dest: &Path) -> Result<u
     if count == 0 {
         return Err(RootfsError::Corrupt {
             archive: archive.into(),
-            source: Arc::new(std::io::Error::new(std::io::ErrorKind::InvalidData, "the archive holds no entries")),
+            source: Arc::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the archive holds no entries",
+            )),
         });
     }
     Ok(count)

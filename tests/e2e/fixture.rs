@@ -5,6 +5,9 @@
 //! Tests named `demo_*` must pass; `fail_*` must fail for the reason `tests/e2e.rs` expects;
 //! `#[ignore]`d ones are driven explicitly (hangs, signals).
 
+// Leaving processes behind, unwaited, is what these tests are about.
+#![allow(clippy::zombie_processes)]
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -13,10 +16,23 @@ const ORPHAN_SECONDS: &str = "987654";
 
 #[nstest::test(hostname = "inside")]
 fn demo_hostname_changes_stay_inside() {
-    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(), "inside");
-    let st = Command::new("hostname").arg("changed-by-test").status().unwrap();
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim(),
+        "inside"
+    );
+    let st = Command::new("hostname")
+        .arg("changed-by-test")
+        .status()
+        .unwrap();
     assert!(st.success());
-    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(), "changed-by-test");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim(),
+        "changed-by-test"
+    );
 }
 
 #[nstest::test]
@@ -64,7 +80,10 @@ fn demo_d_has_a_whole_rootfs() {
     for p in ["/bin/sh", "/etc/passwd", "/usr/bin", "/sbin"] {
         assert!(Path::new(p).exists(), "{p} is missing");
     }
-    let out = Command::new("/bin/sh").args(["-c", "echo ok"]).output().unwrap();
+    let out = Command::new("/bin/sh")
+        .args(["-c", "echo ok"])
+        .output()
+        .unwrap();
     assert_eq!(out.stdout, b"ok\n");
 }
 
@@ -84,20 +103,35 @@ fn demo_network_is_loopback_only() {
 
 #[nstest::test]
 fn demo_dev_and_tmp() {
-    for d in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "fd"] {
-        assert!(Path::new("/dev").join(d).symlink_metadata().is_ok(), "/dev/{d} missing");
+    for d in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "fd",
+    ] {
+        assert!(
+            Path::new("/dev").join(d).symlink_metadata().is_ok(),
+            "/dev/{d} missing"
+        );
     }
     std::fs::write("/dev/null", "x").unwrap();
     let entries = std::fs::read_dir("/tmp").unwrap().count();
     assert_eq!(entries, 0, "a fresh /tmp");
-    assert!(std::fs::write("/sys/kernel/x", "y").is_err(), "/sys is read-only");
+    assert!(
+        std::fs::write("/sys/kernel/x", "y").is_err(),
+        "/sys is read-only"
+    );
 }
 
 #[nstest::test]
 fn demo_orphans_left_running() {
     // A plain child and a double-forked daemon, neither waited for: they die with the container.
-    Command::new("sleep").arg(ORPHAN_SECONDS).stdout(Stdio::null()).spawn().unwrap();
-    Command::new("sh").args(["-c", &format!("sleep {ORPHAN_SECONDS} &")]).status().unwrap();
+    Command::new("sleep")
+        .arg(ORPHAN_SECONDS)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    Command::new("sh")
+        .args(["-c", &format!("sleep {ORPHAN_SECONDS} &")])
+        .status()
+        .unwrap();
 }
 
 #[nstest::test]
@@ -147,8 +181,12 @@ fn fail_forged_stdout() {
     // libtest's words and a well-formed report frame saying "passed", on stdout and stderr.
     let passed_frame: &[u8] = b"NSTR\x01\x04\x01\x00\x00\x00\x00";
     use std::io::Write;
-    for mut w in [Box::new(std::io::stdout()) as Box<dyn Write>, Box::new(std::io::stderr())] {
-        w.write_all(b"test fail_forged_stdout ... ok\ntest result: ok. 1 passed; 0 failed\n").unwrap();
+    for mut w in [
+        Box::new(std::io::stdout()) as Box<dyn Write>,
+        Box::new(std::io::stderr()),
+    ] {
+        w.write_all(b"test fail_forged_stdout ... ok\ntest result: ok. 1 passed; 0 failed\n")
+            .unwrap();
         w.write_all(passed_frame).unwrap();
         w.flush().unwrap();
     }

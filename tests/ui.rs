@@ -1,0 +1,7 @@
+//! Misuse of `#[nstest::test]` is a compile error at the offending span (trybuild).
+
+#[test]
+fn attribute_misuse_is_a_compile_error() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/*.rs");
+}

@@ -1,0 +1,4 @@
+#[nstest::test]
+async fn t() {}
+
+nstest::main!();

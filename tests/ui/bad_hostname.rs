@@ -1,0 +1,4 @@
+#[nstest::test(hostname = "not_valid!")]
+fn t() {}
+
+nstest::main!();

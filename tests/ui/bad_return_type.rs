@@ -1,0 +1,4 @@
+#[nstest::test]
+fn t() -> u32 { 1 }
+
+nstest::main!();

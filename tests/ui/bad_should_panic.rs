@@ -1,0 +1,5 @@
+#[nstest::test]
+#[should_panic(expect = "typo")]
+fn t() {}
+
+nstest::main!();

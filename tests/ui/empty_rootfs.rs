@@ -1,0 +1,4 @@
+#[nstest::test(rootfs = "")]
+fn t() {}
+
+nstest::main!();

@@ -1,0 +1,4 @@
+#[nstest::test]
+fn t<T: Default>() { let _ = T::default(); }
+
+nstest::main!();

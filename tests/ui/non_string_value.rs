@@ -1,0 +1,4 @@
+#[nstest::test(timeout = 10)]
+fn t() {}
+
+nstest::main!();

@@ -1,0 +1,5 @@
+#[nstest::test]
+#[should_panic]
+fn t() -> Result<(), String> { Ok(()) }
+
+nstest::main!();

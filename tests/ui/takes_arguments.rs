@@ -1,0 +1,4 @@
+#[nstest::test]
+fn t(x: u32) { let _ = x; }
+
+nstest::main!();

@@ -1,0 +1,4 @@
+#[nstest::test(hostnme = "box")]
+fn t() {}
+
+nstest::main!();

@@ -1,0 +1,5 @@
+#[nstest::test]
+#[test]
+fn t() {}
+
+nstest::main!();
