@@ -465,3 +465,35 @@ fn without_privileges_each_test_names_the_cause_and_the_fix() {
     assert!(text.contains("EPERM"), "{text}");
     assert!(text.contains("needs root"), "{text}");
 }
+
+#[test]
+fn the_container_api_runs_commands_as_pid_one() {
+    let _serial = serial();
+    let exe = fixture().parent().unwrap().join("container_api");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let before = host_state();
+    let out = Command::new(exe)
+        .env("NSTEST_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expect = [
+        "output.stdout: \"api-box\\n1\\n\"",
+        "output.stderr: \"oops\\n\"",
+        "output.code: Some(3)",
+        "status.success: true",
+        "timeout.error: timed out after 300ms",
+        "timeout.fast: true",
+        "missing.error: container setup failed at step Exec: execvp(\"no-such-command\") => ENOENT",
+        "hostname.error: invalid hostname \"bad_name\"",
+    ];
+    for line in expect {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    assert_eq!(host_state(), before);
+}

@@ -1,0 +1,47 @@
+//! The `Container` API end to end: `output()`, `status()`, a timeout and a missing command.
+//! Prints one `key: value` line per check; `tests/e2e.rs` runs it and reads them.
+
+use std::time::{Duration, Instant};
+
+use nstest::{Container, Error};
+
+fn main() {
+    nstest::init();
+
+    let out = Container::new("sh")
+        .args(["-c", "hostname; echo $$; echo oops >&2; exit 3"])
+        .hostname("api-box")
+        .output()
+        .unwrap();
+    println!("output.stdout: {:?}", String::from_utf8_lossy(&out.stdout));
+    println!("output.stderr: {:?}", String::from_utf8_lossy(&out.stderr));
+    println!("output.code: {:?}", out.status.code());
+
+    let status = Container::new("true")
+        .stdout(nstest::Stdio::Null)
+        .status()
+        .unwrap();
+    println!("status.success: {}", status.success());
+
+    let start = Instant::now();
+    let err = Container::new("sleep")
+        .arg("600")
+        .timeout(Duration::from_millis(300))
+        .output()
+        .unwrap_err();
+    println!("timeout.error: {err}");
+    println!(
+        "timeout.fast: {}",
+        start.elapsed() < Duration::from_secs(10)
+    );
+
+    match Container::new("no-such-command").output() {
+        Err(e @ Error::Setup { .. }) => println!("missing.error: {e}"),
+        other => println!("missing.error: unexpected {other:?}"),
+    }
+
+    match Container::new("true").hostname("bad_name").output() {
+        Err(e) => println!("hostname.error: {e}"),
+        Ok(o) => println!("hostname.error: unexpected {o:?}"),
+    }
+}
