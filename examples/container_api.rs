@@ -40,6 +40,20 @@ fn main() {
         other => println!("missing.error: unexpected {other:?}"),
     }
 
+    let host_netns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    for net in [nstest::Net::Host, nstest::Net::Loopback] {
+        let out = Container::new("readlink")
+            .arg("/proc/self/ns/net")
+            .net(net)
+            .output()
+            .unwrap();
+        let inside = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        println!(
+            "net.{net:?}.same_as_host: {}",
+            inside == host_netns.to_str().unwrap()
+        );
+    }
+
     match Container::new("true").hostname("bad_name").output() {
         Err(e) => println!("hostname.error: {e}"),
         Ok(o) => println!("hostname.error: unexpected {o:?}"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::parent::{self, Launch, Out, StdioSetup};
 use crate::protocol::RunSpec;
-use crate::spec::{RootfsSource, DEFAULT_HOSTNAME};
+use crate::spec::{Net, RootfsSource, DEFAULT_HOSTNAME};
 
 /// Where a container's standard stream goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +42,7 @@ pub struct Container {
     argv: Vec<OsString>,
     rootfs: Option<String>,
     hostname: String,
+    net: Net,
     timeout: Option<Duration>,
     stdin: Option<Stdio>,
     stdout: Option<Stdio>,
@@ -56,6 +57,7 @@ impl Container {
             argv: vec![program.as_ref().to_owned()],
             rootfs: None,
             hostname: DEFAULT_HOSTNAME.to_string(),
+            net: Net::Loopback,
             timeout: None,
             stdin: None,
             stdout: None,
@@ -91,6 +93,13 @@ impl Container {
     /// The container's hostname (default `nstest`).
     pub fn hostname(&mut self, hostname: impl Into<String>) -> &mut Self {
         self.hostname = hostname.into();
+        self
+    }
+
+    /// The network: [`Net::Loopback`] (default: a new network namespace with only `lo`, up) or
+    /// [`Net::Host`] (the host's network namespace, shared).
+    pub fn net(&mut self, net: Net) -> &mut Self {
+        self.net = net;
         self
     }
 
@@ -144,6 +153,7 @@ impl Container {
             rootfs: &rootfs,
             base_dir: &cwd,
             hostname: &self.hostname,
+            net: self.net,
             run: RunSpec::Command(self.argv.clone()),
             stdio: StdioSetup {
                 stdin_null: self.stdin.unwrap_or(default_in) == Stdio::Null,

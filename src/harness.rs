@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 use crate::parent::{self, Launch, Out, StdioSetup, Verdict};
 use crate::protocol::RunSpec;
@@ -28,11 +28,30 @@ pub fn main() -> ! {
         }
     }
     let nocapture = args.nocapture;
+    let unavailable = match parent::probe::check() {
+        Ok(()) => None,
+        Err(reason) => Some(reason.as_str()),
+    };
+    let skip = matches!(std::env::var("NSTEST_UNAVAILABLE").as_deref(), Ok("skip"));
+    if let (Some(reason), false) = (unavailable, args.list) {
+        let what = if skip {
+            "every test is skipped (NSTEST_UNAVAILABLE=skip)"
+        } else {
+            "every test fails"
+        };
+        eprintln!("nstest: {what}: {reason}");
+    }
     let trials = tests
         .into_iter()
-        .map(|desc| {
-            Trial::test(desc.name(), move || run_test(desc, nocapture))
-                .with_ignored_flag(desc.ignore)
+        .map(|desc| match unavailable {
+            None => Trial::test(desc.name(), move || run_test(desc, nocapture))
+                .with_ignored_flag(desc.ignore),
+            Some(reason) if skip => {
+                Trial::ignorable_test(desc.name(), move || Ok(Completion::ignored_with(reason)))
+                    .with_ignored_flag(true)
+            }
+            Some(reason) => Trial::test(desc.name(), move || Err(Failed::from(reason)))
+                .with_ignored_flag(desc.ignore),
         })
         .collect();
     libtest_mimic::run(&args, trials).exit()
@@ -65,6 +84,7 @@ fn run_test(desc: &'static TestDesc, nocapture: bool) -> Result<(), Failed> {
         rootfs: &rootfs,
         base_dir,
         hostname: &hostname,
+        net: desc.net,
         run: RunSpec::Test(desc.name()),
         stdio: StdioSetup {
             stdin_null: true,

@@ -43,6 +43,8 @@
 //! - `rootfs = "path"`: a `.tar`, `.tar.gz`/`.tgz` or a directory, relative to the package's
 //!   `CARGO_MANIFEST_DIR`; or `builtin:busybox` / `builtin:host`.
 //! - `timeout = "500ms" | "10s" | "2m"` (default 60 s, or `NSTEST_TIMEOUT`).
+//! - `net = "loopback"` (default: a new network namespace with only `lo`, up) or `net = "host"`
+//!   (the host's network, shared).
 //!
 //! `#[should_panic]`, `#[should_panic(expected = "…")]`, `#[ignore]` and `-> Result<(), E>`
 //! behave as with `#[test]`.
@@ -54,6 +56,9 @@
 //! - `NSTEST_OVERLAY=off`: give each container a private copy of the rootfs instead of an overlay.
 //! - `NSTEST_CACHE_DIR`: where unpacked rootfs bases are kept (default `$XDG_CACHE_HOME/nstest`
 //!   or `~/.cache/nstest`).
+//! - `NSTEST_ROOTLESS=1`: use a user namespace even as root (it is always used for other uids).
+//! - `NSTEST_UNAVAILABLE=skip`: where containers cannot be made, report the tests as ignored
+//!   (with the reason) instead of failed.
 //!
 //! ## How it works, in brief
 //!
@@ -66,7 +71,8 @@
 //!
 //! ## Known limitations
 //!
-//! - Needs root (CAP_SYS_ADMIN); rootless mode through user namespaces is not there yet.
+//! - Rootless mode maps one id (the caller's, to root): files owned by other ids in a tarball
+//!   all belong to the caller; `/etc/subuid` ranges (newuidmap) are not used yet.
 //! - Linux only (x86_64 and aarch64: the raw `clone` call assumes their argument order).
 //! - The test runs as PID 1: reaping of orphaned processes during the test is not done (they
 //!   die with the container when the test ends).
@@ -90,6 +96,7 @@ mod sys;
 pub use container::{Container, Stdio};
 pub use error::Error;
 pub use nstest_macros::test;
+pub use spec::Net;
 pub use sys::SysError;
 
 /// Enters nstest if this process is a container child (then it never returns); otherwise

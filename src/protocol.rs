@@ -38,6 +38,8 @@ const KIND_FATAL_SIGNAL: u8 = 5;
 pub enum Step {
     /// Reading the [`ChildSpec`] from the environment.
     ReadSpec,
+    /// Writing the user namespace's `setgroups`, `uid_map` and `gid_map` (rootless mode).
+    UserNamespace,
     /// Making mount propagation of `/` private, recursively.
     MakePrivate,
     /// Mounting the per-test scratch tmpfs.
@@ -72,7 +74,7 @@ pub enum Step {
     Exec,
 }
 
-const STEPS: [Step; 17] = [
+const STEPS: [Step; 18] = [
     Step::ReadSpec,
     Step::MakePrivate,
     Step::MountScratch,
@@ -90,6 +92,7 @@ const STEPS: [Step; 17] = [
     Step::LoopbackUp,
     Step::FindTest,
     Step::Exec,
+    Step::UserNamespace,
 ];
 
 impl Step {
@@ -415,6 +418,8 @@ pub enum RunSpec {
     Test(String),
     /// `execve` of this command line (PATH looked up inside the container).
     Command(Vec<OsString>),
+    /// Nothing: set the container up, report, exit. The start-up probe.
+    Probe,
 }
 
 /// Everything the child needs to set up the container and run one thing.
@@ -428,6 +433,10 @@ pub struct ChildSpec {
     pub overlay: bool,
     /// The container's hostname.
     pub hostname: String,
+    /// Cloned with `CLONE_NEWUSER` (rootless mode): mounts take the user namespace's rules.
+    pub userns: bool,
+    /// Shares the host's network namespace (`net = "host"`) instead of a new one with `lo`.
+    pub host_net: bool,
     /// What to run.
     pub run: RunSpec,
 }
@@ -444,7 +453,7 @@ impl ChildSpec {
             }
             BaseSpec::Host => p.push(1),
         }
-        p.push(self.overlay as u8);
+        p.push(self.overlay as u8 | (self.userns as u8) << 1 | (self.host_net as u8) << 2);
         put_str(&mut p, &self.hostname);
         match &self.run {
             RunSpec::Test(name) => {
@@ -458,6 +467,7 @@ impl ChildSpec {
                     put_bytes(&mut p, a.as_bytes());
                 }
             }
+            RunSpec::Probe => p.push(2),
         }
         p.iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -487,7 +497,8 @@ impl ChildSpec {
             1 => BaseSpec::Host,
             _ => return Err(ProtocolError::Malformed),
         };
-        let overlay = r.u8()? != 0;
+        let flags = r.u8()?;
+        let (overlay, userns, host_net) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
         let hostname = r.string()?;
         let run = match r.u8()? {
             0 => RunSpec::Test(r.string()?),
@@ -498,6 +509,7 @@ impl ChildSpec {
                     .collect::<Result<_, ProtocolError>>()?;
                 RunSpec::Command(argv)
             }
+            2 => RunSpec::Probe,
             _ => return Err(ProtocolError::Malformed),
         };
         r.end()?;
@@ -506,6 +518,8 @@ impl ChildSpec {
             base,
             overlay,
             hostname,
+            userns,
+            host_net,
             run,
         })
     }
@@ -616,6 +630,8 @@ mod tests {
                 base: BaseSpec::Lower("/c/bases/ab,c:d".into()),
                 overlay: true,
                 hostname: "box".into(),
+                userns: false,
+                host_net: true,
                 run: RunSpec::Test("m::t".into()),
             },
             ChildSpec {
@@ -623,6 +639,8 @@ mod tests {
                 base: BaseSpec::Host,
                 overlay: false,
                 hostname: "h".into(),
+                userns: true,
+                host_net: false,
                 run: RunSpec::Command(vec![
                     "/bin/sh".into(),
                     "-c".into(),
@@ -632,6 +650,16 @@ mod tests {
         ] {
             assert_eq!(ChildSpec::decode(&spec.encode()), Ok(spec));
         }
+        let probe = ChildSpec {
+            scratch: "/s".into(),
+            base: BaseSpec::Host,
+            overlay: true,
+            hostname: "p".into(),
+            userns: true,
+            host_net: true,
+            run: RunSpec::Probe,
+        };
+        assert_eq!(ChildSpec::decode(&probe.encode()), Ok(probe));
         assert!(ChildSpec::decode("zz").is_err());
         assert!(ChildSpec::decode("01").is_err());
     }

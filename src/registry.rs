@@ -31,6 +31,8 @@ pub struct TestDesc {
     pub hostname: Option<&'static str>,
     /// `rootfs = "..."`.
     pub rootfs: Option<&'static str>,
+    /// `net = "loopback" | "host"`.
+    pub net: crate::spec::Net,
     /// `timeout = "..."`, in milliseconds.
     pub timeout_ms: Option<u64>,
     /// `env!("CARGO_MANIFEST_DIR")` of the package that defines the test.

@@ -15,6 +15,27 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Hostname of a [`crate::Container`] that names none.
 pub const DEFAULT_HOSTNAME: &str = "nstest";
 
+/// A container's network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Net {
+    /// `net = "loopback"` (the default): a new network namespace with only `lo`, up.
+    #[default]
+    Loopback,
+    /// `net = "host"`: the host's network namespace, shared.
+    Host,
+}
+
+impl Net {
+    /// Parses `"loopback"` or `"host"`.
+    pub fn parse(s: &str) -> Result<Self, SpecError> {
+        match s {
+            "loopback" => Ok(Self::Loopback),
+            "host" => Ok(Self::Host),
+            _ => Err(SpecError::BadNet(s.to_string())),
+        }
+    }
+}
+
 /// Where a container's root filesystem comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RootfsSource {
@@ -89,6 +110,8 @@ pub enum SpecError {
     BadDuration(String),
     /// A hostname that the kernel or a resolver would not take.
     BadHostname(String),
+    /// A network other than `loopback` or `host`.
+    BadNet(String),
     /// `rootfs = ""`.
     EmptyRootfs,
     /// `builtin:` followed by something other than `busybox` or `host`.
@@ -110,6 +133,7 @@ impl fmt::Display for SpecError {
                 f,
                 "invalid hostname {s:?}: use 1 to 63 letters, digits and '-', not starting or ending with '-'"
             ),
+            Self::BadNet(s) => write!(f, "invalid net {s:?}: use \"loopback\" (the default) or \"host\""),
             Self::EmptyRootfs => f.write_str("empty rootfs: name a .tar, .tar.gz or a directory"),
             Self::UnknownBuiltin(s) => {
                 write!(f, "unknown rootfs {s:?}: the builtins are builtin:busybox and builtin:host")

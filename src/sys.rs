@@ -66,7 +66,7 @@ pub fn open_dev_null() -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// What the clone child executes, prepared in the parent so that the child allocates nothing.
+/// Everything the clone child needs, prepared in the parent so that the child allocates nothing.
 #[derive(Debug)]
 pub struct ExecPlan {
     /// The binary to execute (`/proc/self/exe`).
@@ -75,6 +75,18 @@ pub struct ExecPlan {
     pub argv: Vec<CString>,
     /// Its whole environment.
     pub envp: Vec<CString>,
+    /// `(src, dst)`: fds moved into place (at most 8).
+    pub fds: Vec<(RawFd, RawFd)>,
+    /// The parent-liveness pipe `(read, write)`: the child closes its copy of the write end and
+    /// exits if the read end reports the parent gone.
+    pub life: (RawFd, RawFd),
+    /// The report fd number in the child (after `fds` are in place).
+    pub report_fd: RawFd,
+    /// Files written before `execve`, in order: `(path, content, failure frame without errno)`
+    /// (the user namespace's `setgroups`, `uid_map`, `gid_map`).
+    pub writes: Vec<(CString, Vec<u8>, Vec<u8>)>,
+    /// The frame (without its errno) written on the report fd if `execve` fails.
+    pub exec_failed_frame: Vec<u8>,
 }
 
 /// A freshly cloned child: its pid (in the caller's namespace) and a pidfd for it.
@@ -87,24 +99,16 @@ pub struct Cloned {
 }
 
 /// `clone(2)` with `flags` (namespaces) plus `CLONE_PIDFD`, then, in the child: parent-death signal
-/// SIGKILL, a check that the parent is still alive (`life`: the read end of a pipe whose write
-/// end only the parent holds), `fds` moved into place (`(src, dst)`), every other fd marked
-/// close-on-exec, and `execve`. If `execve` fails, the child writes `exec_failed_frame` followed
-/// by the errno (4 bytes, LE) on `report_fd` and exits with 127.
-pub fn clone_exec(
-    flags: CloneFlags,
-    plan: &ExecPlan,
-    fds: &[(RawFd, RawFd)],
-    life: (RawFd, RawFd),
-    report_fd: RawFd,
-    exec_failed_frame: &[u8],
-) -> Result<Cloned> {
-    assert!(fds.len() <= 8, "at most 8 fds are mapped");
+/// SIGKILL, a check that the parent is still alive, the fds moved into place, every other fd
+/// marked close-on-exec, the files of `plan.writes` written, and `execve`. A failure after the
+/// fds are in place is reported as a frame on the report fd (the prepared prefix, then the errno
+/// as 4 LE bytes), and the child exits (125 for a write, 127 for `execve`).
+pub fn clone_exec(flags: CloneFlags, plan: &ExecPlan) -> Result<Cloned> {
+    assert!(plan.fds.len() <= 8, "at most 8 fds are mapped");
     let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
-    let highest_dst = fds.iter().map(|&(_, d)| d).max().unwrap_or(2);
     let mut pidfd: libc::c_int = -1;
     let all = flags.bits() as libc::c_ulong
         | libc::CLONE_PIDFD as libc::c_ulong
@@ -131,18 +135,7 @@ pub fn clone_exec(
     }
     if ret == 0 {
         // SAFETY: we are the clone child; see above. `child_exec` never returns.
-        unsafe {
-            child_exec(
-                plan,
-                &argv,
-                &envp,
-                fds,
-                life,
-                report_fd,
-                highest_dst,
-                exec_failed_frame,
-            )
-        }
+        unsafe { child_exec(plan, &argv, &envp) }
     }
     // SAFETY: the kernel stored a new pidfd owned by nobody else.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
@@ -157,20 +150,19 @@ pub fn clone_exec(
 /// # Safety
 /// Call only in a fresh clone child of a possibly multi-threaded process, with pointers prepared
 /// by [`clone_exec`].
-#[allow(clippy::too_many_arguments)]
 unsafe fn child_exec(
     plan: &ExecPlan,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
-    fds: &[(RawFd, RawFd)],
-    life: (RawFd, RawFd),
-    report_fd: RawFd,
-    highest_dst: RawFd,
-    exec_failed_frame: &[u8],
 ) -> ! {
     // SAFETY: raw, async-signal-safe system calls on fds and pointers the parent prepared; no
     // allocation, no locks. Failure of any step ends the child with _exit.
     unsafe {
+        let report = |frame: &[u8]| {
+            let errno = (*libc::__errno_location()).to_le_bytes();
+            libc::write(plan.report_fd, frame.as_ptr().cast(), frame.len());
+            libc::write(plan.report_fd, errno.as_ptr().cast(), errno.len());
+        };
         libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
@@ -178,9 +170,9 @@ unsafe fn child_exec(
             0,
             0,
         );
-        libc::close(life.1);
+        libc::close(plan.life.1);
         let mut p = libc::pollfd {
-            fd: life.0,
+            fd: plan.life.0,
             events: libc::POLLIN,
             revents: 0,
         };
@@ -188,14 +180,15 @@ unsafe fn child_exec(
             // The parent died before PR_SET_PDEATHSIG took effect.
             libc::_exit(1);
         }
+        let highest_dst = plan.fds.iter().map(|&(_, d)| d).max().unwrap_or(2);
         let mut moved = [-1 as RawFd; 8];
-        for (i, &(src, _)) in fds.iter().enumerate() {
+        for (i, &(src, _)) in plan.fds.iter().enumerate() {
             moved[i] = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, highest_dst + 1);
             if moved[i] < 0 {
                 libc::_exit(126);
             }
         }
-        for (i, &(_, dst)) in fds.iter().enumerate() {
+        for (i, &(_, dst)) in plan.fds.iter().enumerate() {
             if libc::dup2(moved[i], dst) < 0 {
                 libc::_exit(126);
             }
@@ -207,14 +200,18 @@ unsafe fn child_exec(
             libc::c_uint::MAX,
             libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
         );
+        for (path, content, frame) in &plan.writes {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0
+                || libc::write(fd, content.as_ptr().cast(), content.len()) != content.len() as isize
+            {
+                report(frame);
+                libc::_exit(125);
+            }
+            libc::close(fd);
+        }
         libc::execve(plan.exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
-        let errno = (*libc::__errno_location()).to_le_bytes();
-        libc::write(
-            report_fd,
-            exec_failed_frame.as_ptr().cast(),
-            exec_failed_frame.len(),
-        );
-        libc::write(report_fd, errno.as_ptr().cast(), errno.len());
+        report(&plan.exec_failed_frame);
         libc::_exit(127)
     }
 }
@@ -307,22 +304,30 @@ pub fn make_rprivate() -> Result<()> {
     .map_err(|e| SysError::new("mount(NULL, \"/\", NULL, MS_REC|MS_PRIVATE, NULL)", e))
 }
 
-/// Bind-mounts `src` on `target` (recursively), read-only when `ro`.
+/// Bind-mounts `src` on `target` (recursively), read-only when `ro`. The read-only remount keeps
+/// the flags the source already has (in a user namespace they are locked and must be kept).
 pub fn bind(src: &Path, target: &Path, ro: bool) -> Result<()> {
     let s = src.to_string_lossy();
     mount(&s, target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
     if ro {
-        mount(
-            &s,
-            target,
-            None,
-            MsFlags::MS_BIND
-                | MsFlags::MS_REMOUNT
-                | MsFlags::MS_RDONLY
-                | MsFlags::MS_NOSUID
-                | MsFlags::MS_NODEV,
-            None,
-        )?;
+        use nix::sys::statvfs::{statvfs, FsFlags};
+        let have = statvfs(target)
+            .map(|v| v.flags())
+            .unwrap_or(FsFlags::empty());
+        let mut flags =
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
+        for (fs, ms) in [
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if have.contains(fs) {
+                flags |= ms;
+            }
+        }
+        mount(&s, target, None, flags, None)?;
     }
     Ok(())
 }

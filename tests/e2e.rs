@@ -155,11 +155,58 @@ impl Run {
 /// Runs the fixture with `args` and `env` in a fresh TMPDIR and cache, and checks the host
 /// is clean afterwards.
 fn run_fixture(name: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    run_fixture_in(name, &[], "e2e-cache", args, env)
+}
+
+/// Runs as the unprivileged uid/gid 65534: rootless mode.
+const AS_NOBODY: &[&str] = &[
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--",
+];
+
+/// Runs where user namespaces are switched off: a user namespace of its own whose
+/// `user.max_user_namespaces` is 0 (with `NSTEST_ROOTLESS=1`, nstest needs one more).
+const WITHOUT_USERNS: &[&str] = &[
+    "unshare",
+    "--user",
+    "--map-root-user",
+    "sh",
+    "-c",
+    "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" \"$@\"",
+];
+
+/// [`run_fixture`] under a `wrapper` command, with the named cache directory.
+fn run_fixture_in(
+    name: &str,
+    wrapper: &[&str],
+    cache: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
     let _serial = serial();
     let tmp = scratch(&format!("{name}-tmp"));
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join(cache);
+    std::fs::create_dir_all(&cache).unwrap();
+    for d in [&tmp, &cache] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    }
     let before = host_state();
-    let output = Command::new(fixture())
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(fixture());
+            c
+        }
+        None => Command::new(fixture()),
+    };
+    let output = cmd
+        .env(
+            "E2E_HOST_NETNS",
+            std::fs::read_link("/proc/self/ns/net").unwrap(),
+        )
         .args(args)
         .env("TMPDIR", &tmp)
         .env("NSTEST_CACHE_DIR", &cache)
@@ -206,7 +253,23 @@ fn run_fixture(name: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
 
 #[test]
 fn every_outcome_is_reported_for_the_right_reason() {
-    let run = run_fixture("all", &["--test-threads", "2"], &[]);
+    check_every_outcome(&run_fixture("all", &["--test-threads", "2"], &[]));
+}
+
+#[test]
+fn rootless_every_outcome_is_the_same_for_an_unprivileged_user() {
+    let run = run_fixture_in(
+        "nobody",
+        AS_NOBODY,
+        "e2e-cache-nobody",
+        &["--test-threads", "2"],
+        &[],
+    );
+    check_every_outcome(&run);
+}
+
+/// The fixture's `demo_*` passed, its `fail_*` failed each for its own reason.
+fn check_every_outcome(run: &Run) {
     let text = run.text();
     assert!(
         !run.output.status.success(),
@@ -227,7 +290,7 @@ fn every_outcome_is_reported_for_the_right_reason() {
             run.messages.get(test).map(String::as_str).unwrap_or(&text)
         );
     }
-    assert_eq!(run.outcomes.len(), 22, "{text}");
+    assert_eq!(run.outcomes.len(), 23, "{text}");
     let reasons = [
         ("fail_panic", "test panicked at tests/e2e/fixture.rs"),
         ("fail_panic", "plain panic message"),
@@ -271,7 +334,7 @@ fn every_outcome_is_reported_for_the_right_reason() {
         );
     }
     assert!(
-        text.contains("test result: FAILED. 10 passed; 11 failed; 1 ignored"),
+        text.contains("test result: FAILED. 11 passed; 11 failed; 1 ignored"),
         "{text}"
     );
 }
@@ -281,7 +344,7 @@ fn writes_never_cross_tests_even_in_order() {
     // Sequential, sorted: a writes, b looks; c deletes /bin /etc /usr, d finds them whole.
     let run = run_fixture("order", &["demo_", "--test-threads", "1"], &[]);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 10, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 11, "{}", run.text());
     // The shared base in the cache is untouched too.
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("e2e-cache")
@@ -296,7 +359,7 @@ fn writes_never_cross_tests_even_in_order() {
 fn libtest_flags_work() {
     let run = run_fixture("list", &["--list", "--format", "terse"], &[]);
     let listed = String::from_utf8_lossy(&run.output.stdout);
-    assert_eq!(listed.lines().count(), 22, "{listed}");
+    assert_eq!(listed.lines().count(), 23, "{listed}");
     assert!(listed.lines().all(|l| l.ends_with(": test")), "{listed}");
 
     let run = run_fixture("exact", &["demo_pid_one", "--exact"], &[]);
@@ -309,7 +372,7 @@ fn libtest_flags_work() {
         &[],
     );
     assert!(run.output.status.success(), "{}", run.text());
-    assert!(run.text().contains("8 passed"), "{}", run.text());
+    assert!(run.text().contains("9 passed"), "{}", run.text());
 
     let run = run_fixture("nocapture", &["fail_panic", "--nocapture"], &[]);
     assert!(
@@ -381,7 +444,7 @@ fn the_other_roots_pass_the_same_demos() {
             "{var}={value}:\n{}",
             run.text()
         );
-        assert_eq!(run.outcomes.len(), 10, "{var}={value}:\n{}", run.text());
+        assert_eq!(run.outcomes.len(), 11, "{var}={value}:\n{}", run.text());
     }
     // builtin:host binds the host's /bin /usr /sbin read-only: the demos that write there fail
     // by design; everything else passes.
@@ -391,7 +454,7 @@ fn the_other_roots_pass_the_same_demos() {
         .message("demo_a_writes_a_marker")
         .contains("Read-only file system"));
     let passed = run.outcomes.values().filter(|o| *o == "ok").count();
-    assert_eq!(passed, 8, "{}", run.text());
+    assert_eq!(passed, 9, "{}", run.text());
 }
 
 /// Starts the fixture on a test that hangs with a child process, waits until that child is
@@ -441,29 +504,74 @@ mod libc_sig {
 }
 
 #[test]
-fn without_privileges_each_test_names_the_cause_and_the_fix() {
-    let _serial = serial();
-    let cache = scratch("nobody-cache");
-    let tmp = scratch("nobody-tmp");
-    for d in [&cache, &tmp] {
-        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    }
-    let output = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(fixture())
-        .args(["demo_pid_one", "--exact"])
-        .env("TMPDIR", &tmp)
-        .env("NSTEST_CACHE_DIR", &cache)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "{text}");
-    assert!(
-        text.contains("cannot create the container's namespaces"),
-        "{text}"
+fn without_user_namespaces_each_test_names_the_cause_and_the_fix() {
+    let env = [("NSTEST_ROOTLESS", "1")];
+    let run = run_fixture_in(
+        "no-userns",
+        WITHOUT_USERNS,
+        "e2e-cache-userns",
+        &["demo_", "--include-ignored"],
+        &env,
     );
-    assert!(text.contains("EPERM"), "{text}");
-    assert!(text.contains("needs root"), "{text}");
+    assert!(!run.output.status.success(), "{}", run.text());
+    assert_eq!(run.outcomes.len(), 11, "{}", run.text());
+    for test in run.outcomes.keys() {
+        assert_eq!(run.outcome(test), "FAILED");
+        let msg = run.message(test);
+        assert!(
+            msg.contains("user namespaces are disabled (user.max_user_namespaces = 0)"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("fix: sysctl -w user.max_user_namespaces="),
+            "{msg}"
+        );
+        assert_eq!(msg.trim().lines().count(), 1, "one line: {msg}");
+    }
+}
+
+#[test]
+fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
+    let env = [("NSTEST_ROOTLESS", "1"), ("NSTEST_UNAVAILABLE", "skip")];
+    let run = run_fixture_in("skip", WITHOUT_USERNS, "e2e-cache-userns", &[], &env);
+    assert!(run.output.status.success(), "{}", run.text());
+    assert_eq!(run.outcomes.len(), 23);
+    assert!(
+        run.outcomes.values().all(|o| o == "ignored"),
+        "{}",
+        run.text()
+    );
+    assert!(run
+        .text()
+        .contains("every test is skipped (NSTEST_UNAVAILABLE=skip): namespaces are not available"));
+    // What nextest asks: every test is listed as ignored.
+    let run = run_fixture_in(
+        "skip-list",
+        WITHOUT_USERNS,
+        "e2e-cache-userns",
+        &["--list", "--format", "terse", "--ignored"],
+        &env,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.output.stdout).lines().count(),
+        23,
+        "{}",
+        run.text()
+    );
+    // Run anyway, each says why it is skipped.
+    let run = run_fixture_in(
+        "skip-run",
+        WITHOUT_USERNS,
+        "e2e-cache-userns",
+        &["demo_pid_one", "--include-ignored"],
+        &env,
+    );
+    let outcome = run.outcome("demo_pid_one");
+    assert!(
+        outcome.starts_with("ignored") && outcome.contains("namespaces are not available"),
+        "{}",
+        run.text()
+    );
 }
 
 #[test]
@@ -491,6 +599,8 @@ fn the_container_api_runs_commands_as_pid_one() {
         "timeout.fast: true",
         "missing.error: container setup failed at step Exec: execvp(\"no-such-command\") => ENOENT",
         "hostname.error: invalid hostname \"bad_name\"",
+        "net.Host.same_as_host: true",
+        "net.Loopback.same_as_host: false",
     ];
     for line in expect {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");

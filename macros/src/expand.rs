@@ -15,6 +15,7 @@ pub struct Options {
     pub hostname: Option<String>,
     pub rootfs: Option<String>,
     pub timeout_ms: Option<u64>,
+    pub host_net: Option<bool>,
 }
 
 /// What `#[should_panic]` says.
@@ -55,6 +56,24 @@ pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
                     return Err(dup());
                 }
             }
+            "net" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let host = match lit.value().as_str() {
+                    "loopback" => false,
+                    "host" => true,
+                    other => {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "invalid net {other:?}: use \"loopback\" (the default) or \"host\""
+                            ),
+                        ))
+                    }
+                };
+                if opts.host_net.replace(host).is_some() {
+                    return Err(dup());
+                }
+            }
             "timeout" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 let ms =
@@ -65,7 +84,7 @@ pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             }
             _ => {
                 return Err(meta.error(format_args!(
-                    "unknown nstest option `{}`: expected `hostname`, `rootfs` or `timeout`",
+                    "unknown nstest option `{}`: expected `hostname`, `rootfs`, `timeout` or `net`",
                     {
                         let p = &meta.path;
                         quote!(#p).to_string().replace(' ', "")
@@ -228,6 +247,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         Some(ms) => quote!(::core::option::Option::Some(#ms)),
         None => quote!(::core::option::Option::None),
     };
+    let net = if opts.host_net == Some(true) {
+        quote!(::nstest::Net::Host)
+    } else {
+        quote!(::nstest::Net::Loopback)
+    };
     let should_panic = match should_panic {
         ShouldPanic::No => quote!(::nstest::__private::ShouldPanic::No),
         ShouldPanic::Yes => quote!(::nstest::__private::ShouldPanic::Yes),
@@ -248,6 +272,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                 hostname: #hostname,
                 rootfs: #rootfs,
                 timeout_ms: #timeout,
+                net: #net,
                 manifest_dir: ::core::env!("CARGO_MANIFEST_DIR"),
             };
         };
@@ -271,7 +296,8 @@ mod tests {
             Options {
                 hostname: Some("box".into()),
                 rootfs: Some("r.tar.gz".into()),
-                timeout_ms: Some(10_000)
+                timeout_ms: Some(10_000),
+                host_net: None
             }
         );
         assert_eq!(parse_options(quote!()).unwrap(), Options::default());
@@ -294,6 +320,7 @@ mod tests {
         assert!(err(quote!(hostname = "a_b")).contains("invalid hostname"));
         assert!(err(quote!(hostname = "a", hostname = "b")).contains("given twice"));
         assert!(err(quote!(rootfs = "")).contains("empty rootfs"));
+        assert!(err(quote!(net = "bridge")).contains("invalid net"));
     }
 
     #[test]

@@ -7,7 +7,8 @@ use proc_macro::TokenStream;
 
 /// Runs the function as an isolated test: PID 1 of fresh namespaces over a throwaway rootfs.
 ///
-/// Options: `hostname = "…"`, `rootfs = "…"`, `timeout = "500ms" | "10s" | "2m"`. Combine with
+/// Options: `hostname = "…"`, `rootfs = "…"`, `timeout = "500ms" | "10s" | "2m"`,
+/// `net = "loopback" | "host"`. Combine with
 /// `#[should_panic]`, `#[should_panic(expected = "…")]` and `#[ignore]` as with `#[test]`.
 #[proc_macro_attribute]
 pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {

@@ -78,12 +78,16 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
             let (upper, work) = (scratch.join("upper"), scratch.join("work"));
             mkdir(&upper, 0o755, Step::MountOverlay)?;
             mkdir(&work, 0o755, Step::MountOverlay)?;
-            let data = format!(
+            let mut data = format!(
                 "lowerdir={},upperdir={},workdir={}",
                 escape_overlay(lower),
                 escape_overlay(&upper),
                 escape_overlay(&work)
             );
+            if spec.userns {
+                // Whiteouts and opaque directories as user.* xattrs (unprivileged overlayfs).
+                data.push_str(",userxattr");
+            }
             match sys::mount(
                 "overlay",
                 &root,
@@ -112,14 +116,13 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
     let proc_dir = mountpoint(&root, "proc", Step::MountProc)?;
     sys::mount("proc", &proc_dir, Some("proc"), flags, None).map_err(at(Step::MountProc))?;
     let sys_dir = mountpoint(&root, "sys", Step::MountSys)?;
-    sys::mount(
-        "sysfs",
-        &sys_dir,
-        Some("sysfs"),
-        flags | MsFlags::MS_RDONLY,
-        None,
-    )
-    .map_err(at(Step::MountSys))?;
+    if spec.host_net {
+        // A fresh sysfs needs a network namespace of our own: show the host's, read-only.
+        sys::bind(Path::new("/sys"), &sys_dir, true).map_err(at(Step::MountSys))?;
+    } else {
+        let ro = flags | MsFlags::MS_RDONLY;
+        sys::mount("sysfs", &sys_dir, Some("sysfs"), ro, None).map_err(at(Step::MountSys))?;
+    }
     let tmp = mountpoint(&root, "tmp", Step::MountTmp)?;
     sys::mount(
         "tmpfs",
@@ -141,7 +144,9 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
 
     write_etc(&spec.hostname)?;
     sys::sethostname(&spec.hostname).map_err(at(Step::SetHostname))?;
-    sys::loopback_up().map_err(at(Step::LoopbackUp))?;
+    if !spec.host_net {
+        sys::loopback_up().map_err(at(Step::LoopbackUp))?;
+    }
     Ok(())
 }
 

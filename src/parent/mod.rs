@@ -1,5 +1,6 @@
 //! The host side of a container: prepare the rootfs, spawn, supervise, and judge what came back.
 
+pub(crate) mod probe;
 pub(crate) mod spawn;
 pub(crate) mod supervise;
 
@@ -13,7 +14,7 @@ use once_cell::sync::Lazy;
 use crate::error::{describe_status, Error};
 use crate::protocol::{BaseSpec, ChildSpec, Message, Outcome, RunSpec};
 use crate::rootfs::{self, Base};
-use crate::spec::{format_duration, RootfsSource};
+use crate::spec::{format_duration, Net, RootfsSource};
 pub(crate) use spawn::{Out, StdioSetup};
 pub(crate) use supervise::Finished;
 
@@ -26,6 +27,19 @@ static OVERLAY: Lazy<bool> = Lazy::new(|| {
     )
 });
 
+/// Rootless mode: the effective uid is not 0, or `NSTEST_ROOTLESS=1`. Containers then also get
+/// a user namespace in which the caller is root.
+pub(crate) fn rootless() -> bool {
+    static ROOTLESS: Lazy<bool> = Lazy::new(|| {
+        !nix::unistd::geteuid().is_root()
+            || matches!(
+                std::env::var("NSTEST_ROOTLESS").as_deref(),
+                Ok("1" | "true" | "yes")
+            )
+    });
+    *ROOTLESS
+}
+
 /// One container to run.
 #[derive(Debug)]
 pub(crate) struct Launch<'a> {
@@ -33,6 +47,7 @@ pub(crate) struct Launch<'a> {
     /// Where relative paths in `NSTEST_ROOTFS` start.
     pub base_dir: &'a Path,
     pub hostname: &'a str,
+    pub net: Net,
     pub run: RunSpec,
     pub stdio: StdioSetup,
     pub timeout: Option<Duration>,
@@ -59,6 +74,8 @@ impl Launch<'_> {
             },
             overlay: *OVERLAY,
             hostname: self.hostname.to_string(),
+            userns: rootless(),
+            host_net: self.net == Net::Host,
             run: self.run,
         };
         let running = spawn::spawn(&spec, self.stdio)?;

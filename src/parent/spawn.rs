@@ -58,6 +58,8 @@ struct Once {
     /// Read end handed to every child; the write end stays here. A child that finds it closed
     /// knows its parent died before `PR_SET_PDEATHSIG` was in force.
     life: (OwnedFd, OwnedFd),
+    userns_writes: Vec<(CString, Vec<u8>, Vec<u8>)>,
+    exec_failed_frame: Vec<u8>,
 }
 
 static ONCE: Lazy<Result<Once, SysError>> = Lazy::new(|| {
@@ -79,6 +81,8 @@ static ONCE: Lazy<Result<Once, SysError>> = Lazy::new(|| {
         argv0,
         null: sys::open_dev_null()?,
         life: sys::pipe()?,
+        userns_writes: userns_writes(),
+        exec_failed_frame: frame_prefix(Step::Exec, "execve(\"/proc/self/exe\")".into()),
     })
 });
 
@@ -109,30 +113,29 @@ pub(crate) fn spawn(spec: &ChildSpec, stdio: StdioSetup) -> Result<Running, Erro
     }
     fds.push((report_w.as_raw_fd(), REPORT_FD));
 
-    let mut env = once.env.clone();
-    env.push(CString::new(format!("{CHILD_ENV}={}", spec.encode())).expect("hex has no NUL"));
+    let mut envp = once.env.clone();
+    envp.push(CString::new(format!("{CHILD_ENV}={}", spec.encode())).expect("hex has no NUL"));
+    let mut flags = NAMESPACES;
+    if spec.host_net {
+        flags.remove(CloneFlags::CLONE_NEWNET);
+    }
+    let writes = if spec.userns {
+        flags.insert(CloneFlags::CLONE_NEWUSER);
+        once.userns_writes.clone()
+    } else {
+        Vec::new()
+    };
     let plan = ExecPlan {
         exe: c"/proc/self/exe".into(),
         argv: vec![once.argv0.clone()],
-        envp: env,
+        envp,
+        fds,
+        life: (once.life.0.as_raw_fd(), once.life.1.as_raw_fd()),
+        report_fd: REPORT_FD,
+        writes,
+        exec_failed_frame: once.exec_failed_frame.clone(),
     };
-    let mut exec_failed = Message::SetupFailed {
-        step: Step::Exec,
-        detail: "execve(\"/proc/self/exe\")".into(),
-        errno: 0,
-    }
-    .encode();
-    exec_failed.truncate(exec_failed.len() - 4); // the child appends its errno
-
-    let cloned = sys::clone_exec(
-        NAMESPACES,
-        &plan,
-        &fds,
-        (once.life.0.as_raw_fd(), once.life.1.as_raw_fd()),
-        REPORT_FD,
-        &exec_failed,
-    )
-    .map_err(Error::Namespaces)?;
+    let cloned = sys::clone_exec(flags, &plan).map_err(Error::Namespaces)?;
     drop((report_w, out_w, err_w));
     Ok(Running {
         cloned,
@@ -140,6 +143,39 @@ pub(crate) fn spawn(spec: &ChildSpec, stdio: StdioSetup) -> Result<Running, Erro
         stderr: err_r.map(File::from),
         report: File::from(report_r),
     })
+}
+
+/// A frame reporting `step` failed with `detail`, less the trailing errno the child appends.
+fn frame_prefix(step: Step, detail: String) -> Vec<u8> {
+    let mut f = Message::SetupFailed {
+        step,
+        detail,
+        errno: 0,
+    }
+    .encode();
+    f.truncate(f.len() - 4);
+    f
+}
+
+/// The writes that make the caller root inside a new user namespace: one id mapped, the
+/// caller's own, which needs no setuid helper.
+fn userns_writes() -> Vec<(CString, Vec<u8>, Vec<u8>)> {
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    [
+        ("/proc/self/setgroups", "deny".to_string()),
+        ("/proc/self/uid_map", format!("0 {uid} 1\n")),
+        ("/proc/self/gid_map", format!("0 {gid} 1\n")),
+    ]
+    .into_iter()
+    .map(|(path, content)| {
+        let detail = format!("write({path:?}, {:?})", content.trim());
+        (
+            CString::new(path).unwrap(),
+            content.into_bytes(),
+            frame_prefix(Step::UserNamespace, detail),
+        )
+    })
+    .collect()
 }
 
 fn pipe_if(wanted: bool) -> Result<(Option<OwnedFd>, Option<OwnedFd>), Error> {

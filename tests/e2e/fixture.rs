@@ -101,6 +101,21 @@ fn demo_network_is_loopback_only() {
     std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
 }
 
+#[nstest::test(net = "host")]
+fn demo_net_host_shares_the_hosts_network() {
+    let inside = std::fs::read_link("/proc/self/ns/net").unwrap();
+    // tests/e2e.rs passes the host's network namespace; run alone, the test checks less.
+    if let Ok(host) = std::env::var("E2E_HOST_NETNS") {
+        assert_eq!(inside.to_str().unwrap(), host);
+    }
+    assert!(Path::new("/sys/class/net/lo").exists());
+    assert_eq!(
+        std::process::id(),
+        1,
+        "still PID 1 of its own PID namespace"
+    );
+}
+
 #[nstest::test]
 fn demo_dev_and_tmp() {
     for d in [

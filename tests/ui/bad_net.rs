@@ -1,0 +1,4 @@
+#[nstest::test(net = "bridge")]
+fn t() {}
+
+nstest::main!();
