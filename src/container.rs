@@ -25,9 +25,9 @@ pub enum Stdio {
 /// copy-on-write view of a rootfs, a fresh `/proc`, `/dev`, `/tmp`, its own hostname. The
 /// command is PID 1 of its PID namespace; when it exits, everything it started dies with it.
 ///
-/// This is what the test harness itself uses for every test. It works in any binary whose
-/// `main` starts with [`crate::init()`] (test binaries get that from `nstest::main!()`), because
-/// the container is entered by re-executing the current binary.
+/// This is what the test harness itself uses for every test. It works in any binary that links
+/// nstest: the container is entered by re-executing the current binary, which nstest
+/// intercepts before `main`.
 ///
 /// ```no_run
 /// fn main() -> Result<(), nstest::Error> {
@@ -155,6 +155,7 @@ impl Container {
             hostname: &self.hostname,
             net: self.net,
             run: RunSpec::Command(self.argv.clone()),
+            args: Vec::new(),
             stdio: StdioSetup {
                 stdin_null: self.stdin.unwrap_or(default_in) == Stdio::Null,
                 stdout: out(self.stdout),

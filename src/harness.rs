@@ -1,5 +1,11 @@
-//! `nstest::main!()` lands here: the registered tests become libtest-mimic trials (so the usual
-//! `cargo test` / `cargo nextest` flags work), each run in its own container.
+//! The two ways a `#[nstest::test]` runs, one runner underneath:
+//!
+//! - `harness = false` targets: `nstest::main!()` lands in [`main`], which turns the registered
+//!   tests into libtest-mimic trials (so the usual `cargo test` / `cargo nextest` flags work).
+//! - ordinary libtest targets (unit tests in `src/`, `tests/*.rs`): the attribute also emits a
+//!   `#[test]` wrapper that calls [`run_in_libtest`].
+//!
+//! Either way [`run_desc`] runs the test in its own container and judges the outcome.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,7 +20,7 @@ use crate::spec::{self, RootfsSource, DEFAULT_TIMEOUT};
 /// How much of a test's output is kept (from the start, and again from the end).
 const CAPTURE_LIMIT: usize = 1 << 20;
 
-/// The whole `main` of a test binary.
+/// The whole `main` of a `harness = false` test binary.
 pub fn main() -> ! {
     crate::init();
     let args = Arguments::from_args();
@@ -22,12 +28,19 @@ pub fn main() -> ! {
     if !args.list {
         if let Some(first) = tests.first() {
             eprintln!(
-                "nstest: rootfs {}; namespaces uts, pid, mount, ipc, net",
-                crate::rootfs::describe_default(Path::new(first.manifest_dir))
+                "nstest: rootfs {}; namespaces uts, pid, mount, ipc, net{}",
+                crate::rootfs::describe_default(Path::new(first.manifest_dir)),
+                if parent::rootless() {
+                    ", user (rootless)"
+                } else {
+                    ""
+                }
             );
         }
     }
     let nocapture = args.nocapture;
+    // Like libtest: the output of a passing test is shown only with --show-output.
+    let show_output = args.show_output;
     let unavailable = match parent::probe::check() {
         Ok(()) => None,
         Err(reason) => Some(reason.as_str()),
@@ -44,8 +57,14 @@ pub fn main() -> ! {
     let trials = tests
         .into_iter()
         .map(|desc| match unavailable {
-            None => Trial::test(desc.name(), move || run_test(desc, nocapture))
-                .with_ignored_flag(desc.ignore),
+            None => Trial::test(desc.name(), move || {
+                let output = run_desc(desc, !nocapture, &[]).map_err(Failed::from)?;
+                if show_output {
+                    print_output(output);
+                }
+                Ok(())
+            })
+            .with_ignored_flag(desc.ignore),
             Some(reason) if skip => {
                 Trial::ignorable_test(desc.name(), move || Ok(Completion::ignored_with(reason)))
                     .with_ignored_flag(true)
@@ -57,9 +76,43 @@ pub fn main() -> ! {
     libtest_mimic::run(&args, trials).exit()
 }
 
-/// Runs one test in its container and turns the outcome into libtest-mimic's terms.
-fn run_test(desc: &'static TestDesc, nocapture: bool) -> Result<(), Failed> {
-    let error = |e: crate::Error| Failed::from(format!("nstest could not run this test: {e}"));
+/// What the `#[test]` wrapper of a `#[nstest::test]` calls in an ordinary libtest target: runs
+/// the test in its container, prints its output (libtest captures it as usual), and panics with
+/// the reason if it failed.
+pub fn run_in_libtest(desc: &'static TestDesc) {
+    if let Err(reason) = parent::probe::check() {
+        panic!("{reason}");
+    }
+    let name = desc.name();
+    // The child never reaches libtest's main (nstest enters the container before it); were it
+    // to, these make it run this one test and nothing else.
+    let args = [
+        "--exact",
+        name.as_str(),
+        "--nocapture",
+        "--include-ignored",
+        "--test-threads=1",
+    ];
+    match run_desc(desc, true, &args) {
+        Ok(output) => print_output(output),
+        Err(failure) => panic!("{failure}"),
+    }
+}
+
+fn print_output(output: String) {
+    if !output.is_empty() {
+        print!("{output}");
+    }
+}
+
+/// Runs one test in its container. `Ok` holds its captured output; `Err` the output and the
+/// reason, as the user reads them.
+pub(crate) fn run_desc(
+    desc: &'static TestDesc,
+    capture: bool,
+    args: &[&str],
+) -> Result<String, String> {
+    let error = |e: crate::Error| format!("nstest could not run this test: {e}");
     let base_dir = Path::new(desc.manifest_dir);
     let rootfs = match desc.rootfs {
         Some(s) => RootfsSource::parse(s, base_dir).map_err(|e| error(e.into()))?,
@@ -75,10 +128,10 @@ fn run_test(desc: &'static TestDesc, nocapture: bool) -> Result<(), Failed> {
         .hostname
         .map(str::to_string)
         .unwrap_or_else(|| spec::hostname_for_test(desc.fn_name));
-    let (stdout, stderr) = if nocapture {
-        (Out::Inherit, Out::Inherit)
-    } else {
+    let (stdout, stderr) = if capture {
         (Out::Pipe, Out::SameAsStdout)
+    } else {
+        (Out::Inherit, Out::Inherit)
     };
     let finished = Launch {
         rootfs: &rootfs,
@@ -86,6 +139,7 @@ fn run_test(desc: &'static TestDesc, nocapture: bool) -> Result<(), Failed> {
         hostname: &hostname,
         net: desc.net,
         run: RunSpec::Test(desc.name()),
+        args: args.iter().map(|a| a.to_string()).collect(),
         stdio: StdioSetup {
             stdin_null: true,
             stdout,
@@ -97,22 +151,17 @@ fn run_test(desc: &'static TestDesc, nocapture: bool) -> Result<(), Failed> {
     .run()
     .map_err(error)?;
     let verdict = parent::judge_test(&finished, timeout);
-    let output = finished.stdout.into_bytes();
-    let with_output = |msg: String| {
-        let out = String::from_utf8_lossy(&output);
-        if out.is_empty() {
-            Failed::from(msg)
-        } else {
-            Failed::from(format!(
-                "{}{}{msg}",
-                out,
-                if out.ends_with('\n') { "" } else { "\n" }
-            ))
+    let mut output = String::from_utf8_lossy(&finished.stdout.into_bytes()).into_owned();
+    let mut fail = |reason: String| {
+        if !output.is_empty() && !output.ends_with('\n') {
+            output.push('\n');
         }
+        output.push_str(&reason);
+        Err(output.clone())
     };
     match verdict {
-        Verdict::Passed => Ok(()),
-        Verdict::Failed(reason) => Err(with_output(reason)),
-        Verdict::Error(e) => Err(with_output(format!("nstest could not run this test: {e}"))),
+        Verdict::Passed => Ok(output),
+        Verdict::Failed(reason) => fail(reason),
+        Verdict::Error(e) => fail(error(e)),
     }
 }

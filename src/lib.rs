@@ -74,6 +74,9 @@
 //! - Rootless mode maps one id (the caller's, to root): files owned by other ids in a tarball
 //!   all belong to the caller; `/etc/subuid` ranges (newuidmap) are not used yet.
 //! - Linux only (x86_64 and aarch64: the raw `clone` call assumes their argument order).
+//! - The container child enters before Rust's `main`: a panic inside says thread `<unnamed>`,
+//!   and a stack overflow shows as SIGSEGV without Rust's "stack overflow" message.
+//! - `async fn` tests are not supported yet.
 //! - The test runs as PID 1: reaping of orphaned processes during the test is not done (they
 //!   die with the container when the test ends).
 //! - Only the first and last MiB of a test's captured output are kept.
@@ -81,6 +84,9 @@
 //!   sets out to escape is not contained without a user namespace.
 
 #![warn(missing_docs)]
+
+// Generated code says `::nstest::…`; this makes it resolve inside nstest's own unit tests too.
+extern crate self as nstest;
 
 mod child;
 mod container;
@@ -100,8 +106,8 @@ pub use spec::Net;
 pub use sys::SysError;
 
 /// Enters nstest if this process is a container child (then it never returns); otherwise
-/// returns at once. Call it first thing in `main` of any binary that uses [`Container`];
-/// `nstest::main!()` calls it for you.
+/// returns at once. nstest does this itself before `main` in every binary that links it, so a
+/// call is only a belt-and-braces first line of `main`.
 pub fn init() {
     child::run_if_child();
 }
@@ -116,9 +122,34 @@ macro_rules! main {
     };
 }
 
+/// `#[nstest::test]` in the crate's own unit tests: the standard libtest harness, side by side
+/// with plain `#[test]`s.
+#[cfg(test)]
+mod isolated_unit_tests {
+    #[nstest::test(hostname = "unit-box")]
+    fn a_unit_test_runs_as_pid_one_of_its_container() {
+        assert_eq!(std::process::id(), 1);
+        assert_eq!(
+            std::fs::read_to_string("/etc/hostname").unwrap(),
+            "unit-box\n"
+        );
+        std::fs::write("/etc/unit-marker", "only here").unwrap();
+    }
+
+    #[nstest::test]
+    fn another_unit_test_never_sees_its_writes() {
+        assert!(!std::path::Path::new("/etc/unit-marker").exists());
+    }
+
+    #[test]
+    fn a_plain_unit_test_stays_in_process() {
+        assert_ne!(std::process::id(), 1);
+    }
+}
+
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::harness::main as harness_main;
+    pub use crate::harness::{main as harness_main, run_in_libtest};
     pub use crate::registry::{ShouldPanic, TestDesc, TestResult, TESTS};
     pub use linkme;
 }

@@ -437,3 +437,13 @@ pub fn report_file() -> std::fs::File {
     // nothing else in the process owns that fd; it is taken once, by the child's entry point.
     unsafe { std::fs::File::from_raw_fd(crate::protocol::REPORT_FD) }
 }
+
+// SAFETY: runs before `main`, in every binary that links nstest. It only acts in a re-executed
+// container child (the `__NSTEST_CHILD` variable is set), where it never returns; it uses the
+// environment, files and system calls, none of which depends on the Rust runtime's `main`
+// set-up. This is what lets `#[nstest::test]` work in ordinary libtest targets and `Container`
+// in any binary.
+#[ctor::ctor(unsafe)]
+fn enter_container_child() {
+    crate::child::run_if_child();
+}

@@ -229,13 +229,12 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         }
     }
 
-    let ident = &func.sig.ident;
+    let ident = func.sig.ident.clone();
     // A return type that is neither `()` nor `Result<(), E: Debug>` is reported at the type.
     let ret_span = match &func.sig.output {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => ident.span(),
     };
-    let call = quote_spanned!(ret_span=> ::nstest::__private::TestResult::into_result(#ident()));
     let name = ident.to_string();
     let opt_str = |o: &Option<String>| match o {
         Some(s) => quote!(::core::option::Option::Some(#s)),
@@ -257,25 +256,43 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         ShouldPanic::Yes => quote!(::nstest::__private::ShouldPanic::Yes),
         ShouldPanic::WithMessage(m) => quote!(::nstest::__private::ShouldPanic::YesWithMessage(#m)),
     };
+    // The body keeps the user's code under another name; the test's own name goes to the
+    // `#[test]` wrapper that ordinary libtest targets run (under `harness = false`, rustc is not
+    // given `--test`, `cfg(test)` is off and only the registration for `nstest::main!()` stays).
+    let body_ident = syn::Ident::new(&format!("__nstest_body_{name}"), ident.span());
+    let desc_ident = syn::Ident::new(&format!("__NSTEST_DESC_{name}"), ident.span());
+    let call =
+        quote_spanned!(ret_span=> ::nstest::__private::TestResult::into_result(#body_ident()));
+    let ignore_attr = if ignore { quote!(#[ignore]) } else { quote!() };
+    let vis = func.vis.clone();
+    func.sig.ident = body_ident.clone();
     Ok(quote! {
+        #[allow(non_snake_case)]
         #func
 
-        const _: () = {
-            #[::nstest::__private::linkme::distributed_slice(::nstest::__private::TESTS)]
-            #[linkme(crate = ::nstest::__private::linkme)]
-            static TEST: ::nstest::__private::TestDesc = ::nstest::__private::TestDesc {
-                module_path: ::core::module_path!(),
-                fn_name: #name,
-                run: || #call,
-                ignore: #ignore,
-                should_panic: #should_panic,
-                hostname: #hostname,
-                rootfs: #rootfs,
-                timeout_ms: #timeout,
-                net: #net,
-                manifest_dir: ::core::env!("CARGO_MANIFEST_DIR"),
-            };
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        #[::nstest::__private::linkme::distributed_slice(::nstest::__private::TESTS)]
+        #[linkme(crate = ::nstest::__private::linkme)]
+        static #desc_ident: ::nstest::__private::TestDesc = ::nstest::__private::TestDesc {
+            module_path: ::core::module_path!(),
+            fn_name: #name,
+            run: || #call,
+            ignore: #ignore,
+            should_panic: #should_panic,
+            hostname: #hostname,
+            rootfs: #rootfs,
+            timeout_ms: #timeout,
+            net: #net,
+            manifest_dir: ::core::env!("CARGO_MANIFEST_DIR"),
         };
+
+        #[cfg(test)]
+        #[::core::prelude::v1::test]
+        #ignore_attr
+        #vis fn #ident() {
+            ::nstest::__private::run_in_libtest(&#desc_ident)
+        }
     })
 }
 

@@ -49,6 +49,8 @@ pub(crate) struct Launch<'a> {
     pub hostname: &'a str,
     pub net: Net,
     pub run: RunSpec,
+    /// Arguments after argv[0] of the re-executed binary.
+    pub args: Vec<String>,
     pub stdio: StdioSetup,
     pub timeout: Option<Duration>,
     pub capture_limit: Option<usize>,
@@ -78,7 +80,7 @@ impl Launch<'_> {
             host_net: self.net == Net::Host,
             run: self.run,
         };
-        let running = spawn::spawn(&spec, self.stdio)?;
+        let running = spawn::spawn(&spec, &self.args, self.stdio)?;
         let finished = supervise::supervise(running, self.timeout, self.capture_limit)?;
         for m in &finished.messages {
             if let Message::Note(n) = m {

@@ -31,6 +31,7 @@ fn run() -> Result<(), Error> {
         hostname: "nstest-probe",
         net: Net::Loopback,
         run: RunSpec::Probe,
+        args: Vec::new(),
         stdio: StdioSetup {
             stdin_null: true,
             stdout: Out::Null,

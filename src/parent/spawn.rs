@@ -87,7 +87,11 @@ static ONCE: Lazy<Result<Once, SysError>> = Lazy::new(|| {
 });
 
 /// Clones and re-executes this binary as the container child for `spec`.
-pub(crate) fn spawn(spec: &ChildSpec, stdio: StdioSetup) -> Result<Running, Error> {
+pub(crate) fn spawn(
+    spec: &ChildSpec,
+    args: &[String],
+    stdio: StdioSetup,
+) -> Result<Running, Error> {
     let once = ONCE.as_ref().map_err(|e| Error::Host(e.clone()))?;
     let host = |e: SysError| Error::Host(e);
     let (report_r, report_w) = sys::pipe().map_err(host)?;
@@ -127,7 +131,15 @@ pub(crate) fn spawn(spec: &ChildSpec, stdio: StdioSetup) -> Result<Running, Erro
     };
     let plan = ExecPlan {
         exe: c"/proc/self/exe".into(),
-        argv: vec![once.argv0.clone()],
+        argv: std::iter::once(Ok(once.argv0.clone()))
+            .chain(args.iter().map(|a| CString::new(a.as_str())))
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                Error::Host(SysError::new(
+                    "argv with a NUL byte",
+                    nix::errno::Errno::EINVAL,
+                ))
+            })?,
         envp,
         fds,
         life: (once.life.0.as_raw_fd(), once.life.1.as_raw_fd()),
