@@ -150,6 +150,12 @@ mod isolated_unit_tests {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::harness::{main as harness_main, run_in_libtest};
+
+    /// Runs a registered test in its container with output captured and dropped; for the
+    /// overhead benchmark. `Err` holds the output and the reason.
+    pub fn run_isolated(desc: &'static TestDesc) -> Result<(), String> {
+        crate::harness::run_desc(desc, true, &[]).map(drop)
+    }
     pub use crate::registry::{ShouldPanic, TestDesc, TestResult, TESTS};
     pub use linkme;
 }
