@@ -187,20 +187,36 @@ fn run_fixture_in(
     env: &[(&str, &str)],
 ) -> Run {
     let _serial = serial();
-    let tmp = scratch(&format!("{name}-tmp"));
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join(cache);
-    std::fs::create_dir_all(&cache).unwrap();
-    for d in [&tmp, &cache] {
+    // An unprivileged uid may not reach this checkout (under /root, say): it gets a copy of
+    // the fixture, its TMPDIR and its cache in a world-readable place.
+    let nobody = wrapper == AS_NOBODY;
+    let base = if nobody {
+        Path::new("/tmp").join("nstest-e2e-nobody")
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+    };
+    let tmp = base.join(format!("{name}-tmp"));
+    let cache = base.join(cache);
+    let _ = std::fs::remove_dir_all(&tmp);
+    for d in [&base, &tmp, &cache] {
+        std::fs::create_dir_all(d).unwrap();
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     }
+    let exe = if nobody {
+        let copy = base.join("e2e-fixture");
+        std::fs::copy(fixture(), &copy).unwrap();
+        copy
+    } else {
+        fixture()
+    };
     let before = host_state();
     let mut cmd = match wrapper.split_first() {
         Some((program, rest)) => {
             let mut c = Command::new(program);
-            c.args(rest).arg(fixture());
+            c.args(rest).arg(&exe);
             c
         }
-        None => Command::new(fixture()),
+        None => Command::new(&exe),
     };
     let output = cmd
         .env(
@@ -214,6 +230,9 @@ fn run_fixture_in(
         .output()
         .unwrap();
     assert_host_clean(&before, &tmp, &cache);
+    if nobody {
+        let _ = std::fs::remove_dir_all(&base);
+    }
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let mut outcomes = BTreeMap::new();
     // Only libtest's own lines, before the failure section (where a test's output may say anything).
