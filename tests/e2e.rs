@@ -381,6 +381,14 @@ fn libtest_flags_work() {
     assert_eq!(listed.lines().count(), 23, "{listed}");
     assert!(listed.lines().all(|l| l.ends_with(": test")), "{listed}");
 
+    // What nextest does: list the ignored tests apart, then run each test alone.
+    let run = run_fixture("list-ignored", &["--list", "--format", "terse", "--ignored"], &[]);
+    let listed = String::from_utf8_lossy(&run.output.stdout);
+    assert_eq!(listed.trim(), "hangs_with_a_child: test", "{listed}");
+    let run = run_fixture("nextest-one", &["demo_pid_one", "--exact", "--nocapture"], &[]);
+    assert_eq!(run.outcomes.keys().collect::<Vec<_>>(), ["demo_pid_one"]);
+    assert!(run.output.status.success(), "{}", run.text());
+
     let run = run_fixture("exact", &["demo_pid_one", "--exact"], &[]);
     assert_eq!(run.outcomes.keys().collect::<Vec<_>>(), ["demo_pid_one"]);
     assert!(run.output.status.success());
