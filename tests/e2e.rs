@@ -309,7 +309,7 @@ fn check_every_outcome(run: &Run) {
             run.messages.get(test).map(String::as_str).unwrap_or(&text)
         );
     }
-    assert_eq!(run.outcomes.len(), 23, "{text}");
+    assert_eq!(run.outcomes.len(), 24, "{text}");
     let reasons = [
         ("fail_panic", "test panicked at tests/e2e/fixture.rs"),
         ("fail_panic", "plain panic message"),
@@ -353,7 +353,7 @@ fn check_every_outcome(run: &Run) {
         );
     }
     assert!(
-        text.contains("test result: FAILED. 11 passed; 11 failed; 1 ignored"),
+        text.contains("test result: FAILED. 12 passed; 11 failed; 1 ignored"),
         "{text}"
     );
 }
@@ -363,7 +363,7 @@ fn writes_never_cross_tests_even_in_order() {
     // Sequential, sorted: a writes, b looks; c deletes /bin /etc /usr, d finds them whole.
     let run = run_fixture("order", &["demo_", "--test-threads", "1"], &[]);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 11, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 12, "{}", run.text());
     // The shared base in the cache is untouched too.
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("e2e-cache")
@@ -378,14 +378,22 @@ fn writes_never_cross_tests_even_in_order() {
 fn libtest_flags_work() {
     let run = run_fixture("list", &["--list", "--format", "terse"], &[]);
     let listed = String::from_utf8_lossy(&run.output.stdout);
-    assert_eq!(listed.lines().count(), 23, "{listed}");
+    assert_eq!(listed.lines().count(), 24, "{listed}");
     assert!(listed.lines().all(|l| l.ends_with(": test")), "{listed}");
 
     // What nextest does: list the ignored tests apart, then run each test alone.
-    let run = run_fixture("list-ignored", &["--list", "--format", "terse", "--ignored"], &[]);
+    let run = run_fixture(
+        "list-ignored",
+        &["--list", "--format", "terse", "--ignored"],
+        &[],
+    );
     let listed = String::from_utf8_lossy(&run.output.stdout);
     assert_eq!(listed.trim(), "hangs_with_a_child: test", "{listed}");
-    let run = run_fixture("nextest-one", &["demo_pid_one", "--exact", "--nocapture"], &[]);
+    let run = run_fixture(
+        "nextest-one",
+        &["demo_pid_one", "--exact", "--nocapture"],
+        &[],
+    );
     assert_eq!(run.outcomes.keys().collect::<Vec<_>>(), ["demo_pid_one"]);
     assert!(run.output.status.success(), "{}", run.text());
 
@@ -399,7 +407,7 @@ fn libtest_flags_work() {
         &[],
     );
     assert!(run.output.status.success(), "{}", run.text());
-    assert!(run.text().contains("9 passed"), "{}", run.text());
+    assert!(run.text().contains("10 passed"), "{}", run.text());
 
     let run = run_fixture("nocapture", &["fail_panic", "--nocapture"], &[]);
     assert!(
@@ -471,7 +479,7 @@ fn the_other_roots_pass_the_same_demos() {
             "{var}={value}:\n{}",
             run.text()
         );
-        assert_eq!(run.outcomes.len(), 11, "{var}={value}:\n{}", run.text());
+        assert_eq!(run.outcomes.len(), 12, "{var}={value}:\n{}", run.text());
     }
     // builtin:host binds the host's /bin /usr /sbin read-only: the demos that write there fail
     // by design; everything else passes.
@@ -481,7 +489,7 @@ fn the_other_roots_pass_the_same_demos() {
         .message("demo_a_writes_a_marker")
         .contains("Read-only file system"));
     let passed = run.outcomes.values().filter(|o| *o == "ok").count();
-    assert_eq!(passed, 9, "{}", run.text());
+    assert_eq!(passed, 10, "{}", run.text());
 }
 
 /// Starts the fixture on a test that hangs with a child process, waits until that child is
@@ -541,7 +549,7 @@ fn without_user_namespaces_each_test_names_the_cause_and_the_fix() {
         &env,
     );
     assert!(!run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 11, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 12, "{}", run.text());
     for test in run.outcomes.keys() {
         assert_eq!(run.outcome(test), "FAILED");
         let msg = run.message(test);
@@ -562,7 +570,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     let env = [("NSTEST_ROOTLESS", "1"), ("NSTEST_UNAVAILABLE", "skip")];
     let run = run_fixture_in("skip", WITHOUT_USERNS, "e2e-cache-userns", &[], &env);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 23);
+    assert_eq!(run.outcomes.len(), 24);
     assert!(
         run.outcomes.values().all(|o| o == "ignored"),
         "{}",
@@ -581,7 +589,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     );
     assert_eq!(
         String::from_utf8_lossy(&run.output.stdout).lines().count(),
-        23,
+        24,
         "{}",
         run.text()
     );
@@ -633,4 +641,28 @@ fn the_container_api_runs_commands_as_pid_one() {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
     }
     assert_eq!(host_state(), before);
+}
+
+/// The harness process holds fds 7 and 8 without close-on-exec (as a careless parent may
+/// leave them); no test sees them.
+#[test]
+fn inherited_fds_never_reach_a_test() {
+    const LEAKY: &[&str] = &[
+        "sh",
+        "-c",
+        "exec 7</dev/null 8>/dev/null; exec \"$0\" \"$@\"",
+    ];
+    let run = run_fixture_in(
+        "fds",
+        LEAKY,
+        "e2e-cache",
+        &["demo_only_documented_fds_are_open"],
+        &[],
+    );
+    assert_eq!(
+        run.outcome("demo_only_documented_fds_are_open"),
+        "ok",
+        "{}",
+        run.text()
+    );
 }

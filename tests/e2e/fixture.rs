@@ -150,6 +150,23 @@ fn demo_orphans_left_running() {
 }
 
 #[nstest::test]
+fn demo_only_documented_fds_are_open() {
+    // 0, 1, 2, and 3: the report pipe (close-on-exec). Nothing the harness held.
+    let mut fds: Vec<u32> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| !std::fs::read_link(e.path()).is_ok_and(|l| l.starts_with("/proc")))
+        .map(|e| e.file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, [0, 1, 2, 3]);
+    let flags = std::fs::read_to_string("/proc/self/fdinfo/3").unwrap();
+    let flags = flags.lines().find(|l| l.starts_with("flags:")).unwrap();
+    let flags = u32::from_str_radix(flags.trim_start_matches("flags:").trim(), 8).unwrap();
+    assert_ne!(flags & 0o2000000, 0, "the report pipe is close-on-exec");
+}
+
+#[nstest::test]
 fn fail_panic() {
     panic!("plain panic message");
 }
