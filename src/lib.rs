@@ -47,7 +47,8 @@
 //!   (the host's network, shared).
 //!
 //! `#[should_panic]`, `#[should_panic(expected = "…")]`, `#[ignore]` and `-> Result<(), E>`
-//! behave as with `#[test]`.
+//! behave as with `#[test]`. With the `tokio` feature, `async fn` tests run on a runtime built
+//! inside the container (`flavor = "current_thread"`, the default, or `"multi_thread"`).
 //!
 //! ## Environment
 //!
@@ -76,7 +77,6 @@
 //! - Linux only (x86_64 and aarch64: the raw `clone` call assumes their argument order).
 //! - The container child enters before Rust's `main`: a panic inside says thread `<unnamed>`,
 //!   and a stack overflow shows as SIGSEGV without Rust's "stack overflow" message.
-//! - `async fn` tests are not supported yet.
 //! - The test runs as PID 1: reaping of orphaned processes during the test is not done (they
 //!   die with the container when the test ends).
 //! - Only the first and last MiB of a test's captured output are kept.
@@ -158,4 +158,27 @@ pub mod __private {
     }
     pub use crate::registry::{ShouldPanic, TestDesc, TestResult, TESTS};
     pub use linkme;
+
+    /// The runtime of an `async fn` test.
+    #[derive(Clone, Copy, Debug)]
+    pub enum Flavor {
+        /// `flavor = "current_thread"` (the default).
+        CurrentThread,
+        /// `flavor = "multi_thread"`.
+        MultiThread,
+    }
+
+    /// Runs an `async fn` test's body on a runtime built here, inside the container.
+    #[cfg(feature = "tokio")]
+    pub fn block_on<T, F: std::future::Future<Output = T>>(flavor: Flavor, fut: F) -> T {
+        let mut builder = match flavor {
+            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+            Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        };
+        builder
+            .enable_all()
+            .build()
+            .expect("nstest: cannot build the tokio runtime")
+            .block_on(fut)
+    }
 }

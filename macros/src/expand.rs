@@ -16,6 +16,8 @@ pub struct Options {
     pub rootfs: Option<String>,
     pub timeout_ms: Option<u64>,
     pub host_net: Option<bool>,
+    /// `flavor = "multi_thread"` (true) or `"current_thread"` (false), for `async fn` tests.
+    pub multi_thread: Option<bool>,
 }
 
 /// What `#[should_panic]` says.
@@ -27,8 +29,15 @@ pub enum ShouldPanic {
 }
 
 /// Parses the option list inside `#[nstest::test(...)]`.
+#[cfg(test)]
 pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
+    parse_options_spanned(attr).map(|(o, _)| o)
+}
+
+/// [`parse_options`], with the span of the `flavor` value if there is one.
+fn parse_options_spanned(attr: TokenStream) -> syn::Result<(Options, Option<Span>)> {
     let mut opts = Options::default();
+    let mut flavor_span = None;
     let parser = syn::meta::parser(|meta| {
         let name = meta
             .path
@@ -74,6 +83,23 @@ pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
                     return Err(dup());
                 }
             }
+            "flavor" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let multi = match lit.value().as_str() {
+                    "current_thread" => false,
+                    "multi_thread" => true,
+                    other => {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            format!("invalid flavor {other:?}: use \"current_thread\" (the default) or \"multi_thread\""),
+                        ))
+                    }
+                };
+                if opts.multi_thread.replace(multi).is_some() {
+                    return Err(dup());
+                }
+                flavor_span = Some(lit.span());
+            }
             "timeout" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 let ms =
@@ -84,7 +110,7 @@ pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             }
             _ => {
                 return Err(meta.error(format_args!(
-                    "unknown nstest option `{}`: expected `hostname`, `rootfs`, `timeout` or `net`",
+                    "unknown nstest option `{}`: expected `hostname`, `rootfs`, `timeout`, `net` or `flavor`",
                     {
                         let p = &meta.path;
                         quote!(#p).to_string().replace(' ', "")
@@ -95,7 +121,7 @@ pub fn parse_options(attr: TokenStream) -> syn::Result<Options> {
         Ok(())
     });
     parser.parse2(attr)?;
-    Ok(opts)
+    Ok((opts, flavor_span))
 }
 
 /// `"500ms"`, `"10s"`, `"2m"` in milliseconds. The same rules as `nstest::spec::parse_duration`
@@ -191,16 +217,40 @@ fn parse_should_panic(attr: &Attribute) -> syn::Result<ShouldPanic> {
 }
 
 /// The whole expansion: the function as written (less the test attributes) and its registration.
-pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let opts = parse_options(attr)?;
+/// `tokio`: whether nstest's `tokio` feature is on (`async fn` tests need it).
+pub fn expand(attr: TokenStream, item: TokenStream, tokio: bool) -> syn::Result<TokenStream> {
+    let (opts, flavor_span) = parse_options_spanned(attr)?;
     let mut func: ItemFn = syn::parse2(item)?;
-    let sig = &func.sig;
-    if let Some(a) = &sig.asyncness {
+    if let Some(a) = func.sig.asyncness {
+        if !tokio {
+            return Err(syn::Error::new(
+                a.span(),
+                "`async fn` tests need nstest's `tokio` feature: `nstest = { version = \"0.1\", features = [\"tokio\"] }`",
+            ));
+        }
+        // The runtime is built inside the container, by the body itself.
+        let flavor = if opts.multi_thread == Some(true) {
+            quote!(::nstest::__private::Flavor::MultiThread)
+        } else {
+            quote!(::nstest::__private::Flavor::CurrentThread)
+        };
+        let ret = match &func.sig.output {
+            ReturnType::Type(_, ty) => quote!(#ty),
+            ReturnType::Default => quote!(()),
+        };
+        let block = &func.block;
+        let body: syn::Block = syn::parse_quote!({
+            ::nstest::__private::block_on::<#ret, _>(#flavor, async move #block)
+        });
+        *func.block = body;
+        func.sig.asyncness = None;
+    } else if let Some(span) = flavor_span {
         return Err(syn::Error::new(
-            a.span(),
-            "`async fn` tests are not supported yet: make the test a plain `fn`",
+            span,
+            "`flavor` applies to `async fn` tests only",
         ));
     }
+    let sig = &func.sig;
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         return Err(syn::Error::new(
             sig.generics.span(),
@@ -301,6 +351,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn async_tests_need_the_feature_and_get_a_runtime() {
+        let err = expand(
+            quote!(),
+            quote!(
+                async fn t() {}
+            ),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("features = [\"tokio\"]"), "{err}");
+        let out = expand(
+            quote!(flavor = "multi_thread"),
+            quote!(
+                async fn t() -> Result<(), ()> {
+                    Ok(())
+                }
+            ),
+            true,
+        )
+        .unwrap()
+        .to_string();
+        assert!(
+            out.contains("block_on :: < Result < () , () > , _ >"),
+            "{out}"
+        );
+        assert!(out.contains("Flavor :: MultiThread"), "{out}");
+        assert!(!out.contains("async fn"), "{out}");
+        let err = expand(
+            quote!(flavor = "multi_thread"),
+            quote!(
+                fn t() {}
+            ),
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("async fn"), "{err}");
+        assert!(parse_options(quote!(flavor = "green")).is_err());
+    }
+
+    #[test]
     fn options_parse() {
         let o = parse_options(quote!(
             hostname = "box",
@@ -314,7 +406,8 @@ mod tests {
                 hostname: Some("box".into()),
                 rootfs: Some("r.tar.gz".into()),
                 timeout_ms: Some(10_000),
-                host_net: None
+                host_net: None,
+                multi_thread: None
             }
         );
         assert_eq!(parse_options(quote!()).unwrap(), Options::default());
@@ -380,6 +473,7 @@ mod tests {
             quote!(
                 fn my_test() {}
             ),
+            false,
         )
         .unwrap()
         .to_string();
@@ -389,26 +483,17 @@ mod tests {
         assert!(expand(
             quote!(),
             quote!(
-                async fn t() {}
-            )
-        )
-        .is_err());
-        assert!(expand(
-            quote!(),
-            quote!(
                 fn t(x: u8) {}
-            )
+            ),
+            true
         )
         .is_err());
-        assert!(expand(
-            quote!(),
-            quote!(
-                #[should_panic]
-                fn t() -> Result<(), ()> {
-                    Ok(())
-                }
-            )
-        )
-        .is_err());
+        let should_panic_result = quote!(
+            #[should_panic]
+            fn t() -> Result<(), ()> {
+                Ok(())
+            }
+        );
+        assert!(expand(quote!(), should_panic_result, true).is_err());
     }
 }

@@ -8,11 +8,12 @@ use proc_macro::TokenStream;
 /// Runs the function as an isolated test: PID 1 of fresh namespaces over a throwaway rootfs.
 ///
 /// Options: `hostname = "…"`, `rootfs = "…"`, `timeout = "500ms" | "10s" | "2m"`,
-/// `net = "loopback" | "host"`. Combine with
+/// `net = "loopback" | "host"`, and for `async fn` tests (nstest's `tokio` feature)
+/// `flavor = "current_thread" | "multi_thread"`. Combine with
 /// `#[should_panic]`, `#[should_panic(expected = "…")]` and `#[ignore]` as with `#[test]`.
 #[proc_macro_attribute]
 pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::expand(attr.into(), item.into())
+    expand::expand(attr.into(), item.into(), cfg!(feature = "tokio"))
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

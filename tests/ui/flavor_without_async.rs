@@ -1,0 +1,4 @@
+#[nstest::test(flavor = "multi_thread")]
+fn t() {}
+
+nstest::main!();
