@@ -332,6 +332,34 @@ pub fn bind(src: &Path, target: &Path, ro: bool) -> Result<()> {
     Ok(())
 }
 
+/// Creates at `target` a device node like the one at `host` (same type, numbers and mode).
+pub fn mknod_like(host: &Path, target: &Path) -> Result<()> {
+    use nix::sys::stat::{mknod, stat, Mode, SFlag};
+    let st = stat(host)
+        .map_err(|e| SysError::new(format!("stat({:?})", host.display().to_string()), e))?;
+    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
+    mknod(target, kind, mode, st.st_rdev).map_err(|e| {
+        SysError::new(
+            format!(
+                "mknod({:?}, {kind:?}, {:o}, {})",
+                target.display().to_string(),
+                mode.bits(),
+                st.st_rdev
+            ),
+            e,
+        )
+    })?;
+    // mknod applies the umask; the node gets the host's mode exactly.
+    nix::sys::stat::fchmodat(
+        None,
+        target,
+        mode,
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|e| SysError::new(format!("chmod({:?})", target.display().to_string()), e))
+}
+
 /// `chdir(new_root)`, `pivot_root(".", ".")`, detach the old root stacked on top, `chdir("/")`.
 pub fn pivot_root_to(new_root: &Path) -> std::result::Result<(), (bool, SysError)> {
     nix::unistd::chdir(new_root).map_err(|e| {

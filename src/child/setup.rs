@@ -132,7 +132,7 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
         Some("mode=1777"),
     )
     .map_err(at(Step::MountTmp))?;
-    dev(&root)?;
+    dev(&root, spec.userns)?;
 
     sys::pivot_root_to(&root).map_err(|(detached, e)| {
         at(if detached {
@@ -254,7 +254,7 @@ fn host_root(root: &Path) -> Result<(), SetupError> {
 
 /// A minimal `/dev`: a tmpfs with the host's harmless device nodes bound in, a private devpts,
 /// `/dev/shm` and the usual symlinks.
-fn dev(root: &Path) -> Result<(), SetupError> {
+fn dev(root: &Path, userns: bool) -> Result<(), SetupError> {
     let dev = mountpoint(root, "dev", Step::MountDev)?;
     sys::mount(
         "tmpfs",
@@ -266,8 +266,15 @@ fn dev(root: &Path) -> Result<(), SetupError> {
     .map_err(at(Step::MountDev))?;
     for node in DEV_NODES {
         let (host, inside) = (Path::new("/dev").join(node), dev.join(node));
-        fs::write(&inside, b"").map_err(io_at(Step::MountDev, format!("create({inside:?})")))?;
-        sys::bind(&host, &inside, false).map_err(at(Step::MountDev))?;
+        if userns {
+            // A user namespace may not create device nodes: bind the host's.
+            fs::write(&inside, b"")
+                .map_err(io_at(Step::MountDev, format!("create({inside:?})")))?;
+            sys::bind(&host, &inside, false).map_err(at(Step::MountDev))?;
+        } else {
+            // Privileged: the same node, made here (no mount, so no mount lock per node).
+            sys::mknod_like(&host, &inside).map_err(at(Step::MountDev))?;
+        }
     }
     let pts = dev.join("pts");
     mkdir(&pts, 0o755, Step::MountDev)?;
