@@ -210,6 +210,7 @@ fn run_fixture_in(
         fixture()
     };
     let before = host_state();
+    let binary = std::fs::read(&exe).unwrap();
     let mut cmd = match wrapper.split_first() {
         Some((program, rest)) => {
             let mut c = Command::new(program);
@@ -230,6 +231,10 @@ fn run_fixture_in(
         .output()
         .unwrap();
     assert_host_clean(&before, &tmp, &cache);
+    assert!(
+        std::fs::read(&exe).unwrap() == binary,
+        "the test binary was modified"
+    );
     if nobody {
         let _ = std::fs::remove_dir_all(&base);
     }
@@ -309,7 +314,7 @@ fn check_every_outcome(run: &Run) {
             run.messages.get(test).map(String::as_str).unwrap_or(&text)
         );
     }
-    assert_eq!(run.outcomes.len(), 24, "{text}");
+    assert_eq!(run.outcomes.len(), 26, "{text}");
     let reasons = [
         ("fail_panic", "test panicked at tests/e2e/fixture.rs"),
         ("fail_panic", "plain panic message"),
@@ -353,7 +358,7 @@ fn check_every_outcome(run: &Run) {
         );
     }
     assert!(
-        text.contains("test result: FAILED. 12 passed; 11 failed; 1 ignored"),
+        text.contains("test result: FAILED. 14 passed; 11 failed; 1 ignored"),
         "{text}"
     );
 }
@@ -363,7 +368,7 @@ fn writes_never_cross_tests_even_in_order() {
     // Sequential, sorted: a writes, b looks; c deletes /bin /etc /usr, d finds them whole.
     let run = run_fixture("order", &["demo_", "--test-threads", "1"], &[]);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 12, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 14, "{}", run.text());
     // The shared base in the cache is untouched too.
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("e2e-cache")
@@ -378,7 +383,7 @@ fn writes_never_cross_tests_even_in_order() {
 fn libtest_flags_work() {
     let run = run_fixture("list", &["--list", "--format", "terse"], &[]);
     let listed = String::from_utf8_lossy(&run.output.stdout);
-    assert_eq!(listed.lines().count(), 24, "{listed}");
+    assert_eq!(listed.lines().count(), 26, "{listed}");
     assert!(listed.lines().all(|l| l.ends_with(": test")), "{listed}");
 
     // What nextest does: list the ignored tests apart, then run each test alone.
@@ -407,7 +412,7 @@ fn libtest_flags_work() {
         &[],
     );
     assert!(run.output.status.success(), "{}", run.text());
-    assert!(run.text().contains("10 passed"), "{}", run.text());
+    assert!(run.text().contains("12 passed"), "{}", run.text());
 
     let run = run_fixture("nocapture", &["fail_panic", "--nocapture"], &[]);
     assert!(
@@ -479,7 +484,7 @@ fn the_other_roots_pass_the_same_demos() {
             "{var}={value}:\n{}",
             run.text()
         );
-        assert_eq!(run.outcomes.len(), 12, "{var}={value}:\n{}", run.text());
+        assert_eq!(run.outcomes.len(), 14, "{var}={value}:\n{}", run.text());
     }
     // builtin:host binds the host's /bin /usr /sbin read-only: the demos that write there fail
     // by design; everything else passes.
@@ -489,7 +494,7 @@ fn the_other_roots_pass_the_same_demos() {
         .message("demo_a_writes_a_marker")
         .contains("Read-only file system"));
     let passed = run.outcomes.values().filter(|o| *o == "ok").count();
-    assert_eq!(passed, 10, "{}", run.text());
+    assert_eq!(passed, 12, "{}", run.text());
 }
 
 /// Starts the fixture on a test that hangs with a child process, waits until that child is
@@ -549,7 +554,7 @@ fn without_user_namespaces_each_test_names_the_cause_and_the_fix() {
         &env,
     );
     assert!(!run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 12, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 14, "{}", run.text());
     for test in run.outcomes.keys() {
         assert_eq!(run.outcome(test), "FAILED");
         let msg = run.message(test);
@@ -570,7 +575,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     let env = [("NSTEST_ROOTLESS", "1"), ("NSTEST_UNAVAILABLE", "skip")];
     let run = run_fixture_in("skip", WITHOUT_USERNS, "e2e-cache-userns", &[], &env);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 24);
+    assert_eq!(run.outcomes.len(), 26);
     assert!(
         run.outcomes.values().all(|o| o == "ignored"),
         "{}",
@@ -589,7 +594,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     );
     assert_eq!(
         String::from_utf8_lossy(&run.output.stdout).lines().count(),
-        24,
+        26,
         "{}",
         run.text()
     );
@@ -664,5 +669,41 @@ fn inherited_fds_never_reach_a_test() {
         "ok",
         "{}",
         run.text()
+    );
+}
+
+#[test]
+fn a_rootfs_with_a_symlinked_proc_is_refused() {
+    let run = run_fixture("warm-proc", &["demo_pid_one"], &[]);
+    assert!(run.output.status.success(), "{}", run.text());
+    let bases = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e-cache")
+        .join("bases");
+    let base = std::fs::read_dir(&bases)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("busybox-"))
+        .unwrap()
+        .path();
+    let root = scratch("symlinked-proc").join("root");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&base)
+        .arg(&root)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::remove_dir(root.join("proc")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("proc")).unwrap();
+    let run = run_fixture(
+        "symlinked-proc",
+        &["demo_pid_one"],
+        &[("NSTEST_ROOTFS", root.to_str().unwrap())],
+    );
+    assert_eq!(run.outcome("demo_pid_one"), "FAILED");
+    let msg = run.message("demo_pid_one");
+    assert!(
+        msg.contains("step MountProc") && msg.contains("/proc is a symlink"),
+        "{msg}"
     );
 }

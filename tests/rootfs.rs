@@ -263,3 +263,25 @@ fn a_good_archive_is_unpacked_once_by_content() {
     let second = prepare_tar(&b).unwrap();
     assert_eq!(second.base, first.base);
 }
+
+#[test]
+fn what_a_killed_run_left_is_removed_by_the_next_one() {
+    let _serial = serial();
+    let d = dir("stale");
+    let cache = d.join("cache");
+    // A pid that is certainly dead: a child that has exited and been waited for.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = cache.join("tmp").join(format!("tar-0123.{dead}"));
+    let alive = cache
+        .join("tmp")
+        .join(format!("tar-4567.{}", std::process::id()));
+    for p in [&stale, &alive] {
+        std::fs::create_dir_all(p.join("etc")).unwrap();
+        std::fs::write(p.join("etc/half-written"), "x").unwrap();
+    }
+    rootfs::cache::Cache::open(cache.clone()).unwrap();
+    assert!(!stale.exists(), "the dead run's half-built base is removed");
+    assert!(alive.exists(), "a live builder's is left alone");
+}

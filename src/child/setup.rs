@@ -53,6 +53,8 @@ const DEV_LINKS: [(&str, &str); 5] = [
     ("stderr", "/proc/self/fd/2"),
     ("ptmx", "pts/ptmx"),
 ];
+/// Parts of `/proc` that reach the whole host; read-only unless a user namespace confines them.
+const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
 /// Host directories that make up `builtin:host`, bound read-only (or recreated as symlinks).
 const HOST_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 /// Host files `builtin:host` needs in its fresh `/etc` so the host's binaries work.
@@ -115,6 +117,9 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let proc_dir = mountpoint(&root, "proc", Step::MountProc)?;
     sys::mount("proc", &proc_dir, Some("proc"), flags, None).map_err(at(Step::MountProc))?;
+    if !spec.userns {
+        proc_read_only(&proc_dir, spec.host_net)?;
+    }
     let sys_dir = mountpoint(&root, "sys", Step::MountSys)?;
     if spec.host_net {
         // A fresh sysfs needs a network namespace of our own: show the host's, read-only.
@@ -168,6 +173,33 @@ fn mkdir(p: &Path, mode: u32, step: Step) -> Result<(), SetupError> {
         step,
         format!("chmod({:?}, {mode:o})", p.display().to_string()),
     ))
+}
+
+/// Host-wide knobs under a fresh `/proc`, read-only for a root test (a user namespace confines
+/// them already). The namespaced hostname and, with a network of its own, `net` stay writable.
+fn proc_read_only(proc_dir: &Path, host_net: bool) -> Result<(), SetupError> {
+    for p in PROC_READ_ONLY {
+        let p = proc_dir.join(p);
+        if p.exists() {
+            sys::bind(&p, &p, true).map_err(at(Step::MountProc))?;
+        }
+    }
+    let writable = ["sys/kernel/hostname", "sys/kernel/domainname", "sys/net"];
+    for p in writable.iter().take(if host_net { 2 } else { 3 }) {
+        let p = proc_dir.join(p);
+        if p.exists() {
+            // A bind of a read-only mount is read-only too: remount it writable.
+            let s = p.to_string_lossy();
+            sys::mount(&s, &p, None, MsFlags::MS_BIND, None).map_err(at(Step::MountProc))?;
+            let rw = MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC;
+            sys::mount(&s, &p, None, rw, None).map_err(at(Step::MountProc))?;
+        }
+    }
+    Ok(())
 }
 
 /// `root/name` as a real directory to mount on: created if missing, refused if it is a symlink

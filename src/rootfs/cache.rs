@@ -56,13 +56,42 @@ impl Cache {
         std::env::temp_dir().join(format!("nstest-{}", nix::unistd::geteuid()))
     }
 
-    /// Opens (creating if needed) the cache at `root`.
+    /// Opens (creating if needed) the cache at `root`, and removes what builders that were
+    /// killed left in `tmp/` (recognised by their dead owner pid), saying so.
     pub fn open(root: PathBuf) -> Result<Self, RootfsError> {
         for sub in ["bases", "tmp", "mnt"] {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
-        Ok(Self { root })
+        let cache = Self { root };
+        cache.remove_stale();
+        Ok(cache)
+    }
+
+    /// Removes `tmp/<key>.<pid>` entries whose pid is no longer alive.
+    fn remove_stale(&self) {
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.rsplit_once('.'))
+                .and_then(|(_, p)| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let dead = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH);
+            if dead {
+                eprintln!(
+                    "nstest: removed {}, left by a run that was killed (pid {pid})",
+                    e.path().display()
+                );
+                remove_tree(&e.path());
+            }
+        }
     }
 
     /// The cache root.

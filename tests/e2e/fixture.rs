@@ -167,6 +167,41 @@ fn demo_only_documented_fds_are_open() {
 }
 
 #[nstest::test]
+fn demo_host_wide_proc_knobs_are_read_only() {
+    // Each write is harmless even if it went through: the same value back, sysrq's help text.
+    let swappiness = std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap();
+    assert!(
+        std::fs::write("/proc/sys/vm/swappiness", &swappiness).is_err(),
+        "/proc/sys is read-only"
+    );
+    assert!(
+        std::fs::write("/proc/sysrq-trigger", "h").is_err(),
+        "/proc/sysrq-trigger is read-only"
+    );
+    // As real root, the container's own hostname stays writable through /proc (in a user
+    // namespace the kernel only lets sethostname(2) change it).
+    let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap();
+    if uid_map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"] {
+        std::fs::write("/proc/sys/kernel/hostname", "via-proc").unwrap();
+        let now = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(now.trim(), "via-proc");
+    }
+}
+
+#[nstest::test]
+fn demo_cannot_modify_its_own_binary() {
+    for exe in ["/proc/self/exe", "/proc/1/exe"] {
+        let append = std::fs::OpenOptions::new().append(true).open(exe);
+        assert!(append.is_err(), "{exe} opened for writing");
+        let truncate = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(exe);
+        assert!(truncate.is_err(), "{exe} truncated");
+    }
+}
+
+#[nstest::test]
 fn fail_panic() {
     panic!("plain panic message");
 }
