@@ -202,6 +202,33 @@ fn demo_cannot_modify_its_own_binary() {
 }
 
 #[nstest::test]
+fn demo_a_hundred_orphans_do_not_disturb_the_test() {
+    // 100 double-forked orphans, re-parented to PID 1 (the test) and left as zombies when they
+    // exit; the test's own children are still waited for correctly, and its outcome is right.
+    for _ in 0..100 {
+        Command::new("sh")
+            .args(["-c", "(sleep 0.01 &)"])
+            .status()
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let zombies = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("stat")).ok())
+        .filter(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+        .count();
+    assert!(
+        zombies >= 100,
+        "the orphans are PID 1's children now: {zombies}"
+    );
+    let own = Command::new("sh").args(["-c", "exit 7"]).status().unwrap();
+    assert_eq!(own.code(), Some(7));
+}
+
+#[nstest::test]
 fn fail_panic() {
     panic!("plain panic message");
 }
