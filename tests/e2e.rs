@@ -709,6 +709,7 @@ fn a_rootfs_with_a_symlinked_proc_is_refused() {
 }
 
 /// Runs the 500-test binary; returns whether it succeeded, its stdout and its peak RSS in KiB.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, for its rusage
 fn run_load(threads: &str, cache: &Path, tmp: &Path) -> (bool, String, i64) {
     use std::io::Read;
     let exe = fixture().parent().unwrap().join("e2e-load");
