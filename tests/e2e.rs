@@ -109,7 +109,11 @@ fn assert_host_clean(before: &HostState, tmp: &Path, cache: &Path) {
     wait_until(
         "the containers' processes to be gone",
         Duration::from_secs(5),
-        || processes_with(ORPHAN_MARK).is_empty() && processes_with("e2e-fixture").is_empty(),
+        || {
+            processes_with(ORPHAN_MARK).is_empty()
+                && processes_with("e2e-fixture").is_empty()
+                && processes_with("e2e-load").is_empty()
+        },
     );
     assert_eq!(
         &host_state(),
@@ -314,7 +318,7 @@ fn check_every_outcome(run: &Run) {
             run.messages.get(test).map(String::as_str).unwrap_or(&text)
         );
     }
-    assert_eq!(run.outcomes.len(), 27, "{text}");
+    assert_eq!(run.outcomes.len(), 32, "{text}");
     let reasons = [
         ("fail_panic", "test panicked at tests/e2e/fixture.rs"),
         ("fail_panic", "plain panic message"),
@@ -335,6 +339,10 @@ fn check_every_outcome(run: &Run) {
             "exited with code 0 before reporting a result",
         ),
         ("fail_timeout", "timed out after 500ms"),
+        (
+            "fail_blocks_every_signal_and_hangs",
+            "timed out after 300ms",
+        ),
         (
             "fail_forged_stdout",
             "exited with code 3 before reporting a result",
@@ -358,7 +366,7 @@ fn check_every_outcome(run: &Run) {
         );
     }
     assert!(
-        text.contains("test result: FAILED. 15 passed; 11 failed; 1 ignored"),
+        text.contains("test result: FAILED. 19 passed; 12 failed; 1 ignored"),
         "{text}"
     );
 }
@@ -368,7 +376,7 @@ fn writes_never_cross_tests_even_in_order() {
     // Sequential, sorted: a writes, b looks; c deletes /bin /etc /usr, d finds them whole.
     let run = run_fixture("order", &["demo_", "--test-threads", "1"], &[]);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 15, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 19, "{}", run.text());
     // The shared base in the cache is untouched too.
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("e2e-cache")
@@ -383,7 +391,7 @@ fn writes_never_cross_tests_even_in_order() {
 fn libtest_flags_work() {
     let run = run_fixture("list", &["--list", "--format", "terse"], &[]);
     let listed = String::from_utf8_lossy(&run.output.stdout);
-    assert_eq!(listed.lines().count(), 27, "{listed}");
+    assert_eq!(listed.lines().count(), 32, "{listed}");
     assert!(listed.lines().all(|l| l.ends_with(": test")), "{listed}");
 
     // What nextest does: list the ignored tests apart, then run each test alone.
@@ -412,7 +420,7 @@ fn libtest_flags_work() {
         &[],
     );
     assert!(run.output.status.success(), "{}", run.text());
-    assert!(run.text().contains("13 passed"), "{}", run.text());
+    assert!(run.text().contains("17 passed"), "{}", run.text());
 
     let run = run_fixture("nocapture", &["fail_panic", "--nocapture"], &[]);
     assert!(
@@ -484,7 +492,7 @@ fn the_other_roots_pass_the_same_demos() {
             "{var}={value}:\n{}",
             run.text()
         );
-        assert_eq!(run.outcomes.len(), 15, "{var}={value}:\n{}", run.text());
+        assert_eq!(run.outcomes.len(), 19, "{var}={value}:\n{}", run.text());
     }
     // builtin:host binds the host's /bin /usr /sbin read-only: the demos that write there fail
     // by design; everything else passes.
@@ -494,7 +502,7 @@ fn the_other_roots_pass_the_same_demos() {
         .message("demo_a_writes_a_marker")
         .contains("Read-only file system"));
     let passed = run.outcomes.values().filter(|o| *o == "ok").count();
-    assert_eq!(passed, 13, "{}", run.text());
+    assert_eq!(passed, 17, "{}", run.text());
 }
 
 /// Starts the fixture on a test that hangs with a child process, waits until that child is
@@ -554,7 +562,7 @@ fn without_user_namespaces_each_test_names_the_cause_and_the_fix() {
         &env,
     );
     assert!(!run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 15, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 19, "{}", run.text());
     for test in run.outcomes.keys() {
         assert_eq!(run.outcome(test), "FAILED");
         let msg = run.message(test);
@@ -575,7 +583,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     let env = [("NSTEST_ROOTLESS", "1"), ("NSTEST_UNAVAILABLE", "skip")];
     let run = run_fixture_in("skip", WITHOUT_USERNS, "e2e-cache-userns", &[], &env);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 27);
+    assert_eq!(run.outcomes.len(), 32);
     assert!(
         run.outcomes.values().all(|o| o == "ignored"),
         "{}",
@@ -594,7 +602,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     );
     assert_eq!(
         String::from_utf8_lossy(&run.output.stdout).lines().count(),
-        27,
+        32,
         "{}",
         run.text()
     );
@@ -766,4 +774,33 @@ fn load_500_tests_5_rounds_1_2_8_threads_no_flake_flat_memory() {
         );
     }
     assert_host_clean(&before, &tmp, &cache);
+}
+
+#[test]
+fn killing_a_parallel_run_at_any_moment_leaves_nothing_behind() {
+    let _serial = serial();
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let tmp = scratch("kill-load-tmp");
+    let exe = fixture().parent().unwrap().join("e2e-load");
+    let before = host_state();
+    for signal in [libc_sig::SIGINT, libc_sig::SIGTERM, libc_sig::SIGKILL] {
+        for delay_ms in [20, 150, 500] {
+            let mut child = Command::new(&exe)
+                .args(["--test-threads", "8"])
+                .env("NSTEST_CACHE_DIR", &cache)
+                .env("TMPDIR", &tmp)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status()
+                .unwrap();
+            child.wait().unwrap();
+            assert_host_clean(&before, &tmp, &cache);
+        }
+    }
 }

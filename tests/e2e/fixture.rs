@@ -228,6 +228,75 @@ fn demo_a_hundred_orphans_do_not_disturb_the_test() {
     assert_eq!(own.code(), Some(7));
 }
 
+/// Refuses to go on unless this is a container: a broken isolation must not let the hostile
+/// tests below touch the machine they run on.
+fn assert_contained() {
+    assert_eq!(std::process::id(), 1, "not PID 1: not in a container");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let root = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("/"))
+        .unwrap_or("");
+    assert!(
+        root.starts_with("overlay ") || root.starts_with("tmpfs "),
+        "/ is not a throwaway root: {root}"
+    );
+}
+
+#[nstest::test]
+fn demo_hostile_rm_rf_everything() {
+    assert_contained();
+    let st = Command::new("rm").args(["-rf", "/"]).status();
+    let _ = st; // busybox may refuse "/" without --no-preserve-root: delete by hand too
+    for e in std::fs::read_dir("/").unwrap().flatten() {
+        let _ = std::fs::remove_dir_all(e.path());
+        let _ = std::fs::remove_file(e.path());
+    }
+    assert!(!Path::new("/bin/sh").exists() && !Path::new("/etc/passwd").exists());
+}
+
+#[nstest::test]
+fn demo_hostile_closes_stdout_and_stderr() {
+    nix::unistd::close(1).unwrap();
+    nix::unistd::close(2).unwrap();
+}
+
+#[nstest::test]
+fn demo_hostile_walks_up_with_dotdot() {
+    for _ in 0..100 {
+        std::env::set_current_dir("..").unwrap();
+    }
+    assert_eq!(std::env::current_dir().unwrap(), Path::new("/"));
+    assert_eq!(
+        std::fs::read_to_string("/etc/hostname").unwrap().trim(),
+        "demo-hostile-walks-up-with-dotdot"
+    );
+}
+
+#[nstest::test]
+fn demo_hostile_mounts_over_root() {
+    assert_contained();
+    nix::mount::mount(
+        Some("tmpfs"),
+        "/",
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        mounts.lines().last().unwrap().starts_with("tmpfs / tmpfs"),
+        "{mounts}"
+    );
+}
+
+#[nstest::test(timeout = "300ms")]
+fn fail_blocks_every_signal_and_hangs() {
+    nix::sys::signal::SigSet::all().thread_block().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(600));
+}
+
 #[nstest::test]
 fn fail_panic() {
     panic!("plain panic message");
