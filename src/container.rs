@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::parent::{self, Launch, Out, StdioSetup};
 use crate::protocol::RunSpec;
-use crate::spec::{Net, RootfsSource, DEFAULT_HOSTNAME};
+use crate::spec::{parse_bytes, Limits, Net, RootfsSource, SpecError, DEFAULT_HOSTNAME};
 
 /// Where a container's standard stream goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,8 @@ pub struct Container {
     rootfs: Option<String>,
     hostname: String,
     net: Net,
+    limits: Limits,
+    memory: Option<String>,
     timeout: Option<Duration>,
     stdin: Option<Stdio>,
     stdout: Option<Stdio>,
@@ -58,6 +60,8 @@ impl Container {
             rootfs: None,
             hostname: DEFAULT_HOSTNAME.to_string(),
             net: Net::Loopback,
+            limits: Limits::default(),
+            memory: None,
             timeout: None,
             stdin: None,
             stdout: None,
@@ -103,6 +107,24 @@ impl Container {
         self
     }
 
+    /// Limit the container's memory (`"64M"`, `"1G"`): past it, the kernel's OOM killer ends it.
+    pub fn memory(&mut self, size: impl Into<String>) -> &mut Self {
+        self.memory = Some(size.into());
+        self
+    }
+
+    /// Limit the container's number of processes and threads.
+    pub fn pids(&mut self, max: u64) -> &mut Self {
+        self.limits.pids = Some(max);
+        self
+    }
+
+    /// Limit the container's CPU time, in CPUs (`0.5`: half of one CPU).
+    pub fn cpus(&mut self, cpus: f64) -> &mut Self {
+        self.limits.cpus = Some(cpus);
+        self
+    }
+
     /// Kill the container (its whole PID namespace) after this long; the call then returns
     /// [`Error::TimedOut`]. Default: no limit.
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
@@ -144,6 +166,13 @@ impl Container {
             Some(s) => RootfsSource::parse(s, &cwd)?,
             None => RootfsSource::Default,
         };
+        let mut limits = self.limits.clone();
+        if let Some(m) = &self.memory {
+            limits.memory = Some(parse_bytes(m)?);
+        }
+        if limits.cpus.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+            return Err(SpecError::BadCpus(limits.cpus.unwrap_or_default().to_string()).into());
+        }
         let out = |s: Option<Stdio>| match s.unwrap_or(default_out) {
             Stdio::Inherit => Out::Inherit,
             Stdio::Null => Out::Null,
@@ -163,6 +192,7 @@ impl Container {
             },
             timeout: self.timeout,
             capture_limit: None,
+            limits,
         }
         .run()?;
         if let Some(e) = parent::setup_error(&finished) {

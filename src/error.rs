@@ -37,6 +37,8 @@ pub enum Error {
     DiedDuringSetup(ExitStatus),
     /// The command did not finish in time and was killed with its whole PID namespace.
     TimedOut(std::time::Duration),
+    /// A resource limit could not be applied (no controller, no delegation).
+    Cgroup(crate::parent::cgroup::CgroupError),
     /// The report stream from the child did not decode.
     Protocol(ProtocolError),
     /// This binary re-executed itself as a container child, but its `main` does not start with
@@ -80,6 +82,7 @@ impl fmt::Display for Error {
             Self::DiedDuringSetup(status) => write!(f, "the container died during setup, before it could report ({})", describe_status(*status)),
             Self::TimedOut(d) => write!(f, "timed out after {}", crate::spec::format_duration(*d)),
             Self::Protocol(e) => write!(f, "garbled report from the container: {e}"),
+            Self::Cgroup(e) => write!(f, "{e}"),
             Self::NotInitialized => f.write_str(
                 "this binary was re-executed as an nstest container but did not enter nstest: call `nstest::init()` first thing in `main` (test binaries: end with `nstest::main!()`)",
             ),

@@ -57,14 +57,20 @@ pub fn main() -> ! {
     let trials = tests
         .into_iter()
         .map(|desc| match unavailable {
-            None => Trial::test(desc.name(), move || {
-                let output = run_desc(desc, !nocapture, &[]).map_err(Failed::from)?;
-                if show_output {
-                    print_output(output);
-                }
-                Ok(())
-            })
-            .with_ignored_flag(desc.ignore),
+            None => {
+                Trial::ignorable_test(desc.name(), move || match run_desc(desc, !nocapture, &[]) {
+                    Ok(output) => {
+                        if show_output {
+                            print_output(output);
+                        }
+                        Ok(Completion::Completed)
+                    }
+                    // A limit that cannot be applied here: skipped like the whole run would be.
+                    Err(f) if f.unavailable && skip => Ok(Completion::ignored_with(f.message)),
+                    Err(f) => Err(Failed::from(f.message)),
+                })
+                .with_ignored_flag(desc.ignore)
+            }
             Some(reason) if skip => {
                 Trial::ignorable_test(desc.name(), move || Ok(Completion::ignored_with(reason)))
                     .with_ignored_flag(true)
@@ -95,7 +101,7 @@ pub fn run_in_libtest(desc: &'static TestDesc) {
     ];
     match run_desc(desc, true, &args) {
         Ok(output) => print_output(output),
-        Err(failure) => panic!("{failure}"),
+        Err(failure) => panic!("{}", failure.message),
     }
 }
 
@@ -105,14 +111,34 @@ fn print_output(output: String) {
     }
 }
 
-/// Runs one test in its container. `Ok` holds its captured output; `Err` the output and the
-/// reason, as the user reads them.
+/// A test that did not pass.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// Its output and the reason, as the user reads them.
+    pub message: String,
+    /// It could not run here at all (a resource limit this machine cannot apply).
+    pub unavailable: bool,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            unavailable: false,
+        }
+    }
+}
+
+/// Runs one test in its container. `Ok` holds its captured output.
 pub(crate) fn run_desc(
     desc: &'static TestDesc,
     capture: bool,
     args: &[&str],
-) -> Result<String, String> {
-    let error = |e: crate::Error| format!("nstest could not run this test: {e}");
+) -> Result<String, Failure> {
+    let error = |e: crate::Error| Failure {
+        unavailable: matches!(e, crate::Error::Cgroup(_)),
+        message: format!("nstest could not run this test: {e}"),
+    };
     let base_dir = Path::new(desc.manifest_dir);
     let rootfs = match desc.rootfs {
         Some(s) => RootfsSource::parse(s, base_dir).map_err(|e| error(e.into()))?,
@@ -124,6 +150,13 @@ pub(crate) fn run_desc(
             .map_err(|e| error(e.into()))?
             .unwrap_or(DEFAULT_TIMEOUT),
     };
+    let limits = crate::spec::Limits {
+        memory: desc.memory,
+        pids: desc.pids,
+        cpus: desc.cpus,
+    }
+    .with_env_defaults()
+    .map_err(|e| error(e.into()))?;
     let hostname = desc
         .hostname
         .map(str::to_string)
@@ -147,6 +180,7 @@ pub(crate) fn run_desc(
         },
         timeout: Some(timeout),
         capture_limit: Some(CAPTURE_LIMIT),
+        limits,
     }
     .run()
     .map_err(error)?;
@@ -157,11 +191,11 @@ pub(crate) fn run_desc(
             output.push('\n');
         }
         output.push_str(&reason);
-        Err(output.clone())
+        Err(Failure::from(output.clone()))
     };
     match verdict {
         Verdict::Passed => Ok(output),
         Verdict::Failed(reason) => fail(reason),
-        Verdict::Error(e) => fail(error(e)),
+        Verdict::Error(e) => fail(error(e).message),
     }
 }

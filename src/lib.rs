@@ -45,6 +45,8 @@
 //! - `timeout = "500ms" | "10s" | "2m"` (default 60 s, or `NSTEST_TIMEOUT`).
 //! - `net = "loopback"` (default: a new network namespace with only `lo`, up) or `net = "host"`
 //!   (the host's network, shared).
+//! - `memory = "64M"`, `pids = 64`, `cpus = 0.5`: cgroup limits (v2, or v1 on hybrid machines);
+//!   a test the OOM killer ends fails with "killed: out of memory (limit 64M)".
 //!
 //! `#[should_panic]`, `#[should_panic(expected = "…")]`, `#[ignore]` and `-> Result<(), E>`
 //! behave as with `#[test]`. With the `tokio` feature, `async fn` tests run on a runtime built
@@ -54,6 +56,7 @@
 //!
 //! - `NSTEST_ROOTFS`: the rootfs of every test without a `rootfs` option.
 //! - `NSTEST_TIMEOUT`: the default timeout.
+//! - `NSTEST_MEMORY`, `NSTEST_PIDS`: default limits for tests without the option.
 //! - `NSTEST_OVERLAY=off`: give each container a private copy of the rootfs instead of an overlay.
 //! - `NSTEST_CACHE_DIR`: where unpacked rootfs bases are kept (default `$XDG_CACHE_HOME/nstest`
 //!   or `~/.cache/nstest`).
@@ -154,7 +157,9 @@ pub mod __private {
     /// Runs a registered test in its container with output captured and dropped; for the
     /// overhead benchmark. `Err` holds the output and the reason.
     pub fn run_isolated(desc: &'static TestDesc) -> Result<(), String> {
-        crate::harness::run_desc(desc, true, &[]).map(drop)
+        crate::harness::run_desc(desc, true, &[])
+            .map(drop)
+            .map_err(|f| f.message)
     }
     pub use crate::registry::{ShouldPanic, TestDesc, TestResult, TESTS};
     pub use linkme;

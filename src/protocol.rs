@@ -40,6 +40,8 @@ pub enum Step {
     ReadSpec,
     /// Writing the user namespace's `setgroups`, `uid_map` and `gid_map` (rootless mode).
     UserNamespace,
+    /// Entering the test's cgroup namespace (resource limits).
+    CgroupNamespace,
     /// Making mount propagation of `/` private, recursively.
     MakePrivate,
     /// Mounting the per-test scratch tmpfs.
@@ -74,7 +76,7 @@ pub enum Step {
     Exec,
 }
 
-const STEPS: [Step; 18] = [
+const STEPS: [Step; 19] = [
     Step::ReadSpec,
     Step::MakePrivate,
     Step::MountScratch,
@@ -93,6 +95,7 @@ const STEPS: [Step; 18] = [
     Step::FindTest,
     Step::Exec,
     Step::UserNamespace,
+    Step::CgroupNamespace,
 ];
 
 impl Step {

@@ -33,6 +33,12 @@ pub struct TestDesc {
     pub rootfs: Option<&'static str>,
     /// `net = "loopback" | "host"`.
     pub net: crate::spec::Net,
+    /// `memory = "64M"`, in bytes.
+    pub memory: Option<u64>,
+    /// `pids = 64`.
+    pub pids: Option<u64>,
+    /// `cpus = 0.5`.
+    pub cpus: Option<f64>,
     /// `timeout = "..."`, in milliseconds.
     pub timeout_ms: Option<u64>,
     /// `env!("CARGO_MANIFEST_DIR")` of the package that defines the test.

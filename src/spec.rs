@@ -36,6 +36,70 @@ impl Net {
     }
 }
 
+/// Resource limits of a container (cgroups). `None`: no limit.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Limits {
+    /// `memory = "64M"`: bytes.
+    pub memory: Option<u64>,
+    /// `pids = 64`: processes and threads.
+    pub pids: Option<u64>,
+    /// `cpus = 0.5`: CPU time per wall time.
+    pub cpus: Option<f64>,
+}
+
+impl Limits {
+    /// No limit at all.
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_none() && self.pids.is_none() && self.cpus.is_none()
+    }
+
+    /// These limits, with `NSTEST_MEMORY` and `NSTEST_PIDS` filling what is not set.
+    pub fn with_env_defaults(mut self) -> Result<Self, SpecError> {
+        if self.memory.is_none() {
+            if let Ok(s) = std::env::var("NSTEST_MEMORY") {
+                self.memory = Some(
+                    parse_bytes(&s).map_err(|e| SpecError::Env("NSTEST_MEMORY", Box::new(e)))?,
+                );
+            }
+        }
+        if self.pids.is_none() {
+            if let Ok(s) = std::env::var("NSTEST_PIDS") {
+                let n = s.parse().ok().filter(|&n: &u64| n > 0);
+                self.pids = Some(n.ok_or_else(|| {
+                    SpecError::Env("NSTEST_PIDS", Box::new(SpecError::BadPids(s)))
+                })?);
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Parses `"64M"`, `"1G"`, `"512K"` or a plain number of bytes (K, M, G are powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, SpecError> {
+    let bad = || SpecError::BadBytes(s.to_string());
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = s.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1 << shift).filter(|&b| b > 0).ok_or_else(bad)
+}
+
+/// Formats bytes the way the options spell them: `64M`, `1G`, `512K`, `1000`.
+pub fn format_bytes(b: u64) -> String {
+    for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
+        if b >= 1 << shift && b % (1 << shift) == 0 {
+            return format!("{}{unit}", b >> shift);
+        }
+    }
+    b.to_string()
+}
+
 /// Where a container's root filesystem comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RootfsSource {
@@ -112,6 +176,12 @@ pub enum SpecError {
     BadHostname(String),
     /// A network other than `loopback` or `host`.
     BadNet(String),
+    /// A memory size that is not a number with an optional K, M or G.
+    BadBytes(String),
+    /// A pids limit that is not a positive whole number.
+    BadPids(String),
+    /// A CPU limit that is not a positive number.
+    BadCpus(String),
     /// `rootfs = ""`.
     EmptyRootfs,
     /// `builtin:` followed by something other than `busybox` or `host`.
@@ -134,6 +204,11 @@ impl fmt::Display for SpecError {
                 "invalid hostname {s:?}: use 1 to 63 letters, digits and '-', not starting or ending with '-'"
             ),
             Self::BadNet(s) => write!(f, "invalid net {s:?}: use \"loopback\" (the default) or \"host\""),
+            Self::BadBytes(s) => {
+                write!(f, "invalid memory size {s:?}: write a whole number with K, M or G (\"64M\", \"1G\")")
+            }
+            Self::BadPids(s) => write!(f, "invalid pids limit {s:?}: write a positive whole number"),
+            Self::BadCpus(s) => write!(f, "invalid cpus limit {s:?}: write a positive number (0.5 is half a CPU)"),
             Self::EmptyRootfs => f.write_str("empty rootfs: name a .tar, .tar.gz or a directory"),
             Self::UnknownBuiltin(s) => {
                 write!(f, "unknown rootfs {s:?}: the builtins are builtin:busybox and builtin:host")
@@ -254,6 +329,20 @@ mod tests {
     fn durations_format_back() {
         for s in ["500ms", "10s", "2m", "1500ms", "90s"] {
             assert_eq!(format_duration(parse_duration(s).unwrap()), s);
+        }
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert_eq!(parse_bytes("512K"), Ok(512 << 10));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        for bad in ["", "M", "0", "1.5G", "64MB", "-1M", "99999999999G"] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?}");
+        }
+        for s in ["64M", "1G", "512K", "1000", "1536M"] {
+            assert_eq!(format_bytes(parse_bytes(s).unwrap()), s);
         }
     }
 

@@ -87,6 +87,12 @@ pub struct ExecPlan {
     pub writes: Vec<(CString, Vec<u8>, Vec<u8>)>,
     /// The frame (without its errno) written on the report fd if `execve` fails.
     pub exec_failed_frame: Vec<u8>,
+    /// `(read, write)` of a pipe the child waits on before it goes on (the parent first moves it
+    /// into its cgroups); the child exits if the parent closes it without a byte.
+    pub sync: Option<(RawFd, RawFd)>,
+    /// `unshare(CLONE_NEWCGROUP)` after the wait, so the test sees its own cgroup as the root;
+    /// with the frame (without errno) to report a failure.
+    pub cgroup_ns: Option<Vec<u8>>,
 }
 
 /// A freshly cloned child: its pid (in the caller's namespace) and a pidfd for it.
@@ -180,6 +186,13 @@ unsafe fn child_exec(
             // The parent died before PR_SET_PDEATHSIG took effect.
             libc::_exit(1);
         }
+        if let Some((r, w)) = plan.sync {
+            libc::close(w);
+            let mut byte = 0u8;
+            if libc::read(r, (&mut byte as *mut u8).cast(), 1) != 1 {
+                libc::_exit(1);
+            }
+        }
         let highest_dst = plan.fds.iter().map(|&(_, d)| d).max().unwrap_or(2);
         let mut moved = [-1 as RawFd; 8];
         for (i, &(src, _)) in plan.fds.iter().enumerate() {
@@ -200,6 +213,12 @@ unsafe fn child_exec(
             libc::c_uint::MAX,
             libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
         );
+        if let Some(frame) = &plan.cgroup_ns {
+            if libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
+                report(frame);
+                libc::_exit(125);
+            }
+        }
         for (path, content, frame) in &plan.writes {
             let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
             if fd < 0

@@ -60,6 +60,25 @@ fn scratch(name: &str) -> PathBuf {
 struct HostState {
     hostname: String,
     mounts: BTreeSet<String>,
+    /// nstest's cgroups (`nstest-<pid>` directories) anywhere under /sys/fs/cgroup.
+    cgroups: BTreeSet<PathBuf>,
+}
+
+fn nstest_cgroups(dir: &Path, depth: usize, found: &mut BTreeSet<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        if !ft.is_dir() {
+            continue;
+        }
+        if e.file_name().to_string_lossy().starts_with("nstest-") {
+            found.insert(e.path());
+        } else if depth > 0 {
+            nstest_cgroups(&e.path(), depth - 1, found);
+        }
+    }
 }
 
 fn host_state() -> HostState {
@@ -68,9 +87,12 @@ fn host_state() -> HostState {
         .lines()
         .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
         .collect();
+    let mut cgroups = BTreeSet::new();
+    nstest_cgroups(Path::new("/sys/fs/cgroup"), 4, &mut cgroups);
     HostState {
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
         mounts,
+        cgroups,
     }
 }
 
@@ -281,7 +303,7 @@ fn run_fixture_in(
 
 #[test]
 fn every_outcome_is_reported_for_the_right_reason() {
-    check_every_outcome(&run_fixture("all", &["--test-threads", "2"], &[]));
+    check_every_outcome(&run_fixture("all", &["--test-threads", "2"], &[]), false);
 }
 
 #[test]
@@ -293,11 +315,13 @@ fn rootless_every_outcome_is_the_same_for_an_unprivileged_user() {
         &["--test-threads", "2"],
         &[],
     );
-    check_every_outcome(&run);
+    check_every_outcome(&run, true);
 }
 
-/// The fixture's `demo_*` passed, its `fail_*` failed each for its own reason.
-fn check_every_outcome(run: &Run) {
+/// The fixture's `demo_*` passed, its `fail_*` failed each for its own reason; its `limit_*` were
+/// bounded and reported for the right reason (or, rootless without cgroup delegation, failed
+/// saying so).
+fn check_every_outcome(run: &Run, rootless: bool) {
     let text = run.text();
     assert!(
         !run.output.status.success(),
@@ -308,6 +332,12 @@ fn check_every_outcome(run: &Run) {
             "ok"
         } else if test.starts_with("fail_") {
             "FAILED"
+        } else if test.starts_with("limit_") {
+            if test == "limit_cpu_spinner_is_bounded" && !rootless {
+                "ok"
+            } else {
+                "FAILED"
+            }
         } else {
             "ignored"
         };
@@ -318,7 +348,7 @@ fn check_every_outcome(run: &Run) {
             run.messages.get(test).map(String::as_str).unwrap_or(&text)
         );
     }
-    assert_eq!(run.outcomes.len(), 32, "{text}");
+    assert_eq!(run.outcomes.len(), 35, "{text}");
     let reasons = [
         ("fail_panic", "test panicked at tests/e2e/fixture.rs"),
         ("fail_panic", "plain panic message"),
@@ -365,10 +395,30 @@ fn check_every_outcome(run: &Run) {
             run.message(test)
         );
     }
-    assert!(
-        text.contains("test result: FAILED. 19 passed; 12 failed; 1 ignored"),
-        "{text}"
-    );
+    let summary = if rootless {
+        "test result: FAILED. 19 passed; 15 failed; 1 ignored"
+    } else {
+        "test result: FAILED. 20 passed; 14 failed; 1 ignored"
+    };
+    assert!(text.contains(summary), "{text}");
+    let limits: [(&str, &str); 2] = if rootless {
+        [
+            ("limit_memory_hog", "cgroups are not delegated"),
+            ("limit_fork_bomb", "cgroups are not delegated"),
+        ]
+    } else {
+        [
+            ("limit_memory_hog", "killed: out of memory (limit 32M)"),
+            ("limit_fork_bomb", "the pids limit (16) was reached"),
+        ]
+    };
+    for (test, reason) in limits {
+        assert!(
+            run.message(test).contains(reason),
+            "{test} should say {reason:?}; it said:\n{}",
+            run.message(test)
+        );
+    }
 }
 
 #[test]
@@ -391,7 +441,7 @@ fn writes_never_cross_tests_even_in_order() {
 fn libtest_flags_work() {
     let run = run_fixture("list", &["--list", "--format", "terse"], &[]);
     let listed = String::from_utf8_lossy(&run.output.stdout);
-    assert_eq!(listed.lines().count(), 32, "{listed}");
+    assert_eq!(listed.lines().count(), 35, "{listed}");
     assert!(listed.lines().all(|l| l.ends_with(": test")), "{listed}");
 
     // What nextest does: list the ignored tests apart, then run each test alone.
@@ -583,7 +633,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     let env = [("NSTEST_ROOTLESS", "1"), ("NSTEST_UNAVAILABLE", "skip")];
     let run = run_fixture_in("skip", WITHOUT_USERNS, "e2e-cache-userns", &[], &env);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 32);
+    assert_eq!(run.outcomes.len(), 35);
     assert!(
         run.outcomes.values().all(|o| o == "ignored"),
         "{}",
@@ -602,7 +652,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     );
     assert_eq!(
         String::from_utf8_lossy(&run.output.stdout).lines().count(),
-        32,
+        35,
         "{}",
         run.text()
     );

@@ -18,6 +18,12 @@ pub struct Options {
     pub host_net: Option<bool>,
     /// `flavor = "multi_thread"` (true) or `"current_thread"` (false), for `async fn` tests.
     pub multi_thread: Option<bool>,
+    /// `memory = "64M"`, in bytes.
+    pub memory: Option<u64>,
+    /// `pids = 64`.
+    pub pids: Option<u64>,
+    /// `cpus = 0.5`.
+    pub cpus: Option<f64>,
 }
 
 /// What `#[should_panic]` says.
@@ -83,6 +89,37 @@ fn parse_options_spanned(attr: TokenStream) -> syn::Result<(Options, Option<Span
                     return Err(dup());
                 }
             }
+            "memory" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let bytes = parse_bytes(&lit.value()).map_err(|m| syn::Error::new(lit.span(), m))?;
+                if opts.memory.replace(bytes).is_some() {
+                    return Err(dup());
+                }
+            }
+            "pids" => {
+                let lit: syn::LitInt = meta.value()?.parse()?;
+                let n: u64 = lit.base10_parse()?;
+                if n == 0 {
+                    return Err(syn::Error::new(lit.span(), "a pids limit of 0 would stop the test itself: use 1 or more"));
+                }
+                if opts.pids.replace(n).is_some() {
+                    return Err(dup());
+                }
+            }
+            "cpus" => {
+                let value: syn::Lit = meta.value()?.parse()?;
+                let cpus = match &value {
+                    syn::Lit::Float(f) => f.base10_parse::<f64>()?,
+                    syn::Lit::Int(i) => i.base10_parse::<u64>()? as f64,
+                    other => return Err(syn::Error::new(other.span(), "expected a number of CPUs, e.g. `cpus = 0.5`")),
+                };
+                if !(cpus > 0.0 && cpus.is_finite()) {
+                    return Err(syn::Error::new(value.span(), "the cpus limit must be above 0"));
+                }
+                if opts.cpus.replace(cpus).is_some() {
+                    return Err(dup());
+                }
+            }
             "flavor" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 let multi = match lit.value().as_str() {
@@ -110,7 +147,7 @@ fn parse_options_spanned(attr: TokenStream) -> syn::Result<(Options, Option<Span
             }
             _ => {
                 return Err(meta.error(format_args!(
-                    "unknown nstest option `{}`: expected `hostname`, `rootfs`, `timeout`, `net` or `flavor`",
+                    "unknown nstest option `{}`: expected `hostname`, `rootfs`, `timeout`, `net`, `memory`, `pids`, `cpus` or `flavor`",
                     {
                         let p = &meta.path;
                         quote!(#p).to_string().replace(' ', "")
@@ -140,6 +177,24 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
         _ => None,
     };
     ms.filter(|&ms| ms > 0).ok_or_else(bad)
+}
+
+/// `"64M"`, `"1G"`, `"512K"` or plain bytes; the same rules as `nstest::spec::parse_bytes`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let bad = || {
+        format!("invalid memory size {s:?}: write a whole number with K, M or G (\"64M\", \"1G\")")
+    };
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = s.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1 << shift).filter(|&b| b > 0).ok_or_else(bad)
 }
 
 /// One DNS label: 1 to 63 of `[A-Za-z0-9-]`, no `-` at either end.
@@ -296,6 +351,16 @@ pub fn expand(attr: TokenStream, item: TokenStream, tokio: bool) -> syn::Result<
         Some(ms) => quote!(::core::option::Option::Some(#ms)),
         None => quote!(::core::option::Option::None),
     };
+    let opt_num = |o: Option<u64>| match o {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let memory = opt_num(opts.memory);
+    let pids = opt_num(opts.pids);
+    let cpus = match opts.cpus {
+        Some(c) => quote!(::core::option::Option::Some(#c)),
+        None => quote!(::core::option::Option::None),
+    };
     let net = if opts.host_net == Some(true) {
         quote!(::nstest::Net::Host)
     } else {
@@ -334,6 +399,9 @@ pub fn expand(attr: TokenStream, item: TokenStream, tokio: bool) -> syn::Result<
             rootfs: #rootfs,
             timeout_ms: #timeout,
             net: #net,
+            memory: #memory,
+            pids: #pids,
+            cpus: #cpus,
             manifest_dir: ::core::env!("CARGO_MANIFEST_DIR"),
         };
 
@@ -407,7 +475,10 @@ mod tests {
                 rootfs: Some("r.tar.gz".into()),
                 timeout_ms: Some(10_000),
                 host_net: None,
-                multi_thread: None
+                multi_thread: None,
+                memory: None,
+                pids: None,
+                cpus: None
             }
         );
         assert_eq!(parse_options(quote!()).unwrap(), Options::default());
@@ -431,6 +502,15 @@ mod tests {
         assert!(err(quote!(hostname = "a", hostname = "b")).contains("given twice"));
         assert!(err(quote!(rootfs = "")).contains("empty rootfs"));
         assert!(err(quote!(net = "bridge")).contains("invalid net"));
+        assert!(err(quote!(memory = "64MB")).contains("invalid memory size"));
+        assert!(err(quote!(pids = 0)).contains("pids limit of 0"));
+        assert!(err(quote!(cpus = 0.0)).contains("above 0"));
+        assert!(err(quote!(cpus = "half")).contains("number of CPUs"));
+        let o = parse_options(quote!(memory = "64M", pids = 32, cpus = 0.5)).unwrap();
+        assert_eq!(
+            (o.memory, o.pids, o.cpus),
+            (Some(64 << 20), Some(32), Some(0.5))
+        );
     }
 
     #[test]

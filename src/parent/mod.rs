@@ -1,5 +1,6 @@
 //! The host side of a container: prepare the rootfs, spawn, supervise, and judge what came back.
 
+pub(crate) mod cgroup;
 pub(crate) mod probe;
 pub(crate) mod spawn;
 pub(crate) mod supervise;
@@ -14,7 +15,7 @@ use once_cell::sync::Lazy;
 use crate::error::{describe_status, Error};
 use crate::protocol::{BaseSpec, ChildSpec, Message, Outcome, RunSpec};
 use crate::rootfs::{self, Base};
-use crate::spec::{format_duration, Net, RootfsSource};
+use crate::spec::{format_duration, Limits, Net, RootfsSource};
 pub(crate) use spawn::{Out, StdioSetup};
 pub(crate) use supervise::Finished;
 
@@ -54,6 +55,8 @@ pub(crate) struct Launch<'a> {
     pub stdio: StdioSetup,
     pub timeout: Option<Duration>,
     pub capture_limit: Option<usize>,
+    /// Resource limits (a cgroup of its own when any is set).
+    pub limits: Limits,
 }
 
 impl Launch<'_> {
@@ -80,8 +83,30 @@ impl Launch<'_> {
             host_net: self.net == Net::Host,
             run: self.run,
         };
-        let running = spawn::spawn(&spec, &self.args, self.stdio)?;
-        let finished = supervise::supervise(running, self.timeout, self.capture_limit)?;
+        let cgroup = cgroup::TestCgroup::create(&self.limits).map_err(Error::Cgroup)?;
+        let mut running = spawn::spawn(&spec, &self.args, self.stdio, cgroup.is_some())?;
+        if let Some(cg) = &cgroup {
+            if let Err(e) = cg.place(running.cloned.pid.as_raw()) {
+                let _ = crate::sys::pidfd_kill(
+                    std::os::fd::AsFd::as_fd(&running.cloned.pidfd),
+                    libc::SIGKILL,
+                );
+                let _ = crate::sys::wait_raw(running.cloned.pid);
+                return Err(Error::Cgroup(e));
+            }
+            running.release()?;
+        }
+        let kill_cgroup = || {
+            if let Some(cg) = &cgroup {
+                cg.kill();
+            }
+        };
+        let mut finished =
+            supervise::supervise(running, self.timeout, self.capture_limit, &kill_cgroup)?;
+        if let Some(cg) = &cgroup {
+            finished.limits = cg.explain(&cg.usage());
+        }
+        drop(cgroup); // removed now, always
         for m in &finished.messages {
             if let Message::Note(n) = m {
                 note_once(n);
@@ -129,8 +154,20 @@ pub(crate) enum Verdict {
     Error(Error),
 }
 
-/// Judges a finished test container.
+/// Judges a finished test container; what the resource limits did is said with the reason.
 pub(crate) fn judge_test(f: &Finished, timeout: Duration) -> Verdict {
+    match (judge_outcome(f, timeout), &f.limits) {
+        (Verdict::Failed(_), Some(note))
+            if note.starts_with("killed: out of memory") && f.status.code().is_none() =>
+        {
+            Verdict::Failed(note.clone())
+        }
+        (Verdict::Failed(reason), Some(note)) => Verdict::Failed(format!("{reason}\n{note}")),
+        (v, _) => v,
+    }
+}
+
+fn judge_outcome(f: &Finished, timeout: Duration) -> Verdict {
     if let Some(e) = setup_error(f) {
         return Verdict::Error(e);
     }

@@ -39,6 +39,7 @@ fn run() -> Result<(), Error> {
         },
         timeout: Some(Duration::from_secs(30)),
         capture_limit: Some(0),
+        limits: crate::spec::Limits::default(),
     }
     .run()?;
     if let Some(e) = setup_error(&finished) {

@@ -46,6 +46,8 @@ pub(crate) struct StdioSetup {
 #[derive(Debug)]
 pub(crate) struct Running {
     pub cloned: Cloned,
+    /// Held back before `execve` until [`Running::release`] (when spawned with `hold`).
+    pub hold: Option<OwnedFd>,
     pub stdout: Option<File>,
     pub stderr: Option<File>,
     pub report: File,
@@ -60,6 +62,7 @@ struct Once {
     life: (OwnedFd, OwnedFd),
     userns_writes: Vec<(CString, Vec<u8>, Vec<u8>)>,
     exec_failed_frame: Vec<u8>,
+    cgroup_ns_frame: Vec<u8>,
 }
 
 static ONCE: Lazy<Result<Once, SysError>> = Lazy::new(|| {
@@ -83,14 +86,18 @@ static ONCE: Lazy<Result<Once, SysError>> = Lazy::new(|| {
         life: sys::pipe()?,
         userns_writes: userns_writes(),
         exec_failed_frame: frame_prefix(Step::Exec, "execve(\"/proc/self/exe\")".into()),
+        cgroup_ns_frame: frame_prefix(Step::CgroupNamespace, "unshare(CLONE_NEWCGROUP)".into()),
     })
 });
 
-/// Clones and re-executes this binary as the container child for `spec`.
+/// Clones and re-executes this binary as the container child for `spec`. With `hold`, the child
+/// waits before it re-executes itself until [`Running::release`] (so the parent can move it into
+/// its cgroups first).
 pub(crate) fn spawn(
     spec: &ChildSpec,
     args: &[String],
     stdio: StdioSetup,
+    hold: bool,
 ) -> Result<Running, Error> {
     let once = ONCE.as_ref().map_err(|e| Error::Host(e.clone()))?;
     let host = |e: SysError| Error::Host(e);
@@ -129,6 +136,7 @@ pub(crate) fn spawn(
     } else {
         Vec::new()
     };
+    let (hold_r, hold_w) = pipe_if(hold)?;
     let plan = ExecPlan {
         exe: c"/proc/self/exe".into(),
         argv: std::iter::once(Ok(once.argv0.clone()))
@@ -146,15 +154,32 @@ pub(crate) fn spawn(
         report_fd: REPORT_FD,
         writes,
         exec_failed_frame: once.exec_failed_frame.clone(),
+        sync: hold_r
+            .as_ref()
+            .zip(hold_w.as_ref())
+            .map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
+        cgroup_ns: Some(once.cgroup_ns_frame.clone()),
     };
     let cloned = sys::clone_exec(flags, &plan).map_err(Error::Namespaces)?;
-    drop((report_w, out_w, err_w));
+    drop((report_w, out_w, err_w, hold_r));
     Ok(Running {
+        hold: hold_w,
         cloned,
         stdout: out_r.map(File::from),
         stderr: err_r.map(File::from),
         report: File::from(report_r),
     })
+}
+
+impl Running {
+    /// Lets a child spawned with `hold` go on.
+    pub(crate) fn release(&mut self) -> Result<(), Error> {
+        if let Some(w) = self.hold.take() {
+            nix::unistd::write(&w, &[1])
+                .map_err(|e| Error::Host(SysError::new("write(hold pipe)", e)))?;
+        }
+        Ok(())
+    }
 }
 
 /// A frame reporting `step` failed with `detail`, less the trailing errno the child appends.

@@ -81,6 +81,8 @@ pub(crate) struct Finished {
     pub stdout: Captured,
     pub stderr: Captured,
     pub timed_out: bool,
+    /// What the resource limits did, if anything ("killed: out of memory (limit 64M)").
+    pub limits: Option<String>,
 }
 
 impl Finished {
@@ -102,10 +104,13 @@ enum Sink {
 }
 
 /// Supervises `running` until it has exited and its pipes are drained.
+/// `on_timeout` runs when the deadline passes, after PID 1 is sent SIGKILL (the test's cgroup is
+/// killed there).
 pub(crate) fn supervise(
     running: Running,
     timeout: Option<Duration>,
     capture_limit: Option<usize>,
+    on_timeout: &dyn Fn(),
 ) -> Result<Finished, Error> {
     let host = |call: &str| {
         let call = call.to_string();
@@ -116,6 +121,7 @@ pub(crate) fn supervise(
         stdout,
         stderr,
         report,
+        ..
     } = running;
     let mut streams = [
         Stream {
@@ -186,6 +192,7 @@ pub(crate) fn supervise(
             // PID 1 ignores what it has no handler for; SIGKILL from outside always lands, and
             // the kernel then kills every process of its namespace.
             let _ = sys::pidfd_kill(cloned.pidfd.as_fd(), libc::SIGKILL);
+            on_timeout();
             timed_out = true;
             deadline = None;
         }
@@ -244,6 +251,7 @@ pub(crate) fn supervise(
         stdout: take(out),
         stderr: take(err),
         timed_out,
+        limits: None,
     })
 }
 

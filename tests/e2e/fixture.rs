@@ -297,6 +297,45 @@ fn fail_blocks_every_signal_and_hangs() {
     std::thread::sleep(std::time::Duration::from_secs(600));
 }
 
+#[nstest::test(memory = "32M")]
+fn limit_memory_hog() {
+    let mut hog: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..64 {
+        hog.push(vec![1u8; 8 << 20]); // touched: really resident
+    }
+    println!("allocated {} MB without being stopped", hog.len() * 8);
+}
+
+#[nstest::test(pids = 16)]
+fn limit_fork_bomb() {
+    let mut children = Vec::new();
+    loop {
+        match Command::new("sleep").arg(ORPHAN_SECONDS).spawn() {
+            Ok(c) => children.push(c),
+            Err(e) => panic!("fork failed after {} children: {e}", children.len()),
+        }
+        assert!(children.len() < 1000, "no limit stopped the fork bomb");
+    }
+}
+
+#[nstest::test(cpus = 0.2, timeout = "20s")]
+fn limit_cpu_spinner_is_bounded() {
+    let cpu = || {
+        let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
+        let t = u.user_time();
+        t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6
+    };
+    let (start, cpu0) = (std::time::Instant::now(), cpu());
+    while start.elapsed() < std::time::Duration::from_millis(1500) {
+        std::hint::black_box((0..1000).sum::<u64>());
+    }
+    let share = (cpu() - cpu0) / start.elapsed().as_secs_f64();
+    assert!(
+        share < 0.45,
+        "a 0.2-CPU limit let the spinner have {share:.2} of a CPU"
+    );
+}
+
 #[nstest::test]
 fn fail_panic() {
     panic!("plain panic message");

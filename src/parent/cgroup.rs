@@ -1,0 +1,437 @@
+//! Resource limits: each limited test in a cgroup of its own, under one cgroup for the run.
+//!
+//! cgroup v2 is used where our cgroup's controllers include the ones asked for; otherwise the
+//! v1 hierarchies that carry them (a v1+v2 hybrid machine binds memory, pids and cpu to v1).
+//! The run's cgroup is `nstest-<pid>` under the harness's own cgroup in each hierarchy; a test's
+//! is `t<n>` below it, made before the container starts, removed after it ends — always. Run
+//! cgroups whose pid is dead (a killed harness) are removed by the next run, which says so.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use once_cell::sync::Lazy;
+
+use crate::spec::{format_bytes, Limits};
+
+/// A limit that could not be applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CgroupError {
+    /// No mounted cgroup hierarchy, v1 or v2, offers the controller.
+    NoController(&'static str),
+    /// A cgroup file or directory could not be written.
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The errno.
+        errno: Errno,
+    },
+}
+
+impl fmt::Display for CgroupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoController(c) => write!(
+                f,
+                "cannot apply the {c} limit: no cgroup hierarchy (v1 or v2) offers the {c} controller here"
+            ),
+            Self::Write { path, errno } => {
+                write!(f, "cannot apply the limit: writing {} => {errno:?} ({})", path.display(), errno.desc())?;
+                if matches!(errno, Errno::EACCES | Errno::EPERM | Errno::EROFS) {
+                    f.write_str(": cgroups are not delegated to this user; run as root, or under systemd with Delegate=yes (e.g. `systemd-run --user --scope -p Delegate=yes cargo test`)")?;
+                }
+                if *errno == Errno::EBUSY {
+                    f.write_str(": cgroup v2 will not enable controllers below a cgroup that holds processes; run the tests in a cgroup of their own")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for CgroupError {}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(|e| CgroupError::Write {
+        path: path.to_path_buf(),
+        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    })
+}
+
+fn mkdir(path: &Path) -> Result<(), CgroupError> {
+    match fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(CgroupError::Write {
+            path: path.to_path_buf(),
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        }),
+    }
+}
+
+/// A controller's directory for this run (`…/nstest-<pid>`) and its cgroup version.
+#[derive(Clone, Debug)]
+struct Dir {
+    run: PathBuf,
+    v2: bool,
+}
+
+/// Where each controller lives for this run.
+#[derive(Debug, Default)]
+struct Run {
+    memory: Option<Dir>,
+    pids: Option<Dir>,
+    cpu: Option<Dir>,
+}
+
+/// The cgroup mounts: `(mountpoint, mount root, fstype, super options)`.
+fn cgroup_mounts() -> Vec<(PathBuf, String, String, String)> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let left: Vec<&str> = left.split_whitespace().collect();
+            let right: Vec<&str> = right.split_whitespace().collect();
+            let fstype = *right.first()?;
+            if fstype != "cgroup" && fstype != "cgroup2" {
+                return None;
+            }
+            Some((
+                PathBuf::from(left.get(4)?),
+                left.get(3)?.to_string(),
+                fstype.to_string(),
+                right.get(2)?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Our cgroup path in the hierarchy whose `/proc/self/cgroup` controller field matches.
+fn own_path(field: impl Fn(&str) -> bool) -> Option<String> {
+    let s = fs::read_to_string("/proc/self/cgroup").ok()?;
+    s.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        field(controllers).then(|| path.to_string())
+    })
+}
+
+fn join(mountpoint: &Path, mount_root: &str, path: &str) -> PathBuf {
+    let rel = path
+        .strip_prefix(mount_root)
+        .unwrap_or(path)
+        .trim_start_matches('/');
+    mountpoint.join(rel)
+}
+
+/// The directory our process sits in for `controller`, and whether it is v2.
+fn locate(controller: &'static str) -> Option<(PathBuf, bool)> {
+    let mounts = cgroup_mounts();
+    // v2 first, where it offers the controller.
+    if let Some((mp, root, _, _)) = mounts.iter().find(|m| m.2 == "cgroup2") {
+        if let Some(path) = own_path(|c| c.is_empty()) {
+            let dir = join(mp, root, &path);
+            let offered = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+            if offered.split_whitespace().any(|c| c == controller) {
+                return Some((dir, true));
+            }
+        }
+    }
+    let (mp, root, _, _) = mounts
+        .iter()
+        .find(|m| m.2 == "cgroup" && m.3.split(',').any(|o| o == controller))?;
+    let path = own_path(|c| c.split(',').any(|x| x == controller))?;
+    Some((join(mp, root, &path), false))
+}
+
+static RUN: Lazy<Run> = Lazy::new(|| {
+    let mut run = Run::default();
+    for (controller, slot) in [
+        ("memory", &mut run.memory),
+        ("pids", &mut run.pids),
+        ("cpu", &mut run.cpu),
+    ] {
+        if let Some((own, v2)) = locate(controller) {
+            remove_stale_runs(&own);
+            *slot = Some(Dir {
+                run: own.join(format!("nstest-{}", std::process::id())),
+                v2,
+            });
+        }
+    }
+    run
+});
+
+/// Removes `nstest-<pid>` cgroups of runs whose harness is gone, and says so.
+fn remove_stale_runs(own: &Path) {
+    let Ok(entries) = fs::read_dir(own) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("nstest-"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(Errno::ESRCH) {
+            if let Ok(children) = fs::read_dir(e.path()) {
+                for c in children.flatten().filter(|c| c.path().is_dir()) {
+                    kill_all(&c.path());
+                    remove_dir(&c.path());
+                }
+            }
+            remove_dir(&e.path());
+            eprintln!(
+                "nstest: removed cgroup {}, left by a run that was killed (pid {pid})",
+                e.path().display()
+            );
+        }
+    }
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// How many test cgroups exist now; the run's cgroups are removed whenever it drops to 0, so
+/// nothing is left when a run ends, however it ends (libtest calls no hook at the end).
+static LIVE: Mutex<usize> = Mutex::new(0);
+
+/// One test's cgroups (one per controller hierarchy in use).
+#[derive(Debug)]
+pub(crate) struct TestCgroup {
+    dirs: Vec<(PathBuf, bool)>,
+    memory: Option<(PathBuf, bool)>,
+    pids: Option<(PathBuf, bool)>,
+    cpu: Option<(PathBuf, bool)>,
+    limits: Limits,
+}
+
+/// What the limits did to a test.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    pub oom_kills: u64,
+    pub pids_max_hits: u64,
+    pub cpu_throttled: u64,
+}
+
+impl TestCgroup {
+    /// Makes the cgroups for `limits` and writes the limits. Nothing is made for no limits.
+    pub(crate) fn create(limits: &Limits) -> Result<Option<Self>, CgroupError> {
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        let name = format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        *live += 1;
+        drop(live);
+        let mut cg = TestCgroup {
+            dirs: Vec::new(),
+            memory: None,
+            pids: None,
+            cpu: None,
+            limits: limits.clone(),
+        };
+        let wanted = [
+            ("memory", limits.memory.is_some(), RUN.memory.as_ref()),
+            ("pids", limits.pids.is_some(), RUN.pids.as_ref()),
+            ("cpu", limits.cpus.is_some(), RUN.cpu.as_ref()),
+        ];
+        for (controller, want, dir) in wanted {
+            if !want {
+                continue;
+            }
+            let dir = dir.ok_or(CgroupError::NoController(controller))?;
+            // On error, dropping `cg` removes what was made.
+            cg.make(controller, dir, &name)?;
+        }
+        Ok(Some(cg))
+    }
+
+    fn make(&mut self, controller: &'static str, dir: &Dir, name: &str) -> Result<(), CgroupError> {
+        let own = dir.run.parent().expect("the run cgroup has a parent");
+        mkdir(&dir.run)?;
+        if dir.v2 {
+            let control =
+                |d: &Path| write(&d.join("cgroup.subtree_control"), &format!("+{controller}"));
+            let enabled =
+                fs::read_to_string(own.join("cgroup.subtree_control")).unwrap_or_default();
+            if !enabled.split_whitespace().any(|c| c == controller) {
+                control(own)?;
+            }
+            control(&dir.run)?;
+        }
+        let path = dir.run.join(name);
+        // Another controller may share this hierarchy (cpu,cpuacct): make the directory once.
+        if !self.dirs.iter().any(|(d, _)| d == &path) {
+            mkdir(&path)?;
+            self.dirs.push((path.clone(), dir.v2));
+        }
+        let l = &self.limits;
+        match (controller, dir.v2) {
+            ("memory", true) => {
+                write(&path.join("memory.max"), &l.memory.unwrap().to_string())?;
+                let _ = write(&path.join("memory.swap.max"), "0");
+            }
+            ("memory", false) => {
+                write(
+                    &path.join("memory.limit_in_bytes"),
+                    &l.memory.unwrap().to_string(),
+                )?;
+                // Where swap is accounted, no swap either: the limit is the limit.
+                let _ = write(
+                    &path.join("memory.memsw.limit_in_bytes"),
+                    &l.memory.unwrap().to_string(),
+                );
+            }
+            ("pids", _) => write(&path.join("pids.max"), &l.pids.unwrap().to_string())?,
+            ("cpu", true) => write(
+                &path.join("cpu.max"),
+                &format!("{} 100000", (l.cpus.unwrap() * 100_000.0).round() as u64),
+            )?,
+            ("cpu", false) => {
+                write(&path.join("cpu.cfs_period_us"), "100000")?;
+                write(
+                    &path.join("cpu.cfs_quota_us"),
+                    &((l.cpus.unwrap() * 100_000.0).round() as u64).to_string(),
+                )?;
+            }
+            _ => unreachable!(),
+        }
+        let slot = (path, dir.v2);
+        match controller {
+            "memory" => self.memory = Some(slot),
+            "pids" => self.pids = Some(slot),
+            _ => self.cpu = Some(slot),
+        }
+        Ok(())
+    }
+
+    /// Moves `pid` (the container's PID 1, before it runs anything) into every test cgroup.
+    pub(crate) fn place(&self, pid: i32) -> Result<(), CgroupError> {
+        for (d, _) in &self.dirs {
+            write(&d.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Kills every process in the test's cgroups (the timeout path).
+    pub(crate) fn kill(&self) {
+        for (d, _) in &self.dirs {
+            kill_all(d);
+        }
+    }
+
+    /// What the limits did.
+    pub(crate) fn usage(&self) -> Usage {
+        let field = |p: Option<&(PathBuf, bool)>, file_v2: &str, file_v1: &str, key: &str| -> u64 {
+            let Some((d, v2)) = p else { return 0 };
+            let text =
+                fs::read_to_string(d.join(if *v2 { file_v2 } else { file_v1 })).unwrap_or_default();
+            text.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse().ok()))
+                .unwrap_or(0)
+        };
+        Usage {
+            oom_kills: field(
+                self.memory.as_ref(),
+                "memory.events",
+                "memory.oom_control",
+                "oom_kill ",
+            ),
+            pids_max_hits: field(self.pids.as_ref(), "pids.events", "pids.events", "max "),
+            cpu_throttled: field(self.cpu.as_ref(), "cpu.stat", "cpu.stat", "nr_throttled "),
+        }
+    }
+
+    /// A sentence on what the limits did, for a failure message; empty if they did nothing.
+    pub(crate) fn explain(&self, usage: &Usage) -> Option<String> {
+        let l = &self.limits;
+        if usage.oom_kills > 0 {
+            return Some(format!(
+                "killed: out of memory (limit {})",
+                format_bytes(l.memory.unwrap_or(0))
+            ));
+        }
+        if usage.pids_max_hits > 0 {
+            return Some(format!(
+                "the pids limit ({}) was reached: {} fork/clone calls failed",
+                l.pids.unwrap_or(0),
+                usage.pids_max_hits
+            ));
+        }
+        if usage.cpu_throttled > 0 {
+            return Some(format!(
+                "cpu limited to {} (throttled {} times)",
+                l.cpus.unwrap_or(0.0),
+                usage.cpu_throttled
+            ));
+        }
+        None
+    }
+
+    /// Removes the test's cgroups, killing what is left in them first; the run's too if this
+    /// was the last test cgroup.
+    fn remove(&self) {
+        for (d, _) in &self.dirs {
+            kill_all(d);
+            remove_dir(d);
+        }
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        *live -= 1;
+        if *live == 0 {
+            for d in [&RUN.memory, &RUN.pids, &RUN.cpu].into_iter().flatten() {
+                let _ = fs::remove_dir(&d.run);
+            }
+        }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Kills every process of a cgroup (`cgroup.kill` where there is one).
+fn kill_all(dir: &Path) {
+    if fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    for _ in 0..50 {
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        let pids: Vec<i32> = procs
+            .lines()
+            .filter_map(|p| p.trim().parse().ok())
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        for p in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `rmdir` of a cgroup, retried while its last processes are still being torn down.
+fn remove_dir(dir: &Path) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while dir.exists() {
+        match fs::remove_dir(dir) {
+            Ok(()) => return,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,4 @@
+#[nstest::test(memory = "64MB")]
+fn t() {}
+
+nstest::main!();

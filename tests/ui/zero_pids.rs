@@ -1,0 +1,4 @@
+#[nstest::test(pids = 0)]
+fn t() {}
+
+nstest::main!();
