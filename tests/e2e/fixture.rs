@@ -40,6 +40,9 @@ fn demo_pid_one() {
     assert_eq!(std::process::id(), 1);
     let status = std::fs::read_to_string("/proc/1/status").unwrap();
     assert!(status.contains("PPid:\t0"), "{status}");
+    // A cgroup namespace of its own: its cgroup is the root it sees.
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    assert!(cgroups.lines().all(|l| l.ends_with(":/")), "{cgroups}");
 }
 
 #[nstest::test]
