@@ -111,18 +111,31 @@ pub enum RootfsSource {
     /// `builtin:host`: the host's `/usr /bin /sbin /lib*` bound read-only, with fresh writable
     /// `/etc /tmp /root /var`.
     Host,
-    /// A plain `.tar` archive.
+    /// A tar archive: plain, gzip, zstd or xz (the compression is read from its first bytes).
     Tar(PathBuf),
-    /// A gzip-compressed `.tar.gz` / `.tgz` archive.
-    TarGz(PathBuf),
     /// An unpacked root directory, used in place as the read-only lower layer.
     Dir(PathBuf),
+    /// `oci:dir[:tag]`: an OCI image layout directory; its layers applied in order.
+    Oci {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The image's tag (`org.opencontainers.image.ref.name`); optional when it holds one.
+        tag: Option<String>,
+    },
+    /// `docker-archive:path`: a `docker save` archive; its first image's layers applied in order.
+    DockerArchive(PathBuf),
 }
+
+/// The archive names taken as tarballs.
+const TAR_SUFFIXES: [&str; 7] = [
+    ".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar.xz", ".txz",
+];
 
 impl RootfsSource {
     /// Parses a rootfs string as the `rootfs` option and `NSTEST_ROOTFS` spell it: `builtin:busybox`,
-    /// `builtin:host`, or a path to a `.tar`, `.tar.gz`, `.tgz` or a directory. A relative path is
-    /// taken relative to `base` (the package's `CARGO_MANIFEST_DIR` for tests).
+    /// `builtin:host`, `oci:dir[:tag]`, `docker-archive:path`, or a path to a `.tar` (also
+    /// `.tar.gz`/`.tgz`, `.tar.zst`, `.tar.xz`) or a directory. A relative path is taken relative
+    /// to `base` (the package's `CARGO_MANIFEST_DIR` for tests).
     ///
     /// A path that does not exist is accepted here; it is reported when the rootfs is prepared.
     pub fn parse(s: &str, base: &Path) -> Result<Self, SpecError> {
@@ -135,10 +148,28 @@ impl RootfsSource {
             }
             _ => {}
         }
+        if let Some(rest) = s.strip_prefix("oci:") {
+            // `oci:dir:tag`; a last part with a '/' is part of the directory, not a tag.
+            let (dir, tag) = match rest.rsplit_once(':') {
+                Some((d, t)) if !t.is_empty() && !t.contains('/') => (d, Some(t.to_string())),
+                _ => (rest, None),
+            };
+            if dir.is_empty() {
+                return Err(SpecError::EmptyRootfs);
+            }
+            return Ok(Self::Oci {
+                dir: base.join(dir),
+                tag,
+            });
+        }
+        if let Some(rest) = s.strip_prefix("docker-archive:") {
+            if rest.is_empty() {
+                return Err(SpecError::EmptyRootfs);
+            }
+            return Ok(Self::DockerArchive(base.join(rest)));
+        }
         let path = base.join(s);
-        if s.ends_with(".tar.gz") || s.ends_with(".tgz") {
-            Ok(Self::TarGz(path))
-        } else if s.ends_with(".tar") {
+        if TAR_SUFFIXES.iter().any(|x| s.ends_with(x)) {
             Ok(Self::Tar(path))
         } else if path.is_dir() || !path.exists() && path.extension().is_none() {
             Ok(Self::Dir(path))
@@ -150,7 +181,8 @@ impl RootfsSource {
     /// The path this source reads, if it is one.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Self::Tar(p) | Self::TarGz(p) | Self::Dir(p) => Some(p),
+            Self::Tar(p) | Self::Dir(p) | Self::DockerArchive(p) => Some(p),
+            Self::Oci { dir, .. } => Some(dir),
             _ => None,
         }
     }
@@ -162,7 +194,10 @@ impl fmt::Display for RootfsSource {
             Self::Default => f.write_str("default"),
             Self::Busybox => f.write_str("builtin:busybox"),
             Self::Host => f.write_str("builtin:host"),
-            Self::Tar(p) | Self::TarGz(p) | Self::Dir(p) => write!(f, "{}", p.display()),
+            Self::Tar(p) | Self::Dir(p) => write!(f, "{}", p.display()),
+            Self::Oci { dir, tag: None } => write!(f, "oci:{}", dir.display()),
+            Self::Oci { dir, tag: Some(t) } => write!(f, "oci:{}:{t}", dir.display()),
+            Self::DockerArchive(p) => write!(f, "docker-archive:{}", p.display()),
         }
     }
 }
@@ -215,7 +250,7 @@ impl fmt::Display for SpecError {
             }
             Self::UnsupportedRootfs(p) => write!(
                 f,
-                "unsupported rootfs {}: expected a .tar, .tar.gz or .tgz archive, or a directory",
+                "unsupported rootfs {}: expected a .tar (.tar.gz, .tgz, .tar.zst, .tar.xz), a directory, oci:dir[:tag] or docker-archive:path",
                 p.display()
             ),
             Self::Env(var, e) => write!(f, "{var}: {e}"),
@@ -376,7 +411,7 @@ mod tests {
         assert!(RootfsSource::parse("builtin:debian", base).is_err());
         assert_eq!(
             RootfsSource::parse("r/alpine.tar.gz", base),
-            Ok(RootfsSource::TarGz("/pkg/r/alpine.tar.gz".into()))
+            Ok(RootfsSource::Tar("/pkg/r/alpine.tar.gz".into()))
         );
         assert_eq!(
             RootfsSource::parse("/a.tar", base),
@@ -387,5 +422,30 @@ mod tests {
             Ok(RootfsSource::Dir("/nonexistent/root".into()))
         );
         assert!(RootfsSource::parse("/nonexistent/x.zip", base).is_err());
+        for x in ["a.tar.zst", "a.tar.xz", "a.tgz", "a.txz"] {
+            assert_eq!(
+                RootfsSource::parse(x, base),
+                Ok(RootfsSource::Tar(base.join(x)))
+            );
+        }
+        assert_eq!(
+            RootfsSource::parse("oci:img:3.20", base),
+            Ok(RootfsSource::Oci {
+                dir: "/pkg/img".into(),
+                tag: Some("3.20".into())
+            })
+        );
+        assert_eq!(
+            RootfsSource::parse("oci:/abs/img", base),
+            Ok(RootfsSource::Oci {
+                dir: "/abs/img".into(),
+                tag: None
+            })
+        );
+        assert_eq!(
+            RootfsSource::parse("docker-archive:save.tar", base),
+            Ok(RootfsSource::DockerArchive("/pkg/save.tar".into()))
+        );
+        assert!(RootfsSource::parse("oci:", base).is_err());
     }
 }

@@ -194,7 +194,7 @@ fn corrupt_and_truncated_archives_are_named() {
     let d = dir("corrupt");
     let garbage = d.join("garbage.tar.gz");
     std::fs::write(&garbage, b"this is not gzip at all").unwrap();
-    let err = rootfs::prepare(&RootfsSource::TarGz(garbage.clone())).unwrap_err();
+    let err = rootfs::prepare(&RootfsSource::Tar(garbage.clone())).unwrap_err();
     assert!(matches!(err, RootfsError::Corrupt { .. }), "{err:?}");
     assert!(
         err.to_string().contains("garbage.tar.gz") && err.to_string().contains("corrupt"),
@@ -213,7 +213,7 @@ fn corrupt_and_truncated_archives_are_named() {
     assert!(status.success());
     let bytes = std::fs::read(d.join("good.tar.gz")).unwrap();
     std::fs::write(&tgz, &bytes[..bytes.len() / 2]).unwrap();
-    let err = rootfs::prepare(&RootfsSource::TarGz(tgz)).unwrap_err();
+    let err = rootfs::prepare(&RootfsSource::Tar(tgz)).unwrap_err();
     assert!(matches!(err, RootfsError::Corrupt { .. }), "{err:?}");
     assert_cache_clean();
 }
@@ -222,8 +222,7 @@ fn corrupt_and_truncated_archives_are_named() {
 fn a_missing_rootfs_names_the_path_and_the_fix() {
     let _serial = serial();
     setup();
-    let err =
-        rootfs::prepare(&RootfsSource::TarGz("/nonexistent/alpine.tar.gz".into())).unwrap_err();
+    let err = rootfs::prepare(&RootfsSource::Tar("/nonexistent/alpine.tar.gz".into())).unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("/nonexistent/alpine.tar.gz does not exist"),

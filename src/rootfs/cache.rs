@@ -99,6 +99,18 @@ impl Cache {
         &self.root
     }
 
+    /// A scratch directory for a build of `key` (`tmp/src-<key>.<pid>`), created empty; the
+    /// caller removes it. A killed run's is removed as stale like any `tmp/` entry.
+    pub fn scratch_dir(&self, key: &str) -> PathBuf {
+        let dir = self
+            .root
+            .join("tmp")
+            .join(format!("src-{key}.{}", std::process::id()));
+        remove_tree(&dir);
+        let _ = fs::create_dir_all(&dir);
+        dir
+    }
+
     /// The empty directory on which containers mount their scratch tmpfs.
     pub fn scratch_mountpoint(&self) -> PathBuf {
         self.root.join("mnt")

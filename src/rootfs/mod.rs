@@ -7,6 +7,7 @@
 //! at most once per process ([`prepare`] memoizes), then shared read-only by every container.
 
 pub mod cache;
+pub mod image;
 pub mod unpack;
 
 #[path = "../../rootfs-fixtures/busybox.rs"]
@@ -21,7 +22,6 @@ use once_cell::sync::{Lazy, OnceCell};
 
 use crate::spec::{RootfsSource, SpecError};
 use cache::Cache;
-use unpack::Compression;
 
 /// A rootfs that could not be prepared. Every variant names the path at fault.
 #[allow(missing_docs)] // each field is named by what it holds
@@ -61,6 +61,9 @@ pub enum RootfsError {
         path: PathBuf,
         source: Arc<std::io::Error>,
     },
+    /// An image (OCI layout, `docker save` archive) is not what it should be: a missing or
+    /// corrupt blob or layer, a manifest that does not parse, no image of that tag.
+    Image { path: PathBuf, reason: String },
     /// The cache directory could not be written.
     Cache {
         path: PathBuf,
@@ -100,6 +103,7 @@ impl fmt::Display for RootfsError {
             Self::NoBusybox => f.write_str(
                 "builtin:busybox needs a static busybox on the host: install it (Debian/Ubuntu: apt-get install busybox-static)",
             ),
+            Self::Image { path, reason } => write!(f, "image {} is refused: {reason}", path.display()),
             Self::Busybox { path, source } => write!(f, "cannot use busybox {}: {source}", path.display()),
             Self::Cache { path, source } => write!(
                 f,
@@ -203,14 +207,25 @@ pub fn prepare(source: &RootfsSource) -> Result<Prepared, RootfsError> {
 
 fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
     let cache = cache()?;
+    let started = std::time::Instant::now();
+    let built = |(dir, built): (PathBuf, bool)| {
+        if built {
+            // Said once per build: a second run that finds the base in the cache says nothing.
+            eprintln!(
+                "nstest: unpacked {source} into {} in {} ms",
+                dir.display(),
+                started.elapsed().as_millis()
+            );
+        }
+        Base::Dir(dir)
+    };
     let base = match source {
         RootfsSource::Default => unreachable!("the caller resolves the default source"),
         RootfsSource::Host => Base::Host,
         RootfsSource::Busybox => {
             let bb = busybox_path().ok_or(RootfsError::NoBusybox)?;
             let key = cache::file_key("busybox", bb)?;
-            let (dir, _) = cache.get_or_build(&key, |tmp| busybox::build(bb, tmp))?;
-            Base::Dir(dir)
+            built(cache.get_or_build(&key, |tmp| busybox::build(bb, tmp))?)
         }
         RootfsSource::Dir(path) => {
             let path = existing(path)?;
@@ -219,18 +234,34 @@ fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
             }
             Base::Dir(path)
         }
-        RootfsSource::Tar(path) | RootfsSource::TarGz(path) => {
+        RootfsSource::Tar(path) => {
             let path = existing(path)?;
-            let compression = if matches!(source, RootfsSource::Tar(_)) {
-                Compression::None
-            } else {
-                Compression::Gzip
-            };
             let key = cache::file_key("tar", &path)?;
-            let (dir, _) = cache.get_or_build(&key, |tmp| {
-                unpack::unpack(&path, compression, tmp).map(drop)
-            })?;
-            Base::Dir(dir)
+            built(cache.get_or_build(&key, |tmp| unpack::unpack(&path, tmp).map(drop))?)
+        }
+        RootfsSource::Oci { dir, tag } => {
+            let dir = existing(dir)?;
+            let digest = image::oci_manifest(&dir, tag.as_deref())?;
+            let hex: String = digest
+                .rsplit(':')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(char::is_ascii_hexdigit)
+                .take(32)
+                .collect();
+            let key = format!("oci-{hex}");
+            built(cache.get_or_build(&key, |tmp| image::build_oci(&dir, &digest, tmp))?)
+        }
+        RootfsSource::DockerArchive(path) => {
+            let path = existing(path)?;
+            let key = cache::file_key("docker", &path)?;
+            built(cache.get_or_build(&key, |tmp| {
+                let scratch = cache.scratch_dir(&key);
+                let result = image::build_docker_archive(&path, &scratch, tmp);
+                cache::remove_tree(&scratch);
+                result
+            })?)
         }
     };
     Ok(Prepared {

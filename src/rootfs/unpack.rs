@@ -1,11 +1,13 @@
-//! Safe unpacking of a (compressed) tar archive into a fresh directory.
+//! Safe unpacking of a (compressed) tar archive, or of an image layer, into a directory.
 //!
 //! Every entry is checked before anything is written: absolute paths, `..` components, hard links
 //! whose target is not a plain path inside the archive, and relative symlinks that climb above
 //! the root are refused with the entry's name. (An absolute symlink such as `/bin/sh ->
 //! /bin/busybox` is normal in a rootfs: it is resolved inside the container after `pivot_root`,
 //! and the unpacker never follows links.) The `tar` crate additionally refuses to write through
-//! a symlink that leads out of the destination.
+//! a symlink that leads out of the destination; whiteouts never delete through one either.
+//!
+//! The compression (none, gzip, zstd, xz) is read from the archive's first bytes, not its name.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -15,31 +17,159 @@ use std::sync::Arc;
 
 use super::RootfsError;
 
-/// How the archive is compressed.
+/// How an archive is compressed, as its first bytes say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
-    /// A plain `.tar`.
+    /// A plain tar.
     None,
-    /// `.tar.gz` / `.tgz`.
+    /// gzip (`.tar.gz`, `.tgz`).
     Gzip,
+    /// zstd (`.tar.zst`).
+    Zstd,
+    /// xz (`.tar.xz`).
+    Xz,
 }
 
-/// Unpacks `archive` into `dest` (an existing, empty directory).
-pub fn unpack(archive: &Path, compression: Compression, dest: &Path) -> Result<u64, RootfsError> {
-    let file = File::open(archive).map_err(|e| RootfsError::Read {
-        path: archive.into(),
+impl Compression {
+    /// The compression of the stream that starts with `head`.
+    pub fn sniff(head: &[u8]) -> Self {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Self::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Self::Zstd
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            Self::Xz
+        } else {
+            Self::None
+        }
+    }
+}
+
+/// The decompressed stream of the archive at `path`.
+pub fn open(path: &Path) -> Result<Box<dyn Read>, RootfsError> {
+    let read_err = |e| RootfsError::Read {
+        path: path.into(),
         source: Arc::new(e),
-    })?;
-    let reader: Box<dyn Read> = match compression {
-        Compression::None => Box::new(BufReader::new(file)),
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(BufReader::new(file))),
     };
+    let mut file = File::open(path).map_err(read_err)?;
+    let mut head = [0u8; 6];
+    let n = file.read(&mut head).map_err(read_err)?;
+    let file = BufReader::new(std::io::Cursor::new(head[..n].to_vec()).chain(file));
+    Ok(match Compression::sniff(&head[..n]) {
+        Compression::None => Box::new(file),
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(file)),
+        Compression::Zstd => {
+            Box::new(
+                zstd::stream::read::Decoder::new(file).map_err(|e| RootfsError::Corrupt {
+                    archive: path.into(),
+                    source: Arc::new(e),
+                })?,
+            )
+        }
+        Compression::Xz => Box::new(xz2::read::XzDecoder::new(file)),
+    })
+}
+
+/// Unpacks the rootfs archive `archive` into `dest` (an existing, empty directory). Returns the
+/// number of entries.
+pub fn unpack(archive: &Path, dest: &Path) -> Result<u64, RootfsError> {
+    let count = unpack_entries(archive, dest, false)?;
+    if count == 0 {
+        return Err(RootfsError::Corrupt {
+            archive: archive.into(),
+            source: Arc::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the archive holds no entries",
+            )),
+        });
+    }
+    Ok(count)
+}
+
+/// Applies the image layer `layer` on top of `dest`: its whiteouts (`.wh.<name>` deletes
+/// `<name>` from the layers below, `.wh..wh..opq` empties its directory) first, then its entries.
+pub fn apply_layer(layer: &Path, dest: &Path) -> Result<u64, RootfsError> {
+    // First pass: the deletions this layer makes in the layers below it.
+    let mut ar = tar::Archive::new(open(layer)?);
+    let corrupt = |e: std::io::Error| RootfsError::Corrupt {
+        archive: layer.into(),
+        source: Arc::new(e),
+    };
+    for entry in ar.entries().map_err(corrupt)? {
+        let entry = entry.map_err(corrupt)?;
+        let path = entry.path().map_err(corrupt)?.into_owned();
+        let escape = |reason: String| RootfsError::Escape {
+            archive: layer.into(),
+            entry: path.clone(),
+            reason,
+        };
+        check_inside(&path).map_err(|r| escape(r.to_string()))?;
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let parent = path.parent().unwrap_or(Path::new(""));
+        if name == ".wh..wh..opq" {
+            let dir = safe_existing(dest, parent).map_err(|r| escape(r.to_string()))?;
+            if let Some(dir) =
+                dir.filter(|d| std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
+            {
+                for child in std::fs::read_dir(&dir).map_err(corrupt)?.flatten() {
+                    remove_any(&child.path());
+                }
+            }
+        } else if let Some(hidden) = name.strip_prefix(".wh.") {
+            let target = parent.join(hidden);
+            check_inside(&target).map_err(|r| escape(r.to_string()))?;
+            if let Some(t) = safe_existing(dest, &target).map_err(|r| escape(r.to_string()))? {
+                remove_any(&t);
+            }
+        }
+    }
+    // Second pass: the layer's own files.
+    unpack_entries(layer, dest, true)
+}
+
+/// Removes a file, a symlink or a directory tree, never following a symlink.
+fn remove_any(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => super::cache::remove_tree(path),
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+/// `dest/rel` if it exists, reached without crossing a symlink (a whiteout must not delete
+/// through one); `None` if it does not exist.
+fn safe_existing(dest: &Path, rel: &Path) -> Result<Option<PathBuf>, &'static str> {
+    let mut at = dest.to_path_buf();
+    let parts: Vec<_> = rel
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    for (i, c) in parts.iter().enumerate() {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Err(_) => return Ok(None),
+            Ok(m) if m.file_type().is_symlink() && i + 1 < parts.len() => {
+                return Err("a whiteout would reach through a symlink")
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(Some(at))
+}
+
+/// Unpacks every entry of `archive` into `dest`, checking each first. With `layer`, whiteout
+/// entries are not written (their deletions were made by [`apply_layer`]).
+fn unpack_entries(archive: &Path, dest: &Path, layer: bool) -> Result<u64, RootfsError> {
     let corrupt = |e: std::io::Error| RootfsError::Corrupt {
         archive: archive.into(),
         source: Arc::new(e),
     };
     let privileged = nix::unistd::geteuid().is_root();
-    let mut ar = tar::Archive::new(reader);
+    let mut ar = tar::Archive::new(open(archive)?);
     ar.set_preserve_permissions(true);
     ar.set_preserve_mtime(true);
     ar.set_preserve_ownerships(privileged);
@@ -57,6 +187,14 @@ pub fn unpack(archive: &Path, compression: Compression, dest: &Path) -> Result<u
             reason,
         };
         check_inside(&path).map_err(|r| escape(r.to_string()))?;
+        if layer
+            && path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".wh."))
+        {
+            continue;
+        }
         let kind = entry.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
             let target = entry
@@ -78,7 +216,18 @@ pub fn unpack(archive: &Path, compression: Compression, dest: &Path) -> Result<u
             }
         }
         if (kind.is_character_special() || kind.is_block_special()) && !privileged {
-            continue; // device nodes need privileges; the container gets its own /dev anyway
+            // The container gets its own /dev: nodes there are skipped. Elsewhere a device
+            // node that cannot be made is refused rather than silently lost.
+            if path
+                .components()
+                .find(|c| matches!(c, Component::Normal(_)))
+                == Some(Component::Normal("dev".as_ref()))
+            {
+                continue;
+            }
+            return Err(escape(
+                "a device node outside /dev, which an unprivileged user cannot create".into(),
+            ));
         }
         let unpacked = entry.unpack_in(dest).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof
@@ -113,20 +262,11 @@ pub fn unpack(archive: &Path, compression: Compression, dest: &Path) -> Result<u
     for (dir, mode) in locked_dirs.into_iter().rev() {
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
     }
-    if count == 0 {
-        return Err(RootfsError::Corrupt {
-            archive: archive.into(),
-            source: Arc::new(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "the archive holds no entries",
-            )),
-        });
-    }
     Ok(count)
 }
 
 /// Lexically checks that `p` stays inside the root: relative, and never climbing above it.
-fn check_inside(p: &Path) -> Result<(), &'static str> {
+pub(crate) fn check_inside(p: &Path) -> Result<(), &'static str> {
     let mut depth = 0usize;
     for c in p.components() {
         match c {
@@ -152,5 +292,17 @@ mod tests {
         assert!(check_inside(Path::new("../x")).is_err());
         assert!(check_inside(Path::new("a/../../x")).is_err());
         assert!(check_inside(Path::new("./../x")).is_err());
+    }
+
+    #[test]
+    fn compression_is_read_from_the_first_bytes() {
+        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(
+            Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            Compression::Zstd
+        );
+        assert_eq!(Compression::sniff(b"\xfd7zXZ\x00"), Compression::Xz);
+        assert_eq!(Compression::sniff(b"etc/\0\0"), Compression::None);
+        assert_eq!(Compression::sniff(b""), Compression::None);
     }
 }
