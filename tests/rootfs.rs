@@ -284,3 +284,39 @@ fn what_a_killed_run_left_is_removed_by_the_next_one() {
     assert!(!stale.exists(), "the dead run's half-built base is removed");
     assert!(alive.exists(), "a live builder's is left alone");
 }
+
+#[test]
+fn the_cache_lists_and_prunes_but_not_under_a_running_test() {
+    let _serial = serial();
+    let d = dir("good-for-prune");
+    let a = d.join("a.tar");
+    archive(&a, &[file("etc/os-release", b"ID=prune\n")]);
+    prepare_tar(&a).unwrap(); // this process now uses the cache
+    let cache = rootfs::cache::Cache::open(cache_dir()).unwrap();
+    let listed = cache.list().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|e| e.key.starts_with("tar-") && e.bytes >= 8),
+        "{listed:?}"
+    );
+    let err = cache.prune().unwrap_err();
+    assert!(
+        err.to_string().contains("in use by a running test"),
+        "{err}"
+    );
+    assert_eq!(cache.list().unwrap(), listed, "nothing removed");
+
+    // A cache nobody uses is pruned.
+    let other = d.join("other-cache");
+    let c = rootfs::cache::Cache::open(other.clone()).unwrap();
+    let (base, built) = c
+        .get_or_build("k-1", |tmp| {
+            std::fs::write(tmp.join("f"), "x").map_err(|_| unreachable!())
+        })
+        .unwrap();
+    assert!(built && base.join("f").exists());
+    let removed = c.prune().unwrap();
+    assert_eq!(removed.len(), 1);
+    assert!(c.list().unwrap().is_empty() && !base.exists());
+}

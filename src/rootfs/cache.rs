@@ -9,6 +9,7 @@
 //! mnt/              an empty directory: each container mounts its private tmpfs here,
 //!                   in its own mount namespace, so the host never sees that mount
 //! lock              flock(2)ed while a base is built, so concurrent runs build it once
+//! use.lock          held shared by every process that uses the cache; `prune` needs it alone
 //! ```
 
 use std::fs::{self, File};
@@ -166,6 +167,84 @@ impl Cache {
             io_err(&done)(e)
         })?;
         Ok((done, true))
+    }
+}
+
+/// One finished base in the cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its key: the kind of source and the digest of its content.
+    pub key: String,
+    /// Where it is.
+    pub path: PathBuf,
+    /// The bytes its files take.
+    pub bytes: u64,
+}
+
+fn tree_bytes(p: &Path) -> u64 {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::read_dir(p)
+            .map(|rd| rd.flatten().map(|e| tree_bytes(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+impl Cache {
+    /// Holds the cache in use (shared) for as long as this process lives, so that `prune` from
+    /// elsewhere does not remove a base under running containers.
+    pub fn hold_in_use(&self) {
+        static HELD: std::sync::OnceLock<Option<Flock<File>>> = std::sync::OnceLock::new();
+        HELD.get_or_init(|| {
+            let f = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(self.root.join("use.lock"))
+                .ok()?;
+            Flock::lock(f, FlockArg::LockShared).ok()
+        });
+    }
+
+    /// The finished bases.
+    pub fn list(&self) -> Result<Vec<Entry>, RootfsError> {
+        let bases = self.root.join("bases");
+        let mut v: Vec<Entry> = fs::read_dir(&bases)
+            .map_err(io_err(&bases))?
+            .flatten()
+            .map(|e| Entry {
+                key: e.file_name().to_string_lossy().into_owned(),
+                bytes: tree_bytes(&e.path()),
+                path: e.path(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(v)
+    }
+
+    /// Removes every finished base (the next run builds what it needs again), unless a process
+    /// is using the cache: then nothing is removed and the error says so.
+    pub fn prune(&self) -> Result<Vec<Entry>, RootfsError> {
+        let path = self.root.join("use.lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let _alone =
+            Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|_| RootfsError::Cache {
+                path: path.clone(),
+                source: Arc::new(std::io::Error::other(
+                    "the cache is in use by a running test; prune it when no test runs",
+                )),
+            })?;
+        let entries = self.list()?;
+        for e in &entries {
+            remove_tree(&e.path);
+        }
+        Ok(entries)
     }
 }
 

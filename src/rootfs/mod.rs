@@ -153,7 +153,11 @@ static CACHE: OnceCell<Cache> = OnceCell::new();
 
 /// The cache, opened once per process.
 pub fn cache() -> Result<&'static Cache, RootfsError> {
-    CACHE.get_or_try_init(|| Cache::open(Cache::default_root()))
+    CACHE.get_or_try_init(|| {
+        let c = Cache::open(Cache::default_root())?;
+        c.hold_in_use();
+        Ok(c)
+    })
 }
 
 type Slot = Arc<OnceCell<Result<Prepared, RootfsError>>>;
