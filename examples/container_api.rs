@@ -54,6 +54,24 @@ fn main() {
         );
     }
 
+    // A writable bind, an environment variable, a working directory.
+    let shared = std::env::temp_dir().join(format!("nstest-api-{}", std::process::id()));
+    std::fs::create_dir_all(&shared).unwrap();
+    let out = Container::new("sh")
+        .args([
+            "-c",
+            "pwd; echo \"$GREETING\"; echo written > /shared/from-container",
+        ])
+        .bind(format!("{}:/shared:rw", shared.display()))
+        .env("GREETING", "hi")
+        .workdir("/work/dir")
+        .output()
+        .unwrap();
+    println!("bind.stdout: {:?}", String::from_utf8_lossy(&out.stdout));
+    let written = std::fs::read_to_string(shared.join("from-container")).unwrap_or_default();
+    println!("bind.rw_reached_host: {}", written == "written\n");
+    std::fs::remove_dir_all(&shared).unwrap();
+
     match Container::new("true").hostname("bad_name").output() {
         Err(e) => println!("hostname.error: {e}"),
         Ok(o) => println!("hostname.error: unexpected {o:?}"),

@@ -8,7 +8,10 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::parent::{self, Launch, Out, StdioSetup};
 use crate::protocol::RunSpec;
-use crate::spec::{parse_bytes, Limits, Net, RootfsSource, SpecError, DEFAULT_HOSTNAME};
+use crate::spec::{
+    parse_bytes, parse_env, validate_workdir, Bind, Limits, Net, RootfsSource, SpecError,
+    DEFAULT_HOSTNAME,
+};
 
 /// Where a container's standard stream goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +48,9 @@ pub struct Container {
     net: Net,
     limits: Limits,
     memory: Option<String>,
+    binds: Vec<String>,
+    env: Vec<(String, String)>,
+    workdir: Option<String>,
     timeout: Option<Duration>,
     stdin: Option<Stdio>,
     stdout: Option<Stdio>,
@@ -62,6 +68,9 @@ impl Container {
             net: Net::Loopback,
             limits: Limits::default(),
             memory: None,
+            binds: Vec::new(),
+            env: Vec::new(),
+            workdir: None,
             timeout: None,
             stdin: None,
             stdout: None,
@@ -122,6 +131,26 @@ impl Container {
     /// Limit the container's CPU time, in CPUs (`0.5`: half of one CPU).
     pub fn cpus(&mut self, cpus: f64) -> &mut Self {
         self.limits.cpus = Some(cpus);
+        self
+    }
+
+    /// Binds a host path into the container: `"host/path:/container/path"` (read-only) or
+    /// `"…:rw"`; a relative host path starts at the current directory.
+    pub fn bind(&mut self, bind: impl Into<String>) -> &mut Self {
+        self.binds.push(bind.into());
+        self
+    }
+
+    /// Sets a variable in the container's environment. The environment is otherwise clean:
+    /// `PATH` for the rootfs, `HOME=/root`, `HOSTNAME`, and `TERM` and `RUST_BACKTRACE` when set.
+    pub fn env(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The working directory inside the container (created if missing; default `/`).
+    pub fn workdir(&mut self, dir: impl Into<String>) -> &mut Self {
+        self.workdir = Some(dir.into());
         self
     }
 
@@ -193,6 +222,17 @@ impl Container {
             timeout: self.timeout,
             capture_limit: None,
             limits,
+            binds: self
+                .binds
+                .iter()
+                .map(|b| Bind::parse(b, &cwd))
+                .collect::<Result<_, _>>()?,
+            env: self
+                .env
+                .iter()
+                .map(|(k, v)| parse_env(&format!("{k}={v}")))
+                .collect::<Result<_, _>>()?,
+            workdir: self.workdir.as_deref().map(validate_workdir).transpose()?,
         }
         .run()?;
         if let Some(e) = parent::setup_error(&finished) {

@@ -37,6 +37,8 @@ pub enum Error {
     DiedDuringSetup(ExitStatus),
     /// The command did not finish in time and was killed with its whole PID namespace.
     TimedOut(std::time::Duration),
+    /// The host side of a `bind` does not exist or cannot be reached.
+    BindSource(std::path::PathBuf, std::io::Error),
     /// A resource limit could not be applied (no controller, no delegation).
     Cgroup(crate::parent::cgroup::CgroupError),
     /// The report stream from the child did not decode.
@@ -83,6 +85,11 @@ impl fmt::Display for Error {
             Self::TimedOut(d) => write!(f, "timed out after {}", crate::spec::format_duration(*d)),
             Self::Protocol(e) => write!(f, "garbled report from the container: {e}"),
             Self::Cgroup(e) => write!(f, "{e}"),
+            Self::BindSource(p, e) => write!(
+                f,
+                "cannot bind {} into the container: {e} (relative bind paths start at the package's directory)",
+                p.display()
+            ),
             Self::NotInitialized => f.write_str(
                 "this binary was re-executed as an nstest container but did not enter nstest: call `nstest::init()` first thing in `main` (test binaries: end with `nstest::main!()`)",
             ),

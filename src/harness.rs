@@ -181,6 +181,23 @@ pub(crate) fn run_desc(
         timeout: Some(timeout),
         capture_limit: Some(CAPTURE_LIMIT),
         limits,
+        binds: desc
+            .bind
+            .iter()
+            .map(|b| spec::Bind::parse(b, base_dir))
+            .collect::<Result<_, _>>()
+            .map_err(|e| error(e.into()))?,
+        env: desc
+            .env
+            .iter()
+            .map(|e| spec::parse_env(e))
+            .collect::<Result<_, _>>()
+            .map_err(|e| error(e.into()))?,
+        workdir: desc
+            .workdir
+            .map(spec::validate_workdir)
+            .transpose()
+            .map_err(|e| error(e.into()))?,
     }
     .run()
     .map_err(error)?;

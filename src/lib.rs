@@ -40,8 +40,12 @@
 //!
 //! - `hostname = "box"`: the container's hostname (default: the function name, made a valid
 //!   hostname).
-//! - `rootfs = "path"`: a `.tar`, `.tar.gz`/`.tgz` or a directory, relative to the package's
-//!   `CARGO_MANIFEST_DIR`; or `builtin:busybox` / `builtin:host`.
+//! - `rootfs = "path"`: a `.tar` (`.tar.gz`, `.tgz`, `.tar.zst`, `.tar.xz`), a directory,
+//!   `oci:dir[:tag]` or `docker-archive:path`, relative to the package's `CARGO_MANIFEST_DIR`;
+//!   or `builtin:busybox` / `builtin:host`.
+//! - `bind = ["host:/container", "…:rw"]`, `env = ["KEY=value"]`, `workdir = "/path"`. The
+//!   environment is otherwise clean: `PATH` for the rootfs, `HOME`, `HOSTNAME`, and `TERM` and
+//!   `RUST_BACKTRACE` passed through.
 //! - `timeout = "500ms" | "10s" | "2m"` (default 60 s, or `NSTEST_TIMEOUT`).
 //! - `net = "loopback"` (default: a new network namespace with only `lo`, up) or `net = "host"`
 //!   (the host's network, shared).

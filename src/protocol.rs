@@ -42,6 +42,10 @@ pub enum Step {
     UserNamespace,
     /// Entering the test's cgroup namespace (resource limits).
     CgroupNamespace,
+    /// Bind-mounting a host path into the container (`bind = [...]`).
+    Bind,
+    /// Changing to the working directory (`workdir = ...`).
+    Workdir,
     /// Making mount propagation of `/` private, recursively.
     MakePrivate,
     /// Mounting the per-test scratch tmpfs.
@@ -76,7 +80,7 @@ pub enum Step {
     Exec,
 }
 
-const STEPS: [Step; 19] = [
+const STEPS: [Step; 21] = [
     Step::ReadSpec,
     Step::MakePrivate,
     Step::MountScratch,
@@ -96,6 +100,8 @@ const STEPS: [Step; 19] = [
     Step::Exec,
     Step::UserNamespace,
     Step::CgroupNamespace,
+    Step::Bind,
+    Step::Workdir,
 ];
 
 impl Step {
@@ -440,6 +446,12 @@ pub struct ChildSpec {
     pub userns: bool,
     /// Shares the host's network namespace (`net = "host"`) instead of a new one with `lo`.
     pub host_net: bool,
+    /// Host paths bound into the container: `(host, container, read_only)`.
+    pub binds: Vec<(PathBuf, PathBuf, bool)>,
+    /// Variables set in the (otherwise clean) environment.
+    pub env: Vec<(String, String)>,
+    /// The working directory (created if missing); `/` when `None`.
+    pub workdir: Option<PathBuf>,
     /// What to run.
     pub run: RunSpec,
 }
@@ -458,6 +470,24 @@ impl ChildSpec {
         }
         p.push(self.overlay as u8 | (self.userns as u8) << 1 | (self.host_net as u8) << 2);
         put_str(&mut p, &self.hostname);
+        p.extend_from_slice(&(self.binds.len() as u32).to_le_bytes());
+        for (host, target, ro) in &self.binds {
+            put_bytes(&mut p, host.as_os_str().as_bytes());
+            put_bytes(&mut p, target.as_os_str().as_bytes());
+            p.push(*ro as u8);
+        }
+        p.extend_from_slice(&(self.env.len() as u32).to_le_bytes());
+        for (k, v) in &self.env {
+            put_str(&mut p, k);
+            put_str(&mut p, v);
+        }
+        match &self.workdir {
+            None => p.push(0),
+            Some(w) => {
+                p.push(1);
+                put_bytes(&mut p, w.as_os_str().as_bytes());
+            }
+        }
         match &self.run {
             RunSpec::Test(name) => {
                 p.push(0);
@@ -503,6 +533,19 @@ impl ChildSpec {
         let flags = r.u8()?;
         let (overlay, userns, host_net) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
         let hostname = r.string()?;
+        let n = r.u32()?;
+        let binds = (0..n)
+            .map(|_| Ok((path(&mut r)?, path(&mut r)?, r.u8()? != 0)))
+            .collect::<Result<_, ProtocolError>>()?;
+        let n = r.u32()?;
+        let env = (0..n)
+            .map(|_| Ok((r.string()?, r.string()?)))
+            .collect::<Result<_, ProtocolError>>()?;
+        let workdir = match r.u8()? {
+            0 => None,
+            1 => Some(path(&mut r)?),
+            _ => return Err(ProtocolError::Malformed),
+        };
         let run = match r.u8()? {
             0 => RunSpec::Test(r.string()?),
             1 => {
@@ -523,6 +566,9 @@ impl ChildSpec {
             hostname,
             userns,
             host_net,
+            binds,
+            env,
+            workdir,
             run,
         })
     }
@@ -635,6 +681,12 @@ mod tests {
                 hostname: "box".into(),
                 userns: false,
                 host_net: true,
+                binds: vec![
+                    ("/h".into(), "/c".into(), true),
+                    ("/a:b".into(), "/d".into(), false),
+                ],
+                env: vec![("K".into(), "v=1".into())],
+                workdir: Some("/srv".into()),
                 run: RunSpec::Test("m::t".into()),
             },
             ChildSpec {
@@ -644,6 +696,9 @@ mod tests {
                 hostname: "h".into(),
                 userns: true,
                 host_net: false,
+                binds: vec![],
+                env: vec![],
+                workdir: None,
                 run: RunSpec::Command(vec![
                     "/bin/sh".into(),
                     "-c".into(),
@@ -660,6 +715,9 @@ mod tests {
             hostname: "p".into(),
             userns: true,
             host_net: true,
+            binds: vec![],
+            env: vec![],
+            workdir: None,
             run: RunSpec::Probe,
         };
         assert_eq!(ChildSpec::decode(&probe.encode()), Ok(probe));

@@ -41,6 +41,12 @@ pub struct TestDesc {
     pub cpus: Option<f64>,
     /// `timeout = "..."`, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// `bind = ["host:/container[:ro|:rw]", ...]`.
+    pub bind: &'static [&'static str],
+    /// `env = ["KEY=value", ...]`.
+    pub env: &'static [&'static str],
+    /// `workdir = "/path"`.
+    pub workdir: Option<&'static str>,
     /// `env!("CARGO_MANIFEST_DIR")` of the package that defines the test.
     pub manifest_dir: &'static str,
 }

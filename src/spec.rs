@@ -36,6 +36,64 @@ impl Net {
     }
 }
 
+/// A host path bound into a container: `"host/path:/container/path[:ro|:rw]"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bind {
+    /// The host path (relative paths start at the package's directory).
+    pub host: PathBuf,
+    /// Where it appears in the container (absolute).
+    pub target: PathBuf,
+    /// Read-only (the default) or, with `:rw`, writable.
+    pub read_only: bool,
+}
+
+impl Bind {
+    /// Parses `"host:/container[:ro|:rw]"`; a relative host path is taken relative to `base`.
+    pub fn parse(s: &str, base: &Path) -> Result<Self, SpecError> {
+        let bad = || SpecError::BadBind(s.to_string());
+        let (rest, read_only) = match s.rsplit_once(':') {
+            Some((r, "ro")) => (r, true),
+            Some((r, "rw")) => (r, false),
+            _ => (s, true),
+        };
+        let (host, target) = rest.split_once(':').ok_or_else(bad)?;
+        if host.is_empty()
+            || !target.starts_with('/')
+            || target.contains(':')
+            || target.split('/').any(|c| c == "..")
+        {
+            return Err(bad());
+        }
+        Ok(Self {
+            host: base.join(host),
+            target: PathBuf::from(target),
+            read_only,
+        })
+    }
+}
+
+/// Parses `"KEY=value"` for the container's environment.
+pub fn parse_env(s: &str) -> Result<(String, String), SpecError> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| SpecError::BadEnv(s.to_string()))?;
+    let valid = !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid || v.contains('\0') {
+        return Err(SpecError::BadEnv(s.to_string()));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Checks a working directory: absolute, without `..`.
+pub fn validate_workdir(s: &str) -> Result<PathBuf, SpecError> {
+    if !s.starts_with('/') || s.split('/').any(|c| c == "..") {
+        return Err(SpecError::BadWorkdir(s.to_string()));
+    }
+    Ok(PathBuf::from(s))
+}
+
 /// Resource limits of a container (cgroups). `None`: no limit.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Limits {
@@ -217,6 +275,12 @@ pub enum SpecError {
     BadPids(String),
     /// A CPU limit that is not a positive number.
     BadCpus(String),
+    /// A bind that is not `host:/container[:ro|:rw]`.
+    BadBind(String),
+    /// An environment entry that is not `KEY=value`.
+    BadEnv(String),
+    /// A working directory that is not an absolute path.
+    BadWorkdir(String),
     /// `rootfs = ""`.
     EmptyRootfs,
     /// `builtin:` followed by something other than `busybox` or `host`.
@@ -244,6 +308,12 @@ impl fmt::Display for SpecError {
             }
             Self::BadPids(s) => write!(f, "invalid pids limit {s:?}: write a positive whole number"),
             Self::BadCpus(s) => write!(f, "invalid cpus limit {s:?}: write a positive number (0.5 is half a CPU)"),
+            Self::BadBind(s) => write!(
+                f,
+                "invalid bind {s:?}: write \"host/path:/container/path\" (read-only) or \"…:rw\"; the container path is absolute, without '..'"
+            ),
+            Self::BadEnv(s) => write!(f, "invalid env {s:?}: write \"KEY=value\" (KEY: letters, digits, '_')"),
+            Self::BadWorkdir(s) => write!(f, "invalid workdir {s:?}: write an absolute path without '..'"),
             Self::EmptyRootfs => f.write_str("empty rootfs: name a .tar, .tar.gz or a directory"),
             Self::UnknownBuiltin(s) => {
                 write!(f, "unknown rootfs {s:?}: the builtins are builtin:busybox and builtin:host")
@@ -379,6 +449,38 @@ mod tests {
         for s in ["64M", "1G", "512K", "1000", "1536M"] {
             assert_eq!(format_bytes(parse_bytes(s).unwrap()), s);
         }
+    }
+
+    #[test]
+    fn binds_env_and_workdir() {
+        let base = Path::new("/pkg");
+        assert_eq!(
+            Bind::parse("data:/data", base),
+            Ok(Bind {
+                host: "/pkg/data".into(),
+                target: "/data".into(),
+                read_only: true
+            })
+        );
+        assert_eq!(
+            Bind::parse("/abs:/x/y:rw", base),
+            Ok(Bind {
+                host: "/abs".into(),
+                target: "/x/y".into(),
+                read_only: false
+            })
+        );
+        assert!(Bind::parse("/abs:/x:ro", base).unwrap().read_only);
+        for bad in ["data", "data:rel", ":/x", "a:/x/../y", "a:/x:rx"] {
+            assert!(Bind::parse(bad, base).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_env("K=v=1"), Ok(("K".into(), "v=1".into())));
+        assert_eq!(parse_env("EMPTY="), Ok(("EMPTY".into(), "".into())));
+        for bad in ["K", "=v", "1K=v", "K-1=v"] {
+            assert!(parse_env(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_workdir("/srv/app").is_ok());
+        assert!(validate_workdir("srv").is_err() && validate_workdir("/a/../b").is_err());
     }
 
     #[test]

@@ -249,10 +249,6 @@ fn run_fixture_in(
         None => Command::new(&exe),
     };
     let output = cmd
-        .env(
-            "E2E_HOST_NETNS",
-            std::fs::read_link("/proc/self/ns/net").unwrap(),
-        )
         .args(args)
         .env("TMPDIR", &tmp)
         .env("NSTEST_CACHE_DIR", &cache)
@@ -351,7 +347,7 @@ fn check_every_outcome(run: &Run, rootless: bool) {
             run.messages.get(test).map(String::as_str).unwrap_or(&text)
         );
     }
-    assert_eq!(run.outcomes.len(), 35, "{text}");
+    assert_eq!(run.outcomes.len(), 37, "{text}");
     let reasons = [
         ("fail_panic", "test panicked at tests/e2e/fixture.rs"),
         ("fail_panic", "plain panic message"),
@@ -399,9 +395,9 @@ fn check_every_outcome(run: &Run, rootless: bool) {
         );
     }
     let summary = if rootless {
-        "test result: FAILED. 19 passed; 15 failed; 1 ignored"
+        "test result: FAILED. 21 passed; 15 failed; 1 ignored"
     } else {
-        "test result: FAILED. 20 passed; 14 failed; 1 ignored"
+        "test result: FAILED. 22 passed; 14 failed; 1 ignored"
     };
     assert!(text.contains(summary), "{text}");
     let limits: [(&str, &str); 2] = if rootless {
@@ -429,7 +425,7 @@ fn writes_never_cross_tests_even_in_order() {
     // Sequential, sorted: a writes, b looks; c deletes /bin /etc /usr, d finds them whole.
     let run = run_fixture("order", &["demo_", "--test-threads", "1"], &[]);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 19, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 21, "{}", run.text());
     // The shared base in the cache is untouched too.
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("e2e-cache")
@@ -444,7 +440,7 @@ fn writes_never_cross_tests_even_in_order() {
 fn libtest_flags_work() {
     let run = run_fixture("list", &["--list", "--format", "terse"], &[]);
     let listed = String::from_utf8_lossy(&run.output.stdout);
-    assert_eq!(listed.lines().count(), 35, "{listed}");
+    assert_eq!(listed.lines().count(), 37, "{listed}");
     assert!(listed.lines().all(|l| l.ends_with(": test")), "{listed}");
 
     // What nextest does: list the ignored tests apart, then run each test alone.
@@ -469,11 +465,18 @@ fn libtest_flags_work() {
 
     let run = run_fixture(
         "skip",
-        &["demo_", "--skip", "demo_a_writes", "--skip", "demo_b", "-q"],
+        &[
+            "demo_",
+            "--skip",
+            "demo_a_writes",
+            "--skip",
+            "demo_b_never",
+            "-q",
+        ],
         &[],
     );
     assert!(run.output.status.success(), "{}", run.text());
-    assert!(run.text().contains("17 passed"), "{}", run.text());
+    assert!(run.text().contains("19 passed"), "{}", run.text());
 
     let run = run_fixture("nocapture", &["fail_panic", "--nocapture"], &[]);
     assert!(
@@ -545,7 +548,7 @@ fn the_other_roots_pass_the_same_demos() {
             "{var}={value}:\n{}",
             run.text()
         );
-        assert_eq!(run.outcomes.len(), 19, "{var}={value}:\n{}", run.text());
+        assert_eq!(run.outcomes.len(), 21, "{var}={value}:\n{}", run.text());
     }
     // builtin:host binds the host's /bin /usr /sbin read-only: the demos that write there fail
     // by design; everything else passes.
@@ -555,7 +558,7 @@ fn the_other_roots_pass_the_same_demos() {
         .message("demo_a_writes_a_marker")
         .contains("Read-only file system"));
     let passed = run.outcomes.values().filter(|o| *o == "ok").count();
-    assert_eq!(passed, 17, "{}", run.text());
+    assert_eq!(passed, 19, "{}", run.text());
 }
 
 /// Starts the fixture on a test that hangs with a child process, waits until that child is
@@ -615,7 +618,7 @@ fn without_user_namespaces_each_test_names_the_cause_and_the_fix() {
         &env,
     );
     assert!(!run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 19, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 21, "{}", run.text());
     for test in run.outcomes.keys() {
         assert_eq!(run.outcome(test), "FAILED");
         let msg = run.message(test);
@@ -636,7 +639,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     let env = [("NSTEST_ROOTLESS", "1"), ("NSTEST_UNAVAILABLE", "skip")];
     let run = run_fixture_in("skip", WITHOUT_USERNS, "e2e-cache-userns", &[], &env);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 35);
+    assert_eq!(run.outcomes.len(), 37);
     assert!(
         run.outcomes.values().all(|o| o == "ignored"),
         "{}",
@@ -655,7 +658,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     );
     assert_eq!(
         String::from_utf8_lossy(&run.output.stdout).lines().count(),
-        35,
+        37,
         "{}",
         run.text()
     );
@@ -701,6 +704,8 @@ fn the_container_api_runs_commands_as_pid_one() {
         "missing.error: container setup failed at step Exec: execvp(\"no-such-command\") => ENOENT",
         "hostname.error: invalid hostname \"bad_name\"",
         "net.Host.same_as_host: true",
+        "bind.stdout: \"/work/dir\\nhi\\n\"",
+        "bind.rw_reached_host: true",
         "net.Loopback.same_as_host: false",
     ];
     for line in expect {
@@ -881,4 +886,48 @@ fn limits_that_cannot_be_applied_are_skipped_with_nstest_unavailable_skip() {
             "{test}: {outcome}"
         );
     }
+}
+
+#[test]
+fn a_bind_target_through_a_rootfs_symlink_is_refused() {
+    let run = run_fixture("warm-bind", &["demo_pid_one"], &[]);
+    assert!(run.output.status.success(), "{}", run.text());
+    let bases = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e-cache")
+        .join("bases");
+    let base = std::fs::read_dir(&bases)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("busybox-"))
+        .unwrap()
+        .path();
+    let scratch_dir = scratch("symlinked-bind");
+    let root = scratch_dir.join("root");
+    let aim = scratch_dir.join("host-side");
+    std::fs::create_dir(&aim).unwrap();
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&base)
+        .arg(&root)
+        .status()
+        .unwrap()
+        .success());
+    // The rootfs's /host points at a host directory: the bind must not land there.
+    std::os::unix::fs::symlink(&aim, root.join("host")).unwrap();
+    let run = run_fixture(
+        "symlinked-bind",
+        &["demo_bind_env_workdir"],
+        &[("NSTEST_ROOTFS", root.to_str().unwrap())],
+    );
+    assert_eq!(run.outcome("demo_bind_env_workdir"), "FAILED");
+    let msg = run.message("demo_bind_env_workdir");
+    assert!(
+        msg.contains("step Bind") && msg.contains("is a symlink in the rootfs"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&aim).unwrap().count(),
+        0,
+        "nothing was created on the host side"
+    );
 }

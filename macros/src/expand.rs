@@ -24,6 +24,12 @@ pub struct Options {
     pub pids: Option<u64>,
     /// `cpus = 0.5`.
     pub cpus: Option<f64>,
+    /// `bind = ["host:/container[:ro|:rw]", ...]`.
+    pub bind: Option<Vec<String>>,
+    /// `env = ["KEY=value", ...]`.
+    pub env: Option<Vec<String>>,
+    /// `workdir = "/path"`.
+    pub workdir: Option<String>,
 }
 
 /// What `#[should_panic]` says.
@@ -89,6 +95,33 @@ fn parse_options_spanned(attr: TokenStream) -> syn::Result<(Options, Option<Span
                     return Err(dup());
                 }
             }
+            "bind" | "env" => {
+                let array: syn::ExprArray = meta.value()?.parse()?;
+                let mut items = Vec::new();
+                for elem in &array.elems {
+                    let Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) = elem else {
+                        return Err(syn::Error::new(elem.span(), "expected a string literal"));
+                    };
+                    let v = lit.value();
+                    let check = if name == "bind" { validate_bind(&v) } else { validate_env(&v) };
+                    check.map_err(|m| syn::Error::new(lit.span(), m))?;
+                    items.push(v);
+                }
+                let slot = if name == "bind" { &mut opts.bind } else { &mut opts.env };
+                if slot.replace(items).is_some() {
+                    return Err(dup());
+                }
+            }
+            "workdir" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let v = lit.value();
+                if !v.starts_with('/') || v.split('/').any(|c| c == "..") {
+                    return Err(syn::Error::new(lit.span(), format!("invalid workdir {v:?}: write an absolute path without '..'")));
+                }
+                if opts.workdir.replace(v).is_some() {
+                    return Err(dup());
+                }
+            }
             "memory" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 let bytes = parse_bytes(&lit.value()).map_err(|m| syn::Error::new(lit.span(), m))?;
@@ -147,7 +180,7 @@ fn parse_options_spanned(attr: TokenStream) -> syn::Result<(Options, Option<Span
             }
             _ => {
                 return Err(meta.error(format_args!(
-                    "unknown nstest option `{}`: expected `hostname`, `rootfs`, `timeout`, `net`, `memory`, `pids`, `cpus` or `flavor`",
+                    "unknown nstest option `{}`: expected `hostname`, `rootfs`, `timeout`, `net`, `memory`, `pids`, `cpus`, `bind`, `env`, `workdir` or `flavor`",
                     {
                         let p = &meta.path;
                         quote!(#p).to_string().replace(' ', "")
@@ -195,6 +228,44 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     n.checked_mul(1 << shift).filter(|&b| b > 0).ok_or_else(bad)
+}
+
+/// `"host:/container[:ro|:rw]"`; the same rules as `nstest::spec::Bind::parse`.
+pub fn validate_bind(s: &str) -> Result<(), String> {
+    let bad = || {
+        Err(format!("invalid bind {s:?}: write \"host/path:/container/path\" (read-only) or \"…:rw\"; the container path is absolute, without '..'"))
+    };
+    let rest = match s.rsplit_once(':') {
+        Some((r, "ro" | "rw")) => r,
+        _ => s,
+    };
+    match rest.split_once(':') {
+        Some((host, target))
+            if !host.is_empty()
+                && target.starts_with('/')
+                && !target.contains(':')
+                && !target.split('/').any(|c| c == "..") =>
+        {
+            Ok(())
+        }
+        _ => bad(),
+    }
+}
+
+/// `"KEY=value"`; the same rules as `nstest::spec::parse_env`.
+pub fn validate_env(s: &str) -> Result<(), String> {
+    match s.split_once('=') {
+        Some((k, _))
+            if !k.is_empty()
+                && !k.starts_with(|c: char| c.is_ascii_digit())
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "invalid env {s:?}: write \"KEY=value\" (KEY: letters, digits, '_')"
+        )),
+    }
 }
 
 /// One DNS label: 1 to 63 of `[A-Za-z0-9-]`, no `-` at either end.
@@ -361,6 +432,13 @@ pub fn expand(attr: TokenStream, item: TokenStream, tokio: bool) -> syn::Result<
         Some(c) => quote!(::core::option::Option::Some(#c)),
         None => quote!(::core::option::Option::None),
     };
+    let strs = |v: &Option<Vec<String>>| {
+        let items = v.clone().unwrap_or_default();
+        quote!(&[#(#items),*])
+    };
+    let bind = strs(&opts.bind);
+    let env = strs(&opts.env);
+    let workdir = opt_str(&opts.workdir);
     let net = if opts.host_net == Some(true) {
         quote!(::nstest::Net::Host)
     } else {
@@ -402,6 +480,9 @@ pub fn expand(attr: TokenStream, item: TokenStream, tokio: bool) -> syn::Result<
             memory: #memory,
             pids: #pids,
             cpus: #cpus,
+            bind: #bind,
+            env: #env,
+            workdir: #workdir,
             manifest_dir: ::core::env!("CARGO_MANIFEST_DIR"),
         };
 
@@ -478,7 +559,10 @@ mod tests {
                 multi_thread: None,
                 memory: None,
                 pids: None,
-                cpus: None
+                cpus: None,
+                bind: None,
+                env: None,
+                workdir: None
             }
         );
         assert_eq!(parse_options(quote!()).unwrap(), Options::default());
@@ -506,6 +590,25 @@ mod tests {
         assert!(err(quote!(pids = 0)).contains("pids limit of 0"));
         assert!(err(quote!(cpus = 0.0)).contains("above 0"));
         assert!(err(quote!(cpus = "half")).contains("number of CPUs"));
+        assert!(err(quote!(bind = ["data"])).contains("invalid bind"));
+        assert!(err(quote!(bind = "a:/b")).contains("expected square brackets"));
+        assert!(err(quote!(env = ["1X=y"])).contains("invalid env"));
+        assert!(err(quote!(env = [KEY])).contains("string literal"));
+        assert!(err(quote!(workdir = "rel")).contains("invalid workdir"));
+        let o = parse_options(quote!(
+            bind = ["d:/d", "/e:/f:rw"],
+            env = ["A=b"],
+            workdir = "/w"
+        ))
+        .unwrap();
+        assert_eq!(
+            o.bind,
+            Some(vec!["d:/d".to_string(), "/e:/f:rw".to_string()])
+        );
+        assert_eq!(
+            (o.env, o.workdir),
+            (Some(vec!["A=b".to_string()]), Some("/w".to_string()))
+        );
         let o = parse_options(quote!(memory = "64M", pids = 32, cpus = 0.5)).unwrap();
         assert_eq!(
             (o.memory, o.pids, o.cpus),

@@ -49,6 +49,7 @@ pub fn run_if_child() {
     if let Err(e) = setup::setup(&spec, &mut |n| reporter.send(&Message::Note(n))) {
         fail(&mut reporter, e.step, e.detail, e.errno as i32);
     }
+    clean_env(&spec);
     match spec.run {
         RunSpec::Test(name) => {
             let Some(desc) = crate::registry::find(&name) else {
@@ -81,6 +82,32 @@ pub fn run_if_child() {
                 errno,
             )
         }
+    }
+}
+
+/// The variables passed through from the harness into the otherwise clean environment.
+const PASS_THROUGH: [&str; 3] = ["TERM", "RUST_BACKTRACE", "RUST_LIB_BACKTRACE"];
+/// `PATH` inside the container: what an Alpine or Debian root expects.
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A clean environment: `PATH` for the rootfs, `HOME`, `HOSTNAME`, the pass-through variables
+/// and the test's own `env`. Runs while the process is still single-threaded.
+fn clean_env(spec: &ChildSpec) {
+    let kept: Vec<_> = PASS_THROUGH
+        .iter()
+        .filter_map(|k| std::env::var_os(k).map(|v| (*k, v)))
+        .collect();
+    for (k, _) in std::env::vars_os() {
+        std::env::remove_var(k);
+    }
+    std::env::set_var("PATH", PATH);
+    std::env::set_var("HOME", "/root");
+    std::env::set_var("HOSTNAME", &spec.hostname);
+    for (k, v) in kept {
+        std::env::set_var(k, v);
+    }
+    for (k, v) in &spec.env {
+        std::env::set_var(k, v);
     }
 }
 

@@ -138,6 +138,10 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
     )
     .map_err(at(Step::MountTmp))?;
     dev(&root, spec.userns)?;
+    for (host, target, read_only) in &spec.binds {
+        let inside = bind_target(&root, target, host.is_dir())?;
+        sys::bind(host, &inside, *read_only).map_err(at(Step::Bind))?;
+    }
 
     sys::pivot_root_to(&root).map_err(|(detached, e)| {
         at(if detached {
@@ -148,6 +152,17 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
     })?;
 
     write_etc(&spec.hostname)?;
+    if let Some(w) = &spec.workdir {
+        fs::create_dir_all(w).map_err(io_at(
+            Step::Workdir,
+            format!("mkdir -p {:?}", w.display().to_string()),
+        ))?;
+        nix::unistd::chdir(w.as_path()).map_err(|e| SetupError {
+            step: Step::Workdir,
+            detail: format!("chdir({:?})", w.display().to_string()),
+            errno: e,
+        })?;
+    }
     sys::sethostname(&spec.hostname).map_err(at(Step::SetHostname))?;
     if !spec.host_net {
         sys::loopback_up().map_err(at(Step::LoopbackUp))?;
@@ -173,6 +188,53 @@ fn mkdir(p: &Path, mode: u32, step: Step) -> Result<(), SetupError> {
         step,
         format!("chmod({:?}, {mode:o})", p.display().to_string()),
     ))
+}
+
+/// The mount point for a bind at `target` (absolute, in the container) under `root`: missing
+/// directories are made, a directory or an empty file at the end; a symlink anywhere on the way
+/// is refused, so a rootfs cannot aim a bind at the host (this runs before `pivot_root`).
+fn bind_target(root: &Path, target: &Path, dir: bool) -> Result<PathBuf, SetupError> {
+    let parts: Vec<_> = target
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect();
+    let mut at = root.to_path_buf();
+    let refuse = |p: &Path, why: &str| SetupError {
+        step: Step::Bind,
+        detail: format!(
+            "bind target {:?}: {} {why}",
+            target.display().to_string(),
+            p.strip_prefix(root).unwrap_or(p).display()
+        ),
+        errno: Errno::ENOTDIR,
+    };
+    for (i, c) in parts.iter().enumerate() {
+        at.push(c);
+        let last = i + 1 == parts.len();
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(refuse(&at, "is a symlink in the rootfs"))
+            }
+            Ok(m) if !last && !m.is_dir() => return Err(refuse(&at, "is not a directory")),
+            Ok(m) if last && m.is_dir() != dir => {
+                return Err(refuse(
+                    &at,
+                    if dir {
+                        "is not a directory"
+                    } else {
+                        "is a directory"
+                    },
+                ))
+            }
+            Ok(_) => {}
+            Err(_) if last && !dir => fs::write(&at, b"").map_err(io_at(
+                Step::Bind,
+                format!("create {:?}", at.display().to_string()),
+            ))?,
+            Err(_) => mkdir(&at, 0o755, Step::Bind)?,
+        }
+    }
+    Ok(at)
 }
 
 /// Host-wide knobs under a fresh `/proc`, read-only for a root test (a user namespace confines

@@ -15,7 +15,7 @@ use once_cell::sync::Lazy;
 use crate::error::{describe_status, Error};
 use crate::protocol::{BaseSpec, ChildSpec, Message, Outcome, RunSpec};
 use crate::rootfs::{self, Base};
-use crate::spec::{format_duration, Limits, Net, RootfsSource};
+use crate::spec::{format_duration, Bind, Limits, Net, RootfsSource};
 pub(crate) use spawn::{Out, StdioSetup};
 pub(crate) use supervise::Finished;
 
@@ -57,6 +57,12 @@ pub(crate) struct Launch<'a> {
     pub capture_limit: Option<usize>,
     /// Resource limits (a cgroup of its own when any is set).
     pub limits: Limits,
+    /// Host paths bound in.
+    pub binds: Vec<Bind>,
+    /// Variables of the otherwise clean environment.
+    pub env: Vec<(String, String)>,
+    /// The working directory.
+    pub workdir: Option<std::path::PathBuf>,
 }
 
 impl Launch<'_> {
@@ -81,6 +87,19 @@ impl Launch<'_> {
             hostname: self.hostname.to_string(),
             userns: rootless(),
             host_net: self.net == Net::Host,
+            binds: self
+                .binds
+                .iter()
+                .map(|b| {
+                    let host = b
+                        .host
+                        .canonicalize()
+                        .map_err(|e| Error::BindSource(b.host.clone(), e))?;
+                    Ok((host, b.target.clone(), b.read_only))
+                })
+                .collect::<Result<_, Error>>()?,
+            env: self.env,
+            workdir: self.workdir,
             run: self.run,
         };
         let cgroup = cgroup::TestCgroup::create(&self.limits).map_err(Error::Cgroup)?;

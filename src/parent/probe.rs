@@ -40,6 +40,9 @@ fn run() -> Result<(), Error> {
         timeout: Some(Duration::from_secs(30)),
         capture_limit: Some(0),
         limits: crate::spec::Limits::default(),
+        binds: Vec::new(),
+        env: Vec::new(),
+        workdir: None,
     }
     .run()?;
     if let Some(e) = setup_error(&finished) {

@@ -1,0 +1,4 @@
+#[nstest::test(bind = ["data:relative"])]
+fn t() {}
+
+nstest::main!();

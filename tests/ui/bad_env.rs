@@ -1,0 +1,4 @@
+#[nstest::test(env = ["NO_EQUALS"])]
+fn t() {}
+
+nstest::main!();
