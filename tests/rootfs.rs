@@ -320,3 +320,61 @@ fn the_cache_lists_and_prunes_but_not_under_a_running_test() {
     assert_eq!(removed.len(), 1);
     assert!(c.list().unwrap().is_empty() && !base.exists());
 }
+
+/// Run as uid 65534 by the test below: device nodes cannot be made, so one outside /dev is
+/// refused and one in /dev is skipped.
+#[test]
+#[ignore = "run as an unprivileged user by device_nodes_without_privileges"]
+fn unprivileged_device_nodes() {
+    assert!(!nix::unistd::geteuid().is_root(), "must run unprivileged");
+    let d = std::env::temp_dir().join(format!("nstest-devnodes-{}", std::process::id()));
+    let dest = d.join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    let node = |name: &'static str| Entry {
+        name,
+        kind: tar::EntryType::Char,
+        link: "",
+        data: b"",
+    };
+    let in_dev = d.join("in-dev.tar");
+    archive(&in_dev, &[file("etc/ok", b"x"), node("dev/null")]);
+    rootfs::unpack::unpack(&in_dev, &dest).unwrap();
+    assert!(
+        dest.join("etc/ok").exists() && !dest.join("dev/null").exists(),
+        "skipped in /dev"
+    );
+    let elsewhere = d.join("elsewhere.tar");
+    archive(&elsewhere, &[node("usr/bin/sneaky")]);
+    let err = rootfs::unpack::unpack(&elsewhere, &dest).unwrap_err();
+    assert!(
+        err.to_string().contains("usr/bin/sneaky") && err.to_string().contains("device node"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn device_nodes_without_privileges() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // the inner test runs directly then
+    }
+    // A copy of this test binary that uid 65534 can reach wherever the checkout is.
+    let dir = std::env::temp_dir().join(format!("nstest-devnodes-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("rootfs-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&exe)
+        .args(["--exact", "unprivileged_device_nodes", "--ignored"])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
