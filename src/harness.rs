@@ -5,20 +5,15 @@
 //! - ordinary libtest targets (unit tests in `src/`, `tests/*.rs`): the attribute also emits a
 //!   `#[test]` wrapper that calls [`run_in_libtest`].
 //!
-//! Either way [`run_desc`] runs the test in its own container and judges the outcome.
+//! Either way `runner::run_desc` runs the test in its own container and judges the outcome.
 
 use std::path::Path;
-use std::time::Duration;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
-use crate::parent::{self, Launch, Out, StdioSetup, Verdict};
-use crate::protocol::RunSpec;
+use crate::parent;
 use crate::registry::{self, TestDesc};
-use crate::spec::{self, RootfsSource, DEFAULT_TIMEOUT};
-
-/// How much of a test's output is kept (from the start, and again from the end).
-const CAPTURE_LIMIT: usize = 1 << 20;
+use crate::runner::run_desc;
 
 /// The whole `main` of a `harness = false` test binary.
 pub fn main() -> ! {
@@ -108,111 +103,5 @@ pub fn run_in_libtest(desc: &'static TestDesc) {
 fn print_output(output: String) {
     if !output.is_empty() {
         print!("{output}");
-    }
-}
-
-/// A test that did not pass.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    /// Its output and the reason, as the user reads them.
-    pub message: String,
-    /// It could not run here at all (a resource limit this machine cannot apply).
-    pub unavailable: bool,
-}
-
-impl From<String> for Failure {
-    fn from(message: String) -> Self {
-        Self {
-            message,
-            unavailable: false,
-        }
-    }
-}
-
-/// Runs one test in its container. `Ok` holds its captured output.
-pub(crate) fn run_desc(
-    desc: &'static TestDesc,
-    capture: bool,
-    args: &[&str],
-) -> Result<String, Failure> {
-    let error = |e: crate::Error| Failure {
-        unavailable: matches!(e, crate::Error::Cgroup(_)),
-        message: format!("nstest could not run this test: {e}"),
-    };
-    let base_dir = Path::new(desc.manifest_dir);
-    let rootfs = match desc.rootfs {
-        Some(s) => RootfsSource::parse(s, base_dir).map_err(|e| error(e.into()))?,
-        None => RootfsSource::Default,
-    };
-    let timeout = match desc.timeout_ms {
-        Some(ms) => Duration::from_millis(ms),
-        None => spec::env_timeout()
-            .map_err(|e| error(e.into()))?
-            .unwrap_or(DEFAULT_TIMEOUT),
-    };
-    let limits = crate::spec::Limits {
-        memory: desc.memory,
-        pids: desc.pids,
-        cpus: desc.cpus,
-    }
-    .with_env_defaults()
-    .map_err(|e| error(e.into()))?;
-    let hostname = desc
-        .hostname
-        .map(str::to_string)
-        .unwrap_or_else(|| spec::hostname_for_test(desc.fn_name));
-    let (stdout, stderr) = if capture {
-        (Out::Pipe, Out::SameAsStdout)
-    } else {
-        (Out::Inherit, Out::Inherit)
-    };
-    let finished = Launch {
-        rootfs: &rootfs,
-        base_dir,
-        hostname: &hostname,
-        net: desc.net,
-        run: RunSpec::Test(desc.name()),
-        args: args.iter().map(|a| a.to_string()).collect(),
-        stdio: StdioSetup {
-            stdin_null: true,
-            stdout,
-            stderr,
-        },
-        timeout: Some(timeout),
-        capture_limit: Some(CAPTURE_LIMIT),
-        limits,
-        binds: desc
-            .bind
-            .iter()
-            .map(|b| spec::Bind::parse(b, base_dir))
-            .collect::<Result<_, _>>()
-            .map_err(|e| error(e.into()))?,
-        env: desc
-            .env
-            .iter()
-            .map(|e| spec::parse_env(e))
-            .collect::<Result<_, _>>()
-            .map_err(|e| error(e.into()))?,
-        workdir: desc
-            .workdir
-            .map(spec::validate_workdir)
-            .transpose()
-            .map_err(|e| error(e.into()))?,
-    }
-    .run()
-    .map_err(error)?;
-    let verdict = parent::judge_test(&finished, timeout);
-    let mut output = String::from_utf8_lossy(&finished.stdout.into_bytes()).into_owned();
-    let mut fail = |reason: String| {
-        if !output.is_empty() && !output.ends_with('\n') {
-            output.push('\n');
-        }
-        output.push_str(&reason);
-        Err(Failure::from(output.clone()))
-    };
-    match verdict {
-        Verdict::Passed => Ok(output),
-        Verdict::Failed(reason) => fail(reason),
-        Verdict::Error(e) => fail(error(e).message),
     }
 }

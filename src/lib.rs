@@ -103,6 +103,7 @@ mod parent;
 pub mod protocol;
 mod registry;
 pub mod rootfs;
+mod runner;
 pub mod spec;
 mod sys;
 
@@ -161,7 +162,7 @@ pub mod __private {
     /// Runs a registered test in its container with output captured and dropped; for the
     /// overhead benchmark. `Err` holds the output and the reason.
     pub fn run_isolated(desc: &'static TestDesc) -> Result<(), String> {
-        crate::harness::run_desc(desc, true, &[])
+        crate::runner::run_desc(desc, true, &[])
             .map(drop)
             .map_err(|f| f.message)
     }

@@ -394,6 +394,15 @@ fn check_every_outcome(run: &Run, rootless: bool) {
             run.message(test)
         );
     }
+    for (test, outcome) in &run.outcomes {
+        if outcome == "FAILED" {
+            let msg = run.message(test);
+            assert!(
+                msg.contains("\ncontainer: rootfs ") && msg.contains("\nrerun: "),
+                "{test}: {msg}"
+            );
+        }
+    }
     let summary = if rootless {
         "test result: FAILED. 21 passed; 15 failed; 1 ignored"
     } else {
@@ -930,4 +939,39 @@ fn a_bind_target_through_a_rootfs_symlink_is_refused() {
         0,
         "nothing was created on the host side"
     );
+}
+
+#[test]
+fn every_failure_ends_with_the_command_that_reruns_just_it() {
+    let run = run_fixture("rerun", &["fail_err"], &[("NSTEST_TIMEOUT", "30s")]);
+    let msg = run.message("fail_err");
+    assert!(msg.contains("container: rootfs builtin:busybox (overlay), hostname fail-err, net loopback, timeout 30s"), "{msg}");
+    let rerun = msg.lines().find_map(|l| l.strip_prefix("rerun: ")).unwrap();
+    assert!(
+        rerun.contains("NSTEST_TIMEOUT=30s") && rerun.ends_with("fail_err --exact"),
+        "{rerun}"
+    );
+    let out = Command::new("sh").args(["-c", rerun]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("running 1 test") && text.contains("test fail_err ... FAILED"),
+        "{text}"
+    );
+}
+
+#[test]
+fn json_output_stays_machine_readable() {
+    let run = run_fixture("json", &["--format", "json", "fail_"], &[]);
+    let stdout = String::from_utf8_lossy(&run.output.stdout);
+    let mut failed = 0;
+    for line in stdout.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if v["event"] == "failed" && v["type"] == "test" {
+            failed += 1;
+            assert!(v["stdout"].as_str().unwrap().contains("rerun: "), "{line}");
+        }
+    }
+    assert_eq!(failed, 12, "{stdout}");
 }

@@ -41,6 +41,11 @@ pub(crate) fn rootless() -> bool {
     *ROOTLESS
 }
 
+/// Whether containers get an overlay (not `NSTEST_OVERLAY=off`).
+pub(crate) fn overlay_enabled() -> bool {
+    *OVERLAY
+}
+
 /// One container to run.
 #[derive(Debug)]
 pub(crate) struct Launch<'a> {

@@ -1,0 +1,231 @@
+//! One test, run in its container, judged, and — when it fails — explained: which container
+//! settings applied and the exact command that re-runs just this test.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::parent::{self, Launch, Out, StdioSetup, Verdict};
+use crate::protocol::RunSpec;
+use crate::registry::TestDesc;
+use crate::spec::{
+    self, format_bytes, format_duration, Limits, Net, RootfsSource, DEFAULT_TIMEOUT,
+};
+
+/// How much of a test's output is kept (from the start, and again from the end).
+const CAPTURE_LIMIT: usize = 1 << 20;
+
+/// A test that did not pass.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// Its output and the reason, as the user reads them.
+    pub message: String,
+    /// It could not run here at all (a resource limit this machine cannot apply).
+    pub unavailable: bool,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            unavailable: false,
+        }
+    }
+}
+
+/// A test's container settings, resolved from its attribute and the environment.
+struct Settings {
+    rootfs: RootfsSource,
+    timeout: Duration,
+    limits: Limits,
+    hostname: String,
+    binds: Vec<spec::Bind>,
+    env: Vec<(String, String)>,
+    workdir: Option<std::path::PathBuf>,
+}
+
+impl Settings {
+    fn of(desc: &TestDesc) -> Result<Self, crate::Error> {
+        let base_dir = Path::new(desc.manifest_dir);
+        Ok(Self {
+            rootfs: match desc.rootfs {
+                Some(s) => RootfsSource::parse(s, base_dir)?,
+                None => RootfsSource::Default,
+            },
+            timeout: match desc.timeout_ms {
+                Some(ms) => Duration::from_millis(ms),
+                None => spec::env_timeout()?.unwrap_or(DEFAULT_TIMEOUT),
+            },
+            limits: Limits {
+                memory: desc.memory,
+                pids: desc.pids,
+                cpus: desc.cpus,
+            }
+            .with_env_defaults()?,
+            hostname: desc
+                .hostname
+                .map(str::to_string)
+                .unwrap_or_else(|| spec::hostname_for_test(desc.fn_name)),
+            binds: desc
+                .bind
+                .iter()
+                .map(|b| spec::Bind::parse(b, base_dir))
+                .collect::<Result<_, _>>()?,
+            env: desc
+                .env
+                .iter()
+                .map(|e| spec::parse_env(e))
+                .collect::<Result<_, _>>()?,
+            workdir: desc.workdir.map(spec::validate_workdir).transpose()?,
+        })
+    }
+
+    /// One line: what the container was.
+    fn describe(&self, desc: &TestDesc) -> String {
+        let rootfs = match &self.rootfs {
+            RootfsSource::Default => crate::rootfs::default_source(Path::new(desc.manifest_dir))
+                .map(|s| s.to_string())
+                .unwrap_or_else(|_| "default".into()),
+            s => s.to_string(),
+        };
+        let mut parts = vec![
+            format!(
+                "rootfs {rootfs} ({})",
+                if parent::overlay_enabled() {
+                    "overlay"
+                } else {
+                    "private copy"
+                }
+            ),
+            format!("hostname {}", self.hostname),
+            format!(
+                "net {}",
+                if desc.net == Net::Host {
+                    "host"
+                } else {
+                    "loopback"
+                }
+            ),
+            format!("timeout {}", format_duration(self.timeout)),
+        ];
+        if let Some(m) = self.limits.memory {
+            parts.push(format!("memory {}", format_bytes(m)));
+        }
+        if let Some(p) = self.limits.pids {
+            parts.push(format!("pids {p}"));
+        }
+        if let Some(c) = self.limits.cpus {
+            parts.push(format!("cpus {c}"));
+        }
+        for b in &self.binds {
+            parts.push(format!(
+                "bind {}:{}{}",
+                b.host.display(),
+                b.target.display(),
+                if b.read_only { "" } else { ":rw" }
+            ));
+        }
+        if let Some(w) = &self.workdir {
+            parts.push(format!("workdir {}", w.display()));
+        }
+        if parent::rootless() {
+            parts.push("rootless".into());
+        }
+        parts.join(", ")
+    }
+}
+
+/// A word for the shell, quoted if it needs to be.
+fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The command that re-runs just this test with the same settings: the nstest variables of
+/// this run, this binary, the test's name, `--exact`.
+fn rerun_command(desc: &TestDesc) -> String {
+    let mut words: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("NSTEST_"))
+        .map(|(k, v)| format!("{k}={}", quote(&v)))
+        .collect();
+    words.sort();
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "<test binary>".into());
+    words.push(quote(&exe));
+    words.push(quote(&desc.name()));
+    words.push("--exact".into());
+    if desc.ignore {
+        words.push("--include-ignored".into());
+    }
+    words.join(" ")
+}
+
+/// Runs one test in its container. `Ok` holds its captured output.
+pub(crate) fn run_desc(
+    desc: &'static TestDesc,
+    capture: bool,
+    args: &[&str],
+) -> Result<String, Failure> {
+    let error = |e: crate::Error| Failure {
+        unavailable: matches!(e, crate::Error::Cgroup(_)),
+        message: format!("nstest could not run this test: {e}"),
+    };
+    let settings = Settings::of(desc).map_err(error)?;
+    let (stdout, stderr) = if capture {
+        (Out::Pipe, Out::SameAsStdout)
+    } else {
+        (Out::Inherit, Out::Inherit)
+    };
+    let explain = |reason: String| {
+        format!(
+            "{reason}\ncontainer: {}\nrerun: {}",
+            settings.describe(desc),
+            rerun_command(desc)
+        )
+    };
+    let finished = Launch {
+        rootfs: &settings.rootfs,
+        base_dir: Path::new(desc.manifest_dir),
+        hostname: &settings.hostname,
+        net: desc.net,
+        run: RunSpec::Test(desc.name()),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        stdio: StdioSetup {
+            stdin_null: true,
+            stdout,
+            stderr,
+        },
+        timeout: Some(settings.timeout),
+        capture_limit: Some(CAPTURE_LIMIT),
+        limits: settings.limits.clone(),
+        binds: settings.binds.clone(),
+        env: settings.env.clone(),
+        workdir: settings.workdir.clone(),
+    }
+    .run()
+    .map_err(|e| {
+        let mut f = error(e);
+        f.message = explain(f.message);
+        f
+    })?;
+    let verdict = parent::judge_test(&finished, settings.timeout);
+    let mut output = String::from_utf8_lossy(&finished.stdout.into_bytes()).into_owned();
+    let mut fail = |reason: String| {
+        if !output.is_empty() && !output.ends_with('\n') {
+            output.push('\n');
+        }
+        output.push_str(&explain(reason));
+        Err(Failure::from(output.clone()))
+    };
+    match verdict {
+        Verdict::Passed => Ok(output),
+        Verdict::Failed(reason) => fail(reason),
+        Verdict::Error(e) => fail(error(e).message),
+    }
+}
