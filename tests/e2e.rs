@@ -975,3 +975,59 @@ fn json_output_stays_machine_readable() {
     }
     assert_eq!(failed, 12, "{stdout}");
 }
+
+#[test]
+fn the_run_example_takes_rootfs_hostname_bind_net_env_and_workdir() {
+    let _serial = serial();
+    let exe = fixture().parent().unwrap().join("run");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let before = host_state();
+    let script = "hostname; pwd; echo $A; cat /srv/os-release | grep -c ^ID=; ls /sys/class/net | wc -l; echo pid $$";
+    let out = Command::new(&exe)
+        .args([
+            "--rootfs",
+            "builtin:busybox",
+            "--hostname",
+            "web",
+            "--bind",
+            "/etc/os-release:/srv/os-release",
+        ])
+        .args([
+            "--net",
+            "host",
+            "--env",
+            "A=b",
+            "--workdir",
+            "/srv",
+            "sh",
+            "-c",
+            script,
+        ])
+        .env("NSTEST_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..4], ["web", "/srv", "b", "1"], "{text}");
+    assert!(
+        lines[4].trim().parse::<u32>().unwrap() > 1,
+        "--net host shows the host's interfaces: {text}"
+    );
+    assert_eq!(lines[5], "pid 1");
+    let out = Command::new(&exe)
+        .args(["sh", "-c", "exit 7"])
+        .env("NSTEST_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "the command's exit code is the example's"
+    );
+    assert_eq!(host_state(), before);
+}
