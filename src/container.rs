@@ -233,6 +233,7 @@ impl Container {
                 .map(|(k, v)| parse_env(&format!("{k}={v}")))
                 .collect::<Result<_, _>>()?,
             workdir: self.workdir.as_deref().map(validate_workdir).transpose()?,
+            keep: None,
         }
         .run()?;
         if let Some(e) = parent::setup_error(&finished) {

@@ -452,6 +452,9 @@ pub struct ChildSpec {
     pub env: Vec<(String, String)>,
     /// The working directory (created if missing); `/` when `None`.
     pub workdir: Option<PathBuf>,
+    /// `NSTEST_KEEP=1`: the overlay's upper and work directories go here (on disk) instead of
+    /// the scratch tmpfs, so a failed test's writes can be looked at afterwards.
+    pub keep_upper: Option<PathBuf>,
     /// What to run.
     pub run: RunSpec,
 }
@@ -481,11 +484,13 @@ impl ChildSpec {
             put_str(&mut p, k);
             put_str(&mut p, v);
         }
-        match &self.workdir {
-            None => p.push(0),
-            Some(w) => {
-                p.push(1);
-                put_bytes(&mut p, w.as_os_str().as_bytes());
+        for opt in [&self.workdir, &self.keep_upper] {
+            match opt {
+                None => p.push(0),
+                Some(w) => {
+                    p.push(1);
+                    put_bytes(&mut p, w.as_os_str().as_bytes());
+                }
             }
         }
         match &self.run {
@@ -541,11 +546,13 @@ impl ChildSpec {
         let env = (0..n)
             .map(|_| Ok((r.string()?, r.string()?)))
             .collect::<Result<_, ProtocolError>>()?;
-        let workdir = match r.u8()? {
-            0 => None,
-            1 => Some(path(&mut r)?),
-            _ => return Err(ProtocolError::Malformed),
+        let opt_path = |r: &mut Reader| match r.u8()? {
+            0 => Ok(None),
+            1 => path(r).map(Some),
+            _ => Err(ProtocolError::Malformed),
         };
+        let workdir = opt_path(&mut r)?;
+        let keep_upper = opt_path(&mut r)?;
         let run = match r.u8()? {
             0 => RunSpec::Test(r.string()?),
             1 => {
@@ -569,6 +576,7 @@ impl ChildSpec {
             binds,
             env,
             workdir,
+            keep_upper,
             run,
         })
     }
@@ -687,6 +695,7 @@ mod tests {
                 ],
                 env: vec![("K".into(), "v=1".into())],
                 workdir: Some("/srv".into()),
+                keep_upper: Some("/c/kept/1/t".into()),
                 run: RunSpec::Test("m::t".into()),
             },
             ChildSpec {
@@ -699,6 +708,7 @@ mod tests {
                 binds: vec![],
                 env: vec![],
                 workdir: None,
+                keep_upper: None,
                 run: RunSpec::Command(vec![
                     "/bin/sh".into(),
                     "-c".into(),
@@ -718,6 +728,7 @@ mod tests {
             binds: vec![],
             env: vec![],
             workdir: None,
+            keep_upper: None,
             run: RunSpec::Probe,
         };
         assert_eq!(ChildSpec::decode(&probe.encode()), Ok(probe));

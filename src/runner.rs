@@ -166,6 +166,14 @@ fn rerun_command(desc: &TestDesc) -> String {
     words.join(" ")
 }
 
+/// `NSTEST_KEEP=1`: keep a failed test's writes.
+fn keep() -> bool {
+    matches!(
+        std::env::var("NSTEST_KEEP").as_deref(),
+        Ok("1" | "true" | "yes")
+    )
+}
+
 /// Runs one test in its container. `Ok` holds its captured output.
 pub(crate) fn run_desc(
     desc: &'static TestDesc,
@@ -207,6 +215,7 @@ pub(crate) fn run_desc(
         binds: settings.binds.clone(),
         env: settings.env.clone(),
         workdir: settings.workdir.clone(),
+        keep: keep().then(|| desc.name()),
     }
     .run()
     .map_err(|e| {
@@ -215,12 +224,25 @@ pub(crate) fn run_desc(
         f
     })?;
     let verdict = parent::judge_test(&finished, settings.timeout);
+    let kept = match (&finished.kept, &verdict) {
+        (Some(dir), Verdict::Passed) => {
+            crate::rootfs::cache::remove_tree(dir);
+            String::new()
+        }
+        (Some(dir), _) => format!(
+            "\nkept: the container's writes (its overlay upper layer) are in {} (NSTEST_KEEP=1; removed by the next run)",
+            dir.join("upper").display()
+        ),
+        (None, _) if keep() => "\nkept: nothing (NSTEST_KEEP=1 keeps an overlay's writes; this container had none)".into(),
+        (None, _) => String::new(),
+    };
     let mut output = String::from_utf8_lossy(&finished.stdout.into_bytes()).into_owned();
     let mut fail = |reason: String| {
         if !output.is_empty() && !output.ends_with('\n') {
             output.push('\n');
         }
         output.push_str(&explain(reason));
+        output.push_str(&kept);
         Err(Failure::from(output.clone()))
     };
     match verdict {

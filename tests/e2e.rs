@@ -347,7 +347,7 @@ fn check_every_outcome(run: &Run, rootless: bool) {
             run.messages.get(test).map(String::as_str).unwrap_or(&text)
         );
     }
-    assert_eq!(run.outcomes.len(), 37, "{text}");
+    assert_eq!(run.outcomes.len(), 38, "{text}");
     let reasons = [
         ("fail_panic", "test panicked at tests/e2e/fixture.rs"),
         ("fail_panic", "plain panic message"),
@@ -404,9 +404,9 @@ fn check_every_outcome(run: &Run, rootless: bool) {
         }
     }
     let summary = if rootless {
-        "test result: FAILED. 21 passed; 15 failed; 1 ignored"
+        "test result: FAILED. 21 passed; 16 failed; 1 ignored"
     } else {
-        "test result: FAILED. 22 passed; 14 failed; 1 ignored"
+        "test result: FAILED. 22 passed; 15 failed; 1 ignored"
     };
     assert!(text.contains(summary), "{text}");
     let limits: [(&str, &str); 2] = if rootless {
@@ -449,7 +449,7 @@ fn writes_never_cross_tests_even_in_order() {
 fn libtest_flags_work() {
     let run = run_fixture("list", &["--list", "--format", "terse"], &[]);
     let listed = String::from_utf8_lossy(&run.output.stdout);
-    assert_eq!(listed.lines().count(), 37, "{listed}");
+    assert_eq!(listed.lines().count(), 38, "{listed}");
     assert!(listed.lines().all(|l| l.ends_with(": test")), "{listed}");
 
     // What nextest does: list the ignored tests apart, then run each test alone.
@@ -648,7 +648,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     let env = [("NSTEST_ROOTLESS", "1"), ("NSTEST_UNAVAILABLE", "skip")];
     let run = run_fixture_in("skip", WITHOUT_USERNS, "e2e-cache-userns", &[], &env);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 37);
+    assert_eq!(run.outcomes.len(), 38);
     assert!(
         run.outcomes.values().all(|o| o == "ignored"),
         "{}",
@@ -667,7 +667,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     );
     assert_eq!(
         String::from_utf8_lossy(&run.output.stdout).lines().count(),
-        37,
+        38,
         "{}",
         run.text()
     );
@@ -973,7 +973,7 @@ fn json_output_stays_machine_readable() {
             assert!(v["stdout"].as_str().unwrap().contains("rerun: "), "{line}");
         }
     }
-    assert_eq!(failed, 12, "{stdout}");
+    assert_eq!(failed, 13, "{stdout}");
 }
 
 #[test]
@@ -1030,4 +1030,40 @@ fn the_run_example_takes_rootfs_hostname_bind_net_env_and_workdir() {
         "the command's exit code is the example's"
     );
     assert_eq!(host_state(), before);
+}
+
+#[test]
+fn nstest_keep_keeps_a_failed_tests_writes_until_the_next_run() {
+    let env = [("NSTEST_KEEP", "1")];
+    let run = run_fixture("keep", &["_writ"], &env); // demo_a_writes_a_marker, fail_after_writing_evidence
+    assert_eq!(run.outcome("demo_a_writes_a_marker"), "ok");
+    let msg = run.message("fail_after_writing_evidence");
+    let kept = msg
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("kept: the container's writes (its overlay upper layer) are in ")
+        })
+        .unwrap();
+    let upper = Path::new(kept.split(" (NSTEST_KEEP=1").next().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(upper.join("etc/evidence")).unwrap(),
+        "written before failing"
+    );
+    assert_eq!(
+        std::fs::read_to_string(upper.join("var/lib/app/state")).unwrap(),
+        "42"
+    );
+    let run_dir = upper.parent().unwrap().parent().unwrap();
+    let kept_tests: Vec<_> = std::fs::read_dir(run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        kept_tests,
+        ["fail_after_writing_evidence"],
+        "a passing test keeps nothing"
+    );
+    // The next run removes it.
+    run_fixture("keep-next", &["demo_pid_one"], &[]);
+    assert!(!run_dir.exists(), "{} is still there", run_dir.display());
 }

@@ -77,7 +77,8 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
 
     match &spec.base {
         BaseSpec::Lower(lower) if spec.overlay => {
-            let (upper, work) = (scratch.join("upper"), scratch.join("work"));
+            let layer_dir = spec.keep_upper.as_ref().unwrap_or(scratch);
+            let (upper, work) = (layer_dir.join("upper"), layer_dir.join("work"));
             mkdir(&upper, 0o755, Step::MountOverlay)?;
             mkdir(&work, 0o755, Step::MountOverlay)?;
             let mut data = format!(

@@ -68,6 +68,8 @@ pub(crate) struct Launch<'a> {
     pub env: Vec<(String, String)>,
     /// The working directory.
     pub workdir: Option<std::path::PathBuf>,
+    /// `NSTEST_KEEP=1`: keep the overlay's writes on disk under this name (see [`Finished::kept`]).
+    pub keep: Option<String>,
 }
 
 impl Launch<'_> {
@@ -82,6 +84,10 @@ impl Launch<'_> {
             s => s.clone(),
         };
         let prepared = rootfs::prepare(&source)?;
+        let keep_upper = match (&self.keep, &prepared.base) {
+            (Some(name), Base::Dir(_)) if *OVERLAY => Some(rootfs::keep_dir(name)?),
+            _ => None,
+        };
         let spec = ChildSpec {
             scratch: prepared.scratch,
             base: match prepared.base {
@@ -105,6 +111,7 @@ impl Launch<'_> {
                 .collect::<Result<_, Error>>()?,
             env: self.env,
             workdir: self.workdir,
+            keep_upper,
             run: self.run,
         };
         let cgroup = cgroup::TestCgroup::create(&self.limits).map_err(Error::Cgroup)?;
@@ -125,11 +132,13 @@ impl Launch<'_> {
                 cg.kill();
             }
         };
+        let kept = spec.keep_upper.clone();
         let mut finished =
             supervise::supervise(running, self.timeout, self.capture_limit, &kill_cgroup)?;
         if let Some(cg) = &cgroup {
             finished.limits = cg.explain(&cg.usage());
         }
+        finished.kept = kept;
         drop(cgroup); // removed now, always
         for m in &finished.messages {
             if let Message::Note(n) = m {

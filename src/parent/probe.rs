@@ -43,6 +43,7 @@ fn run() -> Result<(), Error> {
         binds: Vec::new(),
         env: Vec::new(),
         workdir: None,
+        keep: None,
     }
     .run()?;
     if let Some(e) = setup_error(&finished) {

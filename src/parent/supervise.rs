@@ -83,6 +83,8 @@ pub(crate) struct Finished {
     pub timed_out: bool,
     /// What the resource limits did, if anything ("killed: out of memory (limit 64M)").
     pub limits: Option<String>,
+    /// Where the container's writes were kept (`NSTEST_KEEP=1`).
+    pub kept: Option<std::path::PathBuf>,
 }
 
 impl Finished {
@@ -252,6 +254,7 @@ pub(crate) fn supervise(
         stderr: take(err),
         timed_out,
         limits: None,
+        kept: None,
     })
 }
 

@@ -69,8 +69,20 @@ impl Cache {
         Ok(cache)
     }
 
-    /// Removes `tmp/<key>.<pid>` entries whose pid is no longer alive.
+    /// Removes `tmp/<key>.<pid>` entries and `kept/<pid>` directories whose pid is no longer
+    /// alive (a killed builder's half-built base; an earlier run's kept containers).
     fn remove_stale(&self) {
+        if let Ok(entries) = fs::read_dir(self.root.join("kept")) {
+            for e in entries.flatten() {
+                let pid = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok());
+                if pid.is_some_and(|p| {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None)
+                        == Err(nix::errno::Errno::ESRCH)
+                }) {
+                    remove_tree(&e.path());
+                }
+            }
+        }
         let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
             return;
         };

@@ -198,6 +198,32 @@ pub fn describe_default(base_dir: &Path) -> String {
     }
 }
 
+/// A fresh directory for a kept container (`NSTEST_KEEP=1`): `kept/<pid>/<name>` in the cache.
+/// Earlier runs' are removed when the cache is opened.
+pub fn keep_dir(name: &str) -> Result<PathBuf, RootfsError> {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let dir = cache()?
+        .root()
+        .join("kept")
+        .join(std::process::id().to_string())
+        .join(safe);
+    cache::remove_tree(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| RootfsError::Cache {
+        path: dir.clone(),
+        source: Arc::new(e),
+    })?;
+    Ok(dir)
+}
+
 /// Prepares `source` (at most once per process) and returns its base.
 pub fn prepare(source: &RootfsSource) -> Result<Prepared, RootfsError> {
     let slot = PREPARED

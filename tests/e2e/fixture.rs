@@ -389,6 +389,14 @@ fn limit_cpu_spinner_is_bounded() {
 }
 
 #[nstest::test]
+fn fail_after_writing_evidence() {
+    std::fs::write("/etc/evidence", "written before failing").unwrap();
+    std::fs::create_dir_all("/var/lib/app").unwrap();
+    std::fs::write("/var/lib/app/state", "42").unwrap();
+    panic!("failed after writing evidence");
+}
+
+#[nstest::test]
 fn fail_panic() {
     panic!("plain panic message");
 }
