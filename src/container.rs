@@ -234,6 +234,7 @@ impl Container {
                 .collect::<Result<_, _>>()?,
             workdir: self.workdir.as_deref().map(validate_workdir).transpose()?,
             keep: None,
+            shell_on_failure: false,
         }
         .run()?;
         if let Some(e) = parent::setup_error(&finished) {

@@ -64,6 +64,7 @@
 //! - `NSTEST_OVERLAY=off`: give each container a private copy of the rootfs instead of an overlay.
 //! - `NSTEST_CACHE_DIR`: where unpacked rootfs bases are kept (default `$XDG_CACHE_HOME/nstest`
 //!   or `~/.cache/nstest`).
+//! - `NSTEST_SHELL=1` (with a terminal): a shell inside a failed test's container.
 //! - `NSTEST_KEEP=1`: keep a failed test's writes on disk; its failure gives the path.
 //! - `NSTEST_ROOTLESS=1`: use a user namespace even as root (it is always used for other uids).
 //! - `NSTEST_UNAVAILABLE=skip`: where containers cannot be made, report the tests as ignored

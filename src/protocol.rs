@@ -452,6 +452,9 @@ pub struct ChildSpec {
     pub env: Vec<(String, String)>,
     /// The working directory (created if missing); `/` when `None`.
     pub workdir: Option<PathBuf>,
+    /// `NSTEST_SHELL=1`: after a failing outcome, PID 1 waits (instead of exiting) so the
+    /// parent can open a shell in the container; the parent kills it afterwards.
+    pub hold_on_failure: bool,
     /// `NSTEST_KEEP=1`: the overlay's upper and work directories go here (on disk) instead of
     /// the scratch tmpfs, so a failed test's writes can be looked at afterwards.
     pub keep_upper: Option<PathBuf>,
@@ -471,7 +474,12 @@ impl ChildSpec {
             }
             BaseSpec::Host => p.push(1),
         }
-        p.push(self.overlay as u8 | (self.userns as u8) << 1 | (self.host_net as u8) << 2);
+        p.push(
+            self.overlay as u8
+                | (self.userns as u8) << 1
+                | (self.host_net as u8) << 2
+                | (self.hold_on_failure as u8) << 3,
+        );
         put_str(&mut p, &self.hostname);
         p.extend_from_slice(&(self.binds.len() as u32).to_le_bytes());
         for (host, target, ro) in &self.binds {
@@ -537,6 +545,7 @@ impl ChildSpec {
         };
         let flags = r.u8()?;
         let (overlay, userns, host_net) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
+        let hold_on_failure = flags & 8 != 0;
         let hostname = r.string()?;
         let n = r.u32()?;
         let binds = (0..n)
@@ -576,6 +585,7 @@ impl ChildSpec {
             binds,
             env,
             workdir,
+            hold_on_failure,
             keep_upper,
             run,
         })
@@ -695,6 +705,7 @@ mod tests {
                 ],
                 env: vec![("K".into(), "v=1".into())],
                 workdir: Some("/srv".into()),
+                hold_on_failure: true,
                 keep_upper: Some("/c/kept/1/t".into()),
                 run: RunSpec::Test("m::t".into()),
             },
@@ -708,6 +719,7 @@ mod tests {
                 binds: vec![],
                 env: vec![],
                 workdir: None,
+                hold_on_failure: false,
                 keep_upper: None,
                 run: RunSpec::Command(vec![
                     "/bin/sh".into(),
@@ -728,6 +740,7 @@ mod tests {
             binds: vec![],
             env: vec![],
             workdir: None,
+            hold_on_failure: false,
             keep_upper: None,
             run: RunSpec::Probe,
         };

@@ -216,6 +216,7 @@ pub(crate) fn run_desc(
         env: settings.env.clone(),
         workdir: settings.workdir.clone(),
         keep: keep().then(|| desc.name()),
+        shell_on_failure: parent::shell::wanted(),
     }
     .run()
     .map_err(|e| {

@@ -465,6 +465,37 @@ pub fn report_sigabrt() -> Result<()> {
         .map_err(|e| SysError::new("sigaction(SIGABRT)", e))
 }
 
+/// Waits until killed (`pause(2)` in a loop; PID 1 ignores the signals it has no handler for).
+pub fn wait_forever() -> ! {
+    loop {
+        // SAFETY: pause has no preconditions.
+        unsafe { libc::pause() };
+    }
+}
+
+/// Makes `cmd` join the namespaces of the process behind `pidfd` (`setns(2)` with a pidfd, all
+/// of `flags` at once) just before it executes: its children are then in the container's PID
+/// namespace, and it sees the container's root and mounts.
+pub fn join_namespaces(cmd: &mut std::process::Command, pidfd: RawFd, flags: CloneFlags) {
+    use std::os::unix::process::CommandExt;
+    let flags = flags.bits();
+    // SAFETY: the closure runs in the forked child before exec and only calls setns(2), which
+    // is async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(pidfd, flags) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Whether fd 0 is a terminal.
+pub fn stdin_is_terminal() -> bool {
+    nix::unistd::isatty(0).unwrap_or(false)
+}
+
 /// `_exit(2)`: ends the process without running destructors or atexit handlers.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is always safe to call; it does not return.

@@ -1067,3 +1067,47 @@ fn nstest_keep_keeps_a_failed_tests_writes_until_the_next_run() {
     run_fixture("keep-next", &["demo_pid_one"], &[]);
     assert!(!run_dir.exists(), "{} is still there", run_dir.display());
 }
+
+#[test]
+fn nstest_shell_opens_a_shell_in_a_failed_tests_container() {
+    use std::io::Write;
+    let _serial = serial();
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let tmp = scratch("shell-tmp");
+    let before = host_state();
+    // `script` gives the harness a terminal; the shell reads these lines from it.
+    let command = format!(
+        "{} fail_after_writing_evidence --exact",
+        fixture().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("NSTEST_SHELL", "1")
+        .env("NSTEST_CACHE_DIR", &cache)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo \"evidence: $(cat /etc/evidence)\"; echo \"host: $(hostname)\"; echo \"pid: $$\"; exit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("A shell in its container"), "{text}");
+    assert!(text.contains("evidence: written before failing"), "{text}");
+    assert!(text.contains("host: fail-after-writing-evidence"), "{text}");
+    assert!(
+        text.contains("pid: 2"),
+        "the shell is in the container's PID namespace: {text}"
+    );
+    assert!(
+        text.contains("test fail_after_writing_evidence ... ") && text.contains("FAILED"),
+        "{text}"
+    );
+    assert_host_clean(&before, &tmp, &cache);
+}

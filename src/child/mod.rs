@@ -64,7 +64,11 @@ pub fn run_if_child() {
             let outcome = run::run_test(desc);
             let _ = std::io::stdout().flush();
             let _ = std::io::stderr().flush();
+            let failed = outcome != crate::protocol::Outcome::Passed;
             reporter.send(&Message::Outcome(outcome));
+            if failed && spec.hold_on_failure {
+                sys::wait_forever(); // NSTEST_SHELL: the parent opens a shell here, then kills us
+            }
             sys::exit_now(0)
         }
         RunSpec::Probe => {

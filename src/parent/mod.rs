@@ -2,6 +2,7 @@
 
 pub(crate) mod cgroup;
 pub(crate) mod probe;
+pub(crate) mod shell;
 pub(crate) mod spawn;
 pub(crate) mod supervise;
 
@@ -70,6 +71,8 @@ pub(crate) struct Launch<'a> {
     pub workdir: Option<std::path::PathBuf>,
     /// `NSTEST_KEEP=1`: keep the overlay's writes on disk under this name (see [`Finished::kept`]).
     pub keep: Option<String>,
+    /// `NSTEST_SHELL=1` (with a terminal): a shell in the container if the test fails.
+    pub shell_on_failure: bool,
 }
 
 impl Launch<'_> {
@@ -112,6 +115,7 @@ impl Launch<'_> {
             env: self.env,
             workdir: self.workdir,
             keep_upper,
+            hold_on_failure: self.shell_on_failure,
             run: self.run,
         };
         let cgroup = cgroup::TestCgroup::create(&self.limits).map_err(Error::Cgroup)?;
@@ -133,8 +137,24 @@ impl Launch<'_> {
             }
         };
         let kept = spec.keep_upper.clone();
-        let mut finished =
-            supervise::supervise(running, self.timeout, self.capture_limit, &kill_cgroup)?;
+        let (test, userns, host_net) = match &spec.run {
+            RunSpec::Test(name) => (name.as_str(), spec.userns, spec.host_net),
+            _ => ("", false, false),
+        };
+        let mut on_message = |m: &Message, cloned: &crate::sys::Cloned| {
+            if spec.hold_on_failure && matches!(m, Message::Outcome(o) if *o != Outcome::Passed) {
+                shell::open(cloned, test, userns, host_net);
+                let _ =
+                    crate::sys::pidfd_kill(std::os::fd::AsFd::as_fd(&cloned.pidfd), libc::SIGKILL);
+            }
+        };
+        let mut finished = supervise::supervise(
+            running,
+            self.timeout,
+            self.capture_limit,
+            &kill_cgroup,
+            &mut on_message,
+        )?;
         if let Some(cg) = &cgroup {
             finished.limits = cg.explain(&cg.usage());
         }

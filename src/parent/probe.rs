@@ -44,6 +44,7 @@ fn run() -> Result<(), Error> {
         env: Vec::new(),
         workdir: None,
         keep: None,
+        shell_on_failure: false,
     }
     .run()?;
     if let Some(e) = setup_error(&finished) {

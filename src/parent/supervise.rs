@@ -106,6 +106,7 @@ enum Sink {
 }
 
 /// Supervises `running` until it has exited and its pipes are drained.
+/// `on_message` sees each report message as it arrives (the shell on failure starts there).
 /// `on_timeout` runs when the deadline passes, after PID 1 is sent SIGKILL (the test's cgroup is
 /// killed there).
 pub(crate) fn supervise(
@@ -113,6 +114,7 @@ pub(crate) fn supervise(
     timeout: Option<Duration>,
     capture_limit: Option<usize>,
     on_timeout: &dyn Fn(),
+    on_message: &mut dyn FnMut(&Message, &crate::sys::Cloned),
 ) -> Result<Finished, Error> {
     let host = |call: &str| {
         let call = call.to_string();
@@ -215,7 +217,10 @@ pub(crate) fn supervise(
                         d.push(&buf[..len]);
                         loop {
                             match d.next_message() {
-                                Ok(Some(m)) => messages.push(m),
+                                Ok(Some(m)) => {
+                                    on_message(&m, &cloned);
+                                    messages.push(m)
+                                }
                                 Ok(None) => break,
                                 Err(e) => {
                                     protocol_error.get_or_insert(e);
