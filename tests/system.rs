@@ -59,11 +59,9 @@ fn ps_shows_only_the_container() {
         .skip(1)
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(
-        pids,
-        ["1", "2"],
-        "only the test (PID 1) and ps itself:\n{text}"
-    );
+    // Only the test (PID 1) and ps itself (whose pid follows the test's threads).
+    assert_eq!(pids.len(), 2, "{text}");
+    assert_eq!(pids[0], "1", "{text}");
 }
 
 #[nstest::test]

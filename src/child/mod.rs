@@ -6,6 +6,7 @@
 //! and exits. It never returns there.
 
 mod copy;
+mod reaper;
 mod run;
 mod setup;
 
@@ -61,6 +62,7 @@ pub fn run_if_child() {
                 )
             };
             reporter.send(&Message::SetupDone);
+            reaper::start();
             let outcome = run::run_test(desc);
             let _ = std::io::stdout().flush();
             let _ = std::io::stderr().flush();
