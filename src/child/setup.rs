@@ -54,7 +54,7 @@ const DEV_LINKS: [(&str, &str); 5] = [
     ("ptmx", "pts/ptmx"),
 ];
 /// Parts of `/proc` that reach the whole host; read-only unless a user namespace confines them.
-const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
+const PROC_READ_ONLY: [&str; 2] = ["sys", "sysrq-trigger"];
 /// Host directories that make up `builtin:host`, bound read-only (or recreated as symlinks).
 const HOST_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 /// Host files `builtin:host` needs in its fresh `/etc` so the host's binaries work.
@@ -238,8 +238,10 @@ fn bind_target(root: &Path, target: &Path, dir: bool) -> Result<PathBuf, SetupEr
     Ok(at)
 }
 
-/// Host-wide knobs under a fresh `/proc`, read-only for a root test (a user namespace confines
-/// them already). The namespaced hostname and, with a network of its own, `net` stay writable.
+/// Host-wide knobs under a fresh `/proc` (`/proc/sys`, `/proc/sysrq-trigger`), read-only for a
+/// root test (a user namespace confines them already). The namespaced hostname and, with a
+/// network of its own, `/proc/sys/net` stay writable. Each path costs two mount calls per test,
+/// so the list is kept to what reaches the host.
 fn proc_read_only(proc_dir: &Path, host_net: bool) -> Result<(), SetupError> {
     for p in PROC_READ_ONLY {
         let p = proc_dir.join(p);
@@ -247,8 +249,8 @@ fn proc_read_only(proc_dir: &Path, host_net: bool) -> Result<(), SetupError> {
             sys::bind(&p, &p, true).map_err(at(Step::MountProc))?;
         }
     }
-    let writable = ["sys/kernel/hostname", "sys/kernel/domainname", "sys/net"];
-    for p in writable.iter().take(if host_net { 2 } else { 3 }) {
+    let writable = ["sys/kernel/hostname", "sys/net"];
+    for p in writable.iter().take(if host_net { 1 } else { 2 }) {
         let p = proc_dir.join(p);
         if p.exists() {
             // A bind of a read-only mount is read-only too: remount it writable.
