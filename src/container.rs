@@ -95,9 +95,15 @@ impl Container {
         self
     }
 
-    /// The root filesystem: a `.tar`, `.tar.gz`/`.tgz` or a directory (relative paths start at
-    /// the current directory), or `builtin:busybox` / `builtin:host`. Default: `NSTEST_ROOTFS`,
-    /// else the busybox fixture, else `builtin:host`.
+    /// The root filesystem, spelled as the `rootfs` option (relative paths start at the current
+    /// directory).
+    ///
+    /// ```no_run
+    /// let status = nstest::Container::new("cat").arg("/etc/alpine-release").rootfs("alpine.tar.gz").status()?;
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
+    ///
+    /// Default: `NSTEST_ROOTFS`, else the busybox fixture, else `builtin:host`.
     pub fn rootfs(&mut self, rootfs: impl Into<String>) -> &mut Self {
         self.rootfs = Some(rootfs.into());
         self
@@ -117,6 +123,18 @@ impl Container {
     }
 
     /// Limit the container's memory (`"64M"`, `"1G"`): past it, the kernel's OOM killer ends it.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let status = nstest::Container::new("sh")
+    ///     .args(["-c", "yes > /dev/null"])
+    ///     .memory("64M")
+    ///     .pids(32)
+    ///     .cpus(0.5)
+    ///     .timeout(Duration::from_secs(1))
+    ///     .status();
+    /// assert!(matches!(status, Err(nstest::Error::TimedOut(_))));
+    /// ```
     pub fn memory(&mut self, size: impl Into<String>) -> &mut Self {
         self.memory = Some(size.into());
         self
@@ -136,6 +154,16 @@ impl Container {
 
     /// Binds a host path into the container: `"host/path:/container/path"` (read-only) or
     /// `"…:rw"`; a relative host path starts at the current directory.
+    ///
+    /// ```no_run
+    /// let out = nstest::Container::new("ls")
+    ///     .arg("/data")
+    ///     .bind("fixtures:/data")
+    ///     .env("LANG", "C")
+    ///     .workdir("/data")
+    ///     .output()?;
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn bind(&mut self, bind: impl Into<String>) -> &mut Self {
         self.binds.push(bind.into());
         self

@@ -93,6 +93,8 @@
 //!   sets out to escape is not contained without a user namespace.
 
 #![warn(missing_docs)]
+// The examples of `init` and `Container` show `main` on purpose: that is where `init` goes.
+#![allow(clippy::needless_doctest_main)]
 
 // Generated code says `::nstest::…`; this makes it resolve inside nstest's own unit tests too.
 extern crate self as nstest;
@@ -116,7 +118,16 @@ pub use spec::Net;
 pub use sys::SysError;
 
 /// Enters nstest if this process is a container child (then it never returns); otherwise
-/// returns at once. nstest does this itself before `main` in every binary that links it, so a
+/// returns at once.
+///
+/// ```no_run
+/// fn main() {
+///     nstest::init();
+///     let status = nstest::Container::new("hostname").status().unwrap();
+///     assert!(status.success());
+/// }
+/// ```
+/// nstest does this itself before `main` in every binary that links it, so a
 /// call is only a belt-and-braces first line of `main`.
 pub fn init() {
     child::run_if_child();

@@ -162,6 +162,15 @@ pub enum Message {
 }
 
 impl Message {
+    /// Encodes the message; [`Decoder`] takes it back, byte by byte if need be.
+    ///
+    /// ```
+    /// use nstest::protocol::{Decoder, Message};
+    /// let mut d = Decoder::default();
+    /// d.push(&Message::SetupDone.encode());
+    /// assert_eq!(d.next_message(), Ok(Some(Message::SetupDone)));
+    /// ```
+    ///
     /// The whole frame.
     pub fn encode(&self) -> Vec<u8> {
         let mut p = Vec::new();

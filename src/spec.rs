@@ -49,6 +49,12 @@ pub struct Bind {
 
 impl Bind {
     /// Parses `"host:/container[:ro|:rw]"`; a relative host path is taken relative to `base`.
+    ///
+    /// ```
+    /// use nstest::spec::Bind;
+    /// let b = Bind::parse("fixtures:/data:rw", std::path::Path::new("/pkg")).unwrap();
+    /// assert_eq!((b.host.to_str(), b.target.to_str(), b.read_only), (Some("/pkg/fixtures"), Some("/data"), false));
+    /// ```
     pub fn parse(s: &str, base: &Path) -> Result<Self, SpecError> {
         let bad = || SpecError::BadBind(s.to_string());
         let (rest, read_only) = match s.rsplit_once(':') {
@@ -73,6 +79,9 @@ impl Bind {
 }
 
 /// Parses `"KEY=value"` for the container's environment.
+/// ```
+/// assert_eq!(nstest::spec::parse_env("RUST_LOG=debug"), Ok(("RUST_LOG".into(), "debug".into())));
+/// ```
 pub fn parse_env(s: &str) -> Result<(String, String), SpecError> {
     let (k, v) = s
         .split_once('=')
@@ -87,6 +96,10 @@ pub fn parse_env(s: &str) -> Result<(String, String), SpecError> {
 }
 
 /// Checks a working directory: absolute, without `..`.
+/// ```
+/// assert!(nstest::spec::validate_workdir("/srv/app").is_ok());
+/// assert!(nstest::spec::validate_workdir("srv").is_err());
+/// ```
 pub fn validate_workdir(s: &str) -> Result<PathBuf, SpecError> {
     if !s.starts_with('/') || s.split('/').any(|c| c == "..") {
         return Err(SpecError::BadWorkdir(s.to_string()));
@@ -112,6 +125,11 @@ impl Limits {
     }
 
     /// These limits, with `NSTEST_MEMORY` and `NSTEST_PIDS` filling what is not set.
+    ///
+    /// ```
+    /// let limits = nstest::spec::Limits { pids: Some(64), ..Default::default() };
+    /// assert_eq!(limits.clone().with_env_defaults().unwrap().pids, Some(64));
+    /// ```
     pub fn with_env_defaults(mut self) -> Result<Self, SpecError> {
         if self.memory.is_none() {
             if let Ok(s) = std::env::var("NSTEST_MEMORY") {
@@ -133,6 +151,10 @@ impl Limits {
 }
 
 /// Parses `"64M"`, `"1G"`, `"512K"` or a plain number of bytes (K, M, G are powers of 1024).
+/// ```
+/// assert_eq!(nstest::spec::parse_bytes("64M"), Ok(64 << 20));
+/// assert!(nstest::spec::parse_bytes("64MB").is_err());
+/// ```
 pub fn parse_bytes(s: &str) -> Result<u64, SpecError> {
     let bad = || SpecError::BadBytes(s.to_string());
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
@@ -149,6 +171,9 @@ pub fn parse_bytes(s: &str) -> Result<u64, SpecError> {
 }
 
 /// Formats bytes the way the options spell them: `64M`, `1G`, `512K`, `1000`.
+/// ```
+/// assert_eq!(nstest::spec::format_bytes(1 << 30), "1G");
+/// ```
 pub fn format_bytes(b: u64) -> String {
     for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
         if b >= 1 << shift && b % (1 << shift) == 0 {
@@ -196,6 +221,14 @@ impl RootfsSource {
     /// to `base` (the package's `CARGO_MANIFEST_DIR` for tests).
     ///
     /// A path that does not exist is accepted here; it is reported when the rootfs is prepared.
+    ///
+    /// ```
+    /// use nstest::spec::RootfsSource;
+    /// let base = std::path::Path::new("/pkg");
+    /// assert_eq!(RootfsSource::parse("alpine.tar.gz", base), Ok(RootfsSource::Tar("/pkg/alpine.tar.gz".into())));
+    /// assert_eq!(RootfsSource::parse("builtin:busybox", base), Ok(RootfsSource::Busybox));
+    /// assert!(matches!(RootfsSource::parse("oci:img:3.20", base), Ok(RootfsSource::Oci { .. })));
+    /// ```
     pub fn parse(s: &str, base: &Path) -> Result<Self, SpecError> {
         match s {
             "" => return Err(SpecError::EmptyRootfs),
@@ -331,6 +364,12 @@ impl fmt::Display for SpecError {
 impl std::error::Error for SpecError {}
 
 /// Parses `"500ms"`, `"10s"` or `"2m"`.
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(nstest::spec::parse_duration("500ms"), Ok(Duration::from_millis(500)));
+/// assert_eq!(nstest::spec::parse_duration("2m"), Ok(Duration::from_secs(120)));
+/// assert!(nstest::spec::parse_duration("10").is_err());
+/// ```
 pub fn parse_duration(s: &str) -> Result<Duration, SpecError> {
     let bad = || SpecError::BadDuration(s.to_string());
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
@@ -349,6 +388,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, SpecError> {
 }
 
 /// Formats a duration the way the options spell it: `500ms`, `10s`, `2m`.
+/// ```
+/// assert_eq!(nstest::spec::format_duration(std::time::Duration::from_secs(10)), "10s");
+/// ```
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms % 60_000 == 0 {
@@ -361,6 +403,10 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// Checks a hostname: one DNS label, 1 to 63 of `[A-Za-z0-9-]`, no leading or trailing `-`.
+/// ```
+/// assert!(nstest::spec::validate_hostname("web-1").is_ok());
+/// assert!(nstest::spec::validate_hostname("not_valid").is_err());
+/// ```
 pub fn validate_hostname(s: &str) -> Result<(), SpecError> {
     let ok = !s.is_empty()
         && s.len() <= 63
@@ -376,6 +422,9 @@ pub fn validate_hostname(s: &str) -> Result<(), SpecError> {
 
 /// The default hostname of a test: its function name made a valid hostname
 /// (`hostname_is_the_containers` → `hostname-is-the-containers`).
+/// ```
+/// assert_eq!(nstest::spec::hostname_for_test("writes_etc_hosts"), "writes-etc-hosts");
+/// ```
 pub fn hostname_for_test(fn_name: &str) -> String {
     let mut h: String = fn_name
         .chars()

@@ -220,6 +220,14 @@ impl Cache {
     }
 
     /// The finished bases.
+    ///
+    /// ```no_run
+    /// use nstest::rootfs::cache::Cache;
+    /// for entry in Cache::open(Cache::default_root())?.list()? {
+    ///     println!("{} {} bytes", entry.key, entry.bytes);
+    /// }
+    /// # Ok::<(), nstest::rootfs::RootfsError>(())
+    /// ```
     pub fn list(&self) -> Result<Vec<Entry>, RootfsError> {
         let bases = self.root.join("bases");
         let mut v: Vec<Entry> = fs::read_dir(&bases)

@@ -1,7 +1,7 @@
 //! Root filesystems: where a container's files come from, prepared once per run.
 //!
 //! A [`RootfsSource`] is turned into a [`Base`] on the host side, before any container starts: a
-//! tarball is unpacked (safely, see [`unpack`]) into the [`cache`], keyed by its digest, so a
+//! tarball is unpacked (safely, see [`unpack`]) into the [cache](mod@cache), keyed by its digest, so a
 //! second run unpacks nothing; a directory is used in place; `builtin:busybox` is built from the
 //! host's static busybox; `builtin:host` needs no preparation. Each distinct source is prepared
 //! at most once per process ([`prepare`] memoizes), then shared read-only by every container.
@@ -224,6 +224,12 @@ pub fn keep_dir(name: &str) -> Result<PathBuf, RootfsError> {
     Ok(dir)
 }
 
+/// ```no_run
+/// use nstest::{rootfs, spec::RootfsSource};
+/// let prepared = rootfs::prepare(&RootfsSource::Busybox)?;
+/// println!("{:?}", prepared.base); // Dir("~/.cache/nstest/bases/busybox-…")
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 /// Prepares `source` (at most once per process) and returns its base.
 pub fn prepare(source: &RootfsSource) -> Result<Prepared, RootfsError> {
     let slot = PREPARED
