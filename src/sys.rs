@@ -491,6 +491,12 @@ pub fn join_namespaces(cmd: &mut std::process::Command, pidfd: RawFd, flags: Clo
     }
 }
 
+/// Whether no process has this pid any more (the owner of a stale cache entry or cgroup).
+/// A pid that exists but is not ours to signal counts as alive.
+pub fn pid_is_dead(pid: i32) -> bool {
+    nix::sys::signal::kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH)
+}
+
 /// Whether fd 0 is a terminal.
 pub fn stdin_is_terminal() -> bool {
     nix::unistd::isatty(0).unwrap_or(false)

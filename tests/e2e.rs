@@ -519,17 +519,7 @@ fn nstest_timeout_sets_the_default() {
 fn the_other_roots_pass_the_same_demos() {
     // The cache's busybox base as a directory, as a .tar and as a .tar.gz, the copy fallback, and
     // the host's own binaries.
-    let run = run_fixture("warm", &["demo_pid_one"], &[]);
-    assert!(run.output.status.success(), "{}", run.text());
-    let bases = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("e2e-cache")
-        .join("bases");
-    let base = std::fs::read_dir(&bases)
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("busybox-"))
-        .unwrap()
-        .path();
+    let base = busybox_base();
     let archives = scratch("archives");
     let tar = archives.join("root.tar");
     let tgz = archives.join("root.tar.gz");
@@ -576,6 +566,21 @@ fn the_other_roots_pass_the_same_demos() {
         .contains("Read-only file system"));
     let passed = run.outcomes.values().filter(|o| *o == "ok").count();
     assert_eq!(passed, 19, "{}", run.text());
+}
+
+/// The busybox base in the e2e cache, built by a first run if need be.
+fn busybox_base() -> PathBuf {
+    let run = run_fixture("warm", &["demo_pid_one"], &[]);
+    assert!(run.output.status.success(), "{}", run.text());
+    let bases = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e-cache")
+        .join("bases");
+    std::fs::read_dir(&bases)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("busybox-"))
+        .unwrap()
+        .path()
 }
 
 /// Starts the fixture on a test that hangs with a child process, waits until that child is
@@ -757,17 +762,7 @@ fn inherited_fds_never_reach_a_test() {
 
 #[test]
 fn a_rootfs_with_a_symlinked_proc_is_refused() {
-    let run = run_fixture("warm-proc", &["demo_pid_one"], &[]);
-    assert!(run.output.status.success(), "{}", run.text());
-    let bases = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("e2e-cache")
-        .join("bases");
-    let base = std::fs::read_dir(&bases)
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("busybox-"))
-        .unwrap()
-        .path();
+    let base = busybox_base();
     let root = scratch("symlinked-proc").join("root");
     assert!(Command::new("cp")
         .arg("-a")
@@ -907,17 +902,7 @@ fn limits_that_cannot_be_applied_are_skipped_with_nstest_unavailable_skip() {
 
 #[test]
 fn a_bind_target_through_a_rootfs_symlink_is_refused() {
-    let run = run_fixture("warm-bind", &["demo_pid_one"], &[]);
-    assert!(run.output.status.success(), "{}", run.text());
-    let bases = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("e2e-cache")
-        .join("bases");
-    let base = std::fs::read_dir(&bases)
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("busybox-"))
-        .unwrap()
-        .path();
+    let base = busybox_base();
     let scratch_dir = scratch("symlinked-bind");
     let root = scratch_dir.join("root");
     let aim = scratch_dir.join("host-side");

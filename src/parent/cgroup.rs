@@ -180,7 +180,7 @@ fn remove_stale_runs(own: &Path) {
         else {
             continue;
         };
-        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(Errno::ESRCH) {
+        if crate::sys::pid_is_dead(pid) {
             if let Ok(children) = fs::read_dir(e.path()) {
                 for c in children.flatten().filter(|c| c.path().is_dir()) {
                     kill_all(&c.path());

@@ -75,10 +75,7 @@ impl Cache {
         if let Ok(entries) = fs::read_dir(self.root.join("kept")) {
             for e in entries.flatten() {
                 let pid = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok());
-                if pid.is_some_and(|p| {
-                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None)
-                        == Err(nix::errno::Errno::ESRCH)
-                }) {
+                if pid.is_some_and(crate::sys::pid_is_dead) {
                     remove_tree(&e.path());
                 }
             }
@@ -95,9 +92,7 @@ impl Cache {
             else {
                 continue;
             };
-            let dead = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
-                == Err(nix::errno::Errno::ESRCH);
-            if dead {
+            if crate::sys::pid_is_dead(pid) {
                 eprintln!(
                     "nstest: removed {}, left by a run that was killed (pid {pid})",
                     e.path().display()
