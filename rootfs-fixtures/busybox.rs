@@ -64,6 +64,12 @@ const FILES: [(&str, &str); 7] = [
 ];
 
 /// The first static busybox on this host, if any.
+///
+/// ```no_run
+/// if let Some(bb) = nstest::rootfs::busybox::find() {
+///     println!("static busybox at {}", bb.display());
+/// }
+/// ```
 pub fn find() -> Option<PathBuf> {
     let path_dirs = std::env::var_os("PATH")
         .map(|p| {
@@ -80,6 +86,10 @@ pub fn find() -> Option<PathBuf> {
 }
 
 /// True for an ELF executable without an interpreter (`PT_INTERP`), i.e. statically linked.
+///
+/// ```
+/// assert!(!nstest::rootfs::busybox::is_static_elf(std::path::Path::new("/nonexistent")));
+/// ```
 pub fn is_static_elf(path: &Path) -> bool {
     let mut head = Vec::new();
     let Ok(f) = fs::File::open(path) else {
@@ -105,6 +115,12 @@ pub fn is_static_elf(path: &Path) -> bool {
 }
 
 /// Builds the rootfs into `dest` (an empty directory) from the static busybox at `busybox`.
+///
+/// ```no_run
+/// let bb = nstest::rootfs::busybox::find().ok_or(nstest::rootfs::RootfsError::NoBusybox)?;
+/// nstest::rootfs::busybox::build(&bb, "/tmp/empty-dir".as_ref())?;
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 pub fn build(busybox: &Path, dest: &Path) -> Result<(), RootfsError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();

@@ -14,6 +14,11 @@ use crate::spec::{
 };
 
 /// Where a container's standard stream goes.
+///
+/// ```no_run
+/// nstest::Container::new("sh").stdin(nstest::Stdio::Inherit).stdout(nstest::Stdio::Inherit).status()?;
+/// # Ok::<(), nstest::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stdio {
     /// The caller's own stream (a terminal stays a terminal: interactive shells work).
@@ -60,6 +65,11 @@ pub struct Container {
 impl Container {
     /// A container that will run `program` (looked up in the container's `PATH` unless it
     /// contains a `/`).
+    ///
+    /// ```no_run
+    /// let out = nstest::Container::new("uname").arg("-n").output()?;
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn new(program: impl AsRef<OsStr>) -> Self {
         Self {
             argv: vec![program.as_ref().to_owned()],
@@ -79,12 +89,22 @@ impl Container {
     }
 
     /// Adds an argument.
+    ///
+    /// ```no_run
+    /// nstest::Container::new("ls").arg("-l").arg("/etc").status()?;
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
         self.argv.push(arg.as_ref().to_owned());
         self
     }
 
     /// Adds arguments.
+    ///
+    /// ```no_run
+    /// nstest::Container::new("sh").args(["-c", "echo $$"]).status()?;
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn args<I, S>(&mut self, args: I) -> &mut Self
     where
         I: IntoIterator<Item = S>,
@@ -110,6 +130,12 @@ impl Container {
     }
 
     /// The container's hostname (default `nstest`).
+    ///
+    /// ```no_run
+    /// let out = nstest::Container::new("hostname").hostname("db-1").output()?;
+    /// assert_eq!(out.stdout, b"db-1\n");
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn hostname(&mut self, hostname: impl Into<String>) -> &mut Self {
         self.hostname = hostname.into();
         self
@@ -117,6 +143,12 @@ impl Container {
 
     /// The network: [`Net::Loopback`] (default: a new network namespace with only `lo`, up) or
     /// [`Net::Host`] (the host's network namespace, shared).
+    ///
+    /// ```no_run
+    /// // The host's network, e.g. to reach a service on the host.
+    /// nstest::Container::new("ip").arg("addr").net(nstest::Net::Host).status()?;
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn net(&mut self, net: Net) -> &mut Self {
         self.net = net;
         self
@@ -141,12 +173,22 @@ impl Container {
     }
 
     /// Limit the container's number of processes and threads.
+    ///
+    /// ```no_run
+    /// nstest::Container::new("sh").args(["-c", "sleep 1 & sleep 1 & wait"]).pids(8).status()?;
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn pids(&mut self, max: u64) -> &mut Self {
         self.limits.pids = Some(max);
         self
     }
 
     /// Limit the container's CPU time, in CPUs (`0.5`: half of one CPU).
+    ///
+    /// ```no_run
+    /// nstest::Container::new("sh").args(["-c", "echo spin"]).cpus(0.25).status()?;
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn cpus(&mut self, cpus: f64) -> &mut Self {
         self.limits.cpus = Some(cpus);
         self
@@ -171,12 +213,24 @@ impl Container {
 
     /// Sets a variable in the container's environment. The environment is otherwise clean:
     /// `PATH` for the rootfs, `HOME=/root`, `HOSTNAME`, and `TERM` and `RUST_BACKTRACE` when set.
+    ///
+    /// ```no_run
+    /// let out = nstest::Container::new("sh").args(["-c", "echo $GREETING"]).env("GREETING", "hi").output()?;
+    /// assert_eq!(out.stdout, b"hi\n");
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn env(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
         self.env.push((key.into(), value.into()));
         self
     }
 
     /// The working directory inside the container (created if missing; default `/`).
+    ///
+    /// ```no_run
+    /// let out = nstest::Container::new("pwd").workdir("/srv/app").output()?;
+    /// assert_eq!(out.stdout, b"/srv/app\n");
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn workdir(&mut self, dir: impl Into<String>) -> &mut Self {
         self.workdir = Some(dir.into());
         self
@@ -184,35 +238,69 @@ impl Container {
 
     /// Kill the container (its whole PID namespace) after this long; the call then returns
     /// [`Error::TimedOut`]. Default: no limit.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let r = nstest::Container::new("sleep").arg("60").timeout(Duration::from_millis(200)).status();
+    /// assert!(matches!(r, Err(nstest::Error::TimedOut(_))));
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = Some(timeout);
         self
     }
 
     /// Standard input: [`Stdio::Inherit`] (default) or [`Stdio::Null`].
+    ///
+    /// ```no_run
+    /// nstest::Container::new("cat").stdin(nstest::Stdio::Null).status()?;
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn stdin(&mut self, s: Stdio) -> &mut Self {
         self.stdin = Some(s);
         self
     }
 
     /// Standard output (default: inherit for `status`, piped for `output`).
+    ///
+    /// ```no_run
+    /// nstest::Container::new("ls").stdout(nstest::Stdio::Null).status()?;
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn stdout(&mut self, s: Stdio) -> &mut Self {
         self.stdout = Some(s);
         self
     }
 
     /// Standard error (default: inherit for `status`, piped for `output`).
+    ///
+    /// ```no_run
+    /// nstest::Container::new("ls").arg("/nope").stderr(nstest::Stdio::Null).status()?;
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn stderr(&mut self, s: Stdio) -> &mut Self {
         self.stderr = Some(s);
         self
     }
 
     /// Runs the command and waits for it.
+    ///
+    /// ```no_run
+    /// let status = nstest::Container::new("true").status()?;
+    /// assert!(status.success());
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn status(&mut self) -> Result<ExitStatus, Error> {
         self.run(Stdio::Inherit, Stdio::Inherit).map(|o| o.status)
     }
 
     /// Runs the command and collects its output.
+    ///
+    /// ```no_run
+    /// let out = nstest::Container::new("sh").args(["-c", "echo out; echo err >&2"]).output()?;
+    /// assert_eq!((out.stdout, out.stderr), (b"out\n".to_vec(), b"err\n".to_vec()));
+    /// # Ok::<(), nstest::Error>(())
+    /// ```
     pub fn output(&mut self) -> Result<Output, Error> {
         self.run(Stdio::Null, Stdio::Piped)
     }

@@ -13,6 +13,15 @@ use crate::spec::SpecError;
 use crate::sys::SysError;
 
 /// Why nstest could not run a container.
+///
+/// ```no_run
+/// match nstest::Container::new("true").rootfs("missing.tar").status() {
+///     Err(nstest::Error::Rootfs(e)) => eprintln!("no rootfs: {e}"),
+///     Err(e) => eprintln!("nstest could not run it: {e}"),
+///     Ok(status) => println!("{status}"),
+/// }
+/// # Ok::<(), nstest::Error>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {

@@ -104,7 +104,7 @@ mod container;
 mod error;
 mod harness;
 mod parent;
-pub mod protocol;
+mod protocol;
 mod registry;
 pub mod rootfs;
 mod runner;
@@ -114,6 +114,7 @@ mod sys;
 pub use container::{Container, Stdio};
 pub use error::Error;
 pub use nstest_macros::test;
+pub use protocol::Step;
 pub use spec::Net;
 pub use sys::SysError;
 

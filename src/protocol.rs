@@ -36,7 +36,7 @@ const KIND_FATAL_SIGNAL: u8 = 5;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Step {
-    /// Reading the [`ChildSpec`] from the environment.
+    /// Reading what to set up from the environment (`__NSTEST_CHILD`).
     ReadSpec,
     /// Writing the user namespace's `setgroups`, `uid_map` and `gid_map` (rootless mode).
     UserNamespace,
@@ -163,14 +163,6 @@ pub enum Message {
 
 impl Message {
     /// Encodes the message; [`Decoder`] takes it back, byte by byte if need be.
-    ///
-    /// ```
-    /// use nstest::protocol::{Decoder, Message};
-    /// let mut d = Decoder::default();
-    /// d.push(&Message::SetupDone.encode());
-    /// assert_eq!(d.next_message(), Ok(Some(Message::SetupDone)));
-    /// ```
-    ///
     /// The whole frame.
     pub fn encode(&self) -> Vec<u8> {
         let mut p = Vec::new();

@@ -10,12 +10,25 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Timeout of a test that names none and runs without `NSTEST_TIMEOUT`.
+///
+/// ```
+/// assert_eq!(nstest::spec::DEFAULT_TIMEOUT.as_secs(), 60);
+/// ```
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Hostname of a [`crate::Container`] that names none.
+///
+/// ```
+/// assert_eq!(nstest::spec::DEFAULT_HOSTNAME, "nstest");
+/// ```
 pub const DEFAULT_HOSTNAME: &str = "nstest";
 
 /// A container's network.
+///
+/// ```
+/// assert_eq!(nstest::Net::parse("host"), Ok(nstest::Net::Host));
+/// assert_eq!(nstest::Net::default(), nstest::Net::Loopback);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Net {
     /// `net = "loopback"` (the default): a new network namespace with only `lo`, up.
@@ -27,6 +40,10 @@ pub enum Net {
 
 impl Net {
     /// Parses `"loopback"` or `"host"`.
+    ///
+    /// ```
+    /// assert!(nstest::Net::parse("bridge").is_err());
+    /// ```
     pub fn parse(s: &str) -> Result<Self, SpecError> {
         match s {
             "loopback" => Ok(Self::Loopback),
@@ -37,6 +54,11 @@ impl Net {
 }
 
 /// A host path bound into a container: `"host/path:/container/path[:ro|:rw]"`.
+///
+/// ```
+/// let b = nstest::spec::Bind::parse("data:/data", std::path::Path::new("/pkg")).unwrap();
+/// assert!(b.read_only);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bind {
     /// The host path (relative paths start at the package's directory).
@@ -108,6 +130,11 @@ pub fn validate_workdir(s: &str) -> Result<PathBuf, SpecError> {
 }
 
 /// Resource limits of a container (cgroups). `None`: no limit.
+///
+/// ```
+/// let l = nstest::spec::Limits { memory: Some(64 << 20), pids: Some(64), cpus: Some(0.5) };
+/// assert!(!l.is_empty());
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Limits {
     /// `memory = "64M"`: bytes.
@@ -120,6 +147,10 @@ pub struct Limits {
 
 impl Limits {
     /// No limit at all.
+    ///
+    /// ```
+    /// assert!(nstest::spec::Limits::default().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.memory.is_none() && self.pids.is_none() && self.cpus.is_none()
     }
@@ -184,6 +215,11 @@ pub fn format_bytes(b: u64) -> String {
 }
 
 /// Where a container's root filesystem comes from.
+///
+/// ```
+/// let s = nstest::spec::RootfsSource::parse("docker-archive:save.tar", std::path::Path::new("/pkg")).unwrap();
+/// assert_eq!(s.to_string(), "docker-archive:/pkg/save.tar");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RootfsSource {
     /// `NSTEST_ROOTFS` if set, otherwise the busybox fixture, otherwise the host's own binaries.
@@ -270,6 +306,12 @@ impl RootfsSource {
     }
 
     /// The path this source reads, if it is one.
+    ///
+    /// ```
+    /// use nstest::spec::RootfsSource;
+    /// assert_eq!(RootfsSource::Tar("/a.tar".into()).path(), Some(std::path::Path::new("/a.tar")));
+    /// assert_eq!(RootfsSource::Busybox.path(), None);
+    /// ```
     pub fn path(&self) -> Option<&Path> {
         match self {
             Self::Tar(p) | Self::Dir(p) | Self::DockerArchive(p) => Some(p),
@@ -294,6 +336,11 @@ impl fmt::Display for RootfsSource {
 }
 
 /// A container setting that does not parse.
+///
+/// ```
+/// let e = nstest::spec::parse_duration("ten seconds").unwrap_err();
+/// assert!(e.to_string().contains("\"10s\""));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SpecError {
     /// A duration without a number and one of the units `ms`, `s`, `m`.
@@ -446,6 +493,12 @@ pub fn hostname_for_test(fn_name: &str) -> String {
 }
 
 /// `NSTEST_TIMEOUT`, if set.
+///
+/// ```
+/// // Unset: no override of the 60 s default.
+/// std::env::remove_var("NSTEST_TIMEOUT");
+/// assert_eq!(nstest::spec::env_timeout(), Ok(None));
+/// ```
 pub fn env_timeout() -> Result<Option<Duration>, SpecError> {
     match std::env::var("NSTEST_TIMEOUT") {
         Ok(s) => parse_duration(&s)

@@ -27,6 +27,12 @@ use super::RootfsError;
 const FORMAT: &str = "nstest-base-v1";
 
 /// The cache root and its fixed subdirectories.
+///
+/// ```no_run
+/// let cache = nstest::rootfs::cache::Cache::open(nstest::rootfs::cache::Cache::default_root())?;
+/// println!("{} bases", cache.list()?.len());
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Cache {
     root: PathBuf,
@@ -41,6 +47,11 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RootfsError + '_ {
 
 impl Cache {
     /// The cache root nstest uses in this environment.
+    ///
+    /// ```
+    /// std::env::set_var("NSTEST_CACHE_DIR", "/var/tmp/nstest");
+    /// assert_eq!(nstest::rootfs::cache::Cache::default_root(), std::path::Path::new("/var/tmp/nstest"));
+    /// ```
     pub fn default_root() -> PathBuf {
         if let Some(d) = std::env::var_os("NSTEST_CACHE_DIR").filter(|d| !d.is_empty()) {
             return PathBuf::from(d);
@@ -59,6 +70,13 @@ impl Cache {
 
     /// Opens (creating if needed) the cache at `root`, and removes what builders that were
     /// killed left in `tmp/` (recognised by their dead owner pid), saying so.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("nstest-doc-{}", std::process::id()));
+    /// let cache = nstest::rootfs::cache::Cache::open(dir.clone()).unwrap();
+    /// assert!(cache.root().join("bases").is_dir());
+    /// # std::fs::remove_dir_all(dir).unwrap();
+    /// ```
     pub fn open(root: PathBuf) -> Result<Self, RootfsError> {
         for sub in ["bases", "tmp", "mnt"] {
             let p = root.join(sub);
@@ -103,6 +121,11 @@ impl Cache {
     }
 
     /// The cache root.
+    ///
+    /// ```no_run
+    /// println!("{}", nstest::rootfs::cache()?.root().display());
+    /// # Ok::<(), nstest::rootfs::RootfsError>(())
+    /// ```
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -127,6 +150,15 @@ impl Cache {
     /// The finished base for `key`, building it with `build` (into a temporary directory that is
     /// renamed into place) if it is not there yet. Concurrent callers, in this process or
     /// another, build it once; a failed build leaves nothing behind.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("nstest-doc-build-{}", std::process::id()));
+    /// let cache = nstest::rootfs::cache::Cache::open(dir.clone()).unwrap();
+    /// let (base, built) = cache.get_or_build("demo-1", |tmp| { std::fs::write(tmp.join("f"), "x").unwrap(); Ok(()) }).unwrap();
+    /// assert!(built && base.join("f").exists());
+    /// assert!(!cache.get_or_build("demo-1", |_| unreachable!()).unwrap().1, "built once");
+    /// # std::fs::remove_dir_all(dir).unwrap();
+    /// ```
     pub fn get_or_build(
         &self,
         key: &str,
@@ -178,6 +210,13 @@ impl Cache {
 }
 
 /// One finished base in the cache.
+///
+/// ```no_run
+/// for e in nstest::rootfs::cache()?.list()? {
+///     println!("{} {}", e.key, e.path.display());
+/// }
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// Its key: the kind of source and the digest of its content.
@@ -240,6 +279,12 @@ impl Cache {
 
     /// Removes every finished base (the next run builds what it needs again), unless a process
     /// is using the cache: then nothing is removed and the error says so.
+    ///
+    /// ```no_run
+    /// let removed = nstest::rootfs::cache::Cache::open(nstest::rootfs::cache::Cache::default_root())?.prune()?;
+    /// println!("removed {}", removed.len());
+    /// # Ok::<(), nstest::rootfs::RootfsError>(())
+    /// ```
     pub fn prune(&self) -> Result<Vec<Entry>, RootfsError> {
         let path = self.root.join("use.lock");
         let f = File::options()
@@ -264,6 +309,12 @@ impl Cache {
 }
 
 /// The cache key of a file's content: `<prefix>-<sha256>`.
+///
+/// ```no_run
+/// let key = nstest::rootfs::cache::file_key("tar", std::path::Path::new("alpine.tar.gz"))?;
+/// assert!(key.starts_with("tar-"));
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 pub fn file_key(prefix: &str, path: &Path) -> Result<String, RootfsError> {
     let read_err = |e| RootfsError::Read {
         path: path.to_path_buf(),
@@ -290,6 +341,13 @@ pub fn file_key(prefix: &str, path: &Path) -> Result<String, RootfsError> {
 }
 
 /// Removes a directory tree, opening up read-only directories on the way if needed.
+///
+/// ```
+/// let d = std::env::temp_dir().join(format!("nstest-doc-rm-{}", std::process::id()));
+/// std::fs::create_dir_all(d.join("a/b")).unwrap();
+/// nstest::rootfs::cache::remove_tree(&d);
+/// assert!(!d.exists());
+/// ```
 pub fn remove_tree(path: &Path) {
     if fs::remove_dir_all(path).is_ok() || !path.exists() {
         return;

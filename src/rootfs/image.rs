@@ -106,6 +106,12 @@ fn this_arch() -> &'static str {
 }
 
 /// The digest of the image manifest that `oci:dir[:tag]` names: the cache key of the image.
+///
+/// ```no_run
+/// let digest = nstest::rootfs::image::oci_manifest("alpine-oci".as_ref(), Some("3.20"))?;
+/// assert!(digest.starts_with("sha256:"));
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 pub fn oci_manifest(dir: &Path, tag: Option<&str>) -> Result<String, RootfsError> {
     if !dir.join("oci-layout").is_file() {
         return Err(bad(dir, "not an OCI image layout (no oci-layout file)"));
@@ -174,6 +180,12 @@ fn tags(ms: &[Descriptor]) -> String {
 }
 
 /// Applies the layers of the manifest `digest` of the layout at `dir` into `dest`, in order.
+///
+/// ```no_run
+/// let digest = nstest::rootfs::image::oci_manifest("img".as_ref(), None)?;
+/// nstest::rootfs::image::build_oci("img".as_ref(), &digest, "/tmp/root".as_ref())?;
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 pub fn build_oci(dir: &Path, digest: &str, dest: &Path) -> Result<(), RootfsError> {
     let manifest: Manifest = read_json(&blob(dir, digest)?)?;
     if manifest.layers.is_empty() {
@@ -193,6 +205,11 @@ struct SaveEntry {
 
 /// Builds `dest` from a `docker save` archive: the archive is unpacked (safely) into `scratch`,
 /// then the first image's layers are applied in order.
+///
+/// ```no_run
+/// nstest::rootfs::image::build_docker_archive("save.tar".as_ref(), "/tmp/scratch".as_ref(), "/tmp/root".as_ref())?;
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 pub fn build_docker_archive(
     archive: &Path,
     scratch: &Path,

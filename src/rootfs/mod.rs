@@ -24,6 +24,12 @@ use crate::spec::{RootfsSource, SpecError};
 use cache::Cache;
 
 /// A rootfs that could not be prepared. Every variant names the path at fault.
+///
+/// ```
+/// use nstest::{rootfs, spec::RootfsSource};
+/// let err = rootfs::prepare(&RootfsSource::Tar("/nonexistent.tar".into())).unwrap_err();
+/// assert!(matches!(err, rootfs::RootfsError::NotFound { .. }));
+/// ```
 #[allow(missing_docs)] // each field is named by what it holds
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -132,6 +138,13 @@ fn chain(e: &std::io::Error) -> String {
 }
 
 /// A prepared root, shared read-only by the containers that use it.
+///
+/// ```no_run
+/// if let nstest::rootfs::Base::Dir(d) = nstest::rootfs::prepare(&nstest::spec::RootfsSource::Busybox)?.base {
+///     assert!(d.join("bin/busybox").exists());
+/// }
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Base {
     /// An unpacked tree: the overlay's lower layer.
@@ -141,6 +154,12 @@ pub enum Base {
 }
 
 /// A prepared base with the cache its containers mount their scratch space in.
+///
+/// ```no_run
+/// let p = nstest::rootfs::prepare(&nstest::spec::RootfsSource::Host)?;
+/// assert_eq!(p.base, nstest::rootfs::Base::Host);
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Prepared {
     /// The root.
@@ -152,6 +171,11 @@ pub struct Prepared {
 static CACHE: OnceCell<Cache> = OnceCell::new();
 
 /// The cache, opened once per process.
+///
+/// ```no_run
+/// println!("{}", nstest::rootfs::cache()?.root().display());
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 pub fn cache() -> Result<&'static Cache, RootfsError> {
     CACHE.get_or_try_init(|| {
         let c = Cache::open(Cache::default_root())?;
@@ -165,6 +189,12 @@ static PREPARED: Lazy<Mutex<HashMap<RootfsSource, Slot>>> = Lazy::new(Default::d
 
 /// What [`RootfsSource::Default`] means here: `NSTEST_ROOTFS` (relative to `base_dir`), else
 /// `builtin:busybox` when a static busybox is installed, else `builtin:host`.
+///
+/// ```
+/// std::env::set_var("NSTEST_ROOTFS", "builtin:host");
+/// let s = nstest::rootfs::default_source(std::path::Path::new("/pkg")).unwrap();
+/// assert_eq!(s, nstest::spec::RootfsSource::Host);
+/// ```
 pub fn default_source(base_dir: &Path) -> Result<RootfsSource, RootfsError> {
     match std::env::var("NSTEST_ROOTFS") {
         Ok(s) if !s.is_empty() => RootfsSource::parse(&s, base_dir)
@@ -180,6 +210,11 @@ fn busybox_path() -> Option<&'static PathBuf> {
 }
 
 /// One line for the run's header: which rootfs the tests without a `rootfs` option get.
+///
+/// ```
+/// std::env::set_var("NSTEST_ROOTFS", "builtin:host");
+/// assert!(nstest::rootfs::describe_default(std::path::Path::new("/")).starts_with("builtin:host"));
+/// ```
 pub fn describe_default(base_dir: &Path) -> String {
     match default_source(base_dir) {
         Ok(RootfsSource::Busybox) => format!(
@@ -200,6 +235,12 @@ pub fn describe_default(base_dir: &Path) -> String {
 
 /// A fresh directory for a kept container (`NSTEST_KEEP=1`): `kept/<pid>/<name>` in the cache.
 /// Earlier runs' are removed when the cache is opened.
+///
+/// ```no_run
+/// let dir = nstest::rootfs::keep_dir("my_test")?;
+/// assert!(dir.ends_with("my_test"));
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 pub fn keep_dir(name: &str) -> Result<PathBuf, RootfsError> {
     let safe: String = name
         .chars()

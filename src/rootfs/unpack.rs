@@ -18,6 +18,11 @@ use std::sync::Arc;
 use super::RootfsError;
 
 /// How an archive is compressed, as its first bytes say.
+///
+/// ```
+/// use nstest::rootfs::unpack::Compression;
+/// assert_eq!(Compression::sniff(&[0x1f, 0x8b]), Compression::Gzip);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
     /// A plain tar.
@@ -32,6 +37,11 @@ pub enum Compression {
 
 impl Compression {
     /// The compression of the stream that starts with `head`.
+    ///
+    /// ```
+    /// use nstest::rootfs::unpack::Compression;
+    /// assert_eq!(Compression::sniff(b"\xfd7zXZ\x00"), Compression::Xz);
+    /// ```
     pub fn sniff(head: &[u8]) -> Self {
         if head.starts_with(&[0x1f, 0x8b]) {
             Self::Gzip
@@ -46,6 +56,12 @@ impl Compression {
 }
 
 /// The decompressed stream of the archive at `path`.
+///
+/// ```no_run
+/// let mut tar = tar::Archive::new(nstest::rootfs::unpack::open(std::path::Path::new("root.tar.zst"))?);
+/// # let _ = &mut tar;
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 pub fn open(path: &Path) -> Result<Box<dyn Read>, RootfsError> {
     let read_err = |e| RootfsError::Read {
         path: path.into(),
@@ -72,6 +88,12 @@ pub fn open(path: &Path) -> Result<Box<dyn Read>, RootfsError> {
 
 /// Unpacks the rootfs archive `archive` into `dest` (an existing, empty directory). Returns the
 /// number of entries.
+///
+/// ```no_run
+/// let n = nstest::rootfs::unpack::unpack("alpine.tar.gz".as_ref(), "/tmp/root".as_ref())?;
+/// println!("{n} entries");
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 pub fn unpack(archive: &Path, dest: &Path) -> Result<u64, RootfsError> {
     let count = unpack_entries(archive, dest, false)?;
     if count == 0 {
@@ -88,6 +110,13 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<u64, RootfsError> {
 
 /// Applies the image layer `layer` on top of `dest`: its whiteouts (`.wh.<name>` deletes
 /// `<name>` from the layers below, `.wh..wh..opq` empties its directory) first, then its entries.
+///
+/// ```no_run
+/// for layer in ["layer1.tar.gz", "layer2.tar.gz"] {
+///     nstest::rootfs::unpack::apply_layer(layer.as_ref(), "/tmp/root".as_ref())?;
+/// }
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
 pub fn apply_layer(layer: &Path, dest: &Path) -> Result<u64, RootfsError> {
     // First pass: the deletions this layer makes in the layers below it.
     let mut ar = tar::Archive::new(open(layer)?);
