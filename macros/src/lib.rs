@@ -1,5 +1,5 @@
 //! The `#[nstest::test]` attribute. Use it through the `nstest` crate; the expansion lives in
-//! [`expand`], in plain functions that unit tests call.
+//! `expand`, in plain functions that unit tests call.
 
 mod expand;
 
