@@ -205,6 +205,8 @@ static LIVE: Mutex<usize> = Mutex::new(0);
 /// One test's cgroups (one per controller hierarchy in use).
 #[derive(Debug)]
 pub(crate) struct TestCgroup {
+    /// The run's cgroup directories this test's live under (removed with the last test).
+    runs: Vec<PathBuf>,
     dirs: Vec<(PathBuf, bool)>,
     memory: Option<(PathBuf, bool)>,
     pids: Option<(PathBuf, bool)>,
@@ -223,6 +225,11 @@ pub(crate) struct Usage {
 impl TestCgroup {
     /// Makes the cgroups for `limits` and writes the limits. Nothing is made for no limits.
     pub(crate) fn create(limits: &Limits) -> Result<Option<Self>, CgroupError> {
+        Self::create_in(&RUN, limits)
+    }
+
+    /// [`TestCgroup::create`] under the run cgroups `run`.
+    fn create_in(run: &Run, limits: &Limits) -> Result<Option<Self>, CgroupError> {
         if limits.is_empty() {
             return Ok(None);
         }
@@ -231,6 +238,11 @@ impl TestCgroup {
         *live += 1;
         drop(live);
         let mut cg = TestCgroup {
+            runs: [&run.memory, &run.pids, &run.cpu]
+                .into_iter()
+                .flatten()
+                .map(|d| d.run.clone())
+                .collect(),
             dirs: Vec::new(),
             memory: None,
             pids: None,
@@ -238,9 +250,9 @@ impl TestCgroup {
             limits: limits.clone(),
         };
         let wanted = [
-            ("memory", limits.memory.is_some(), RUN.memory.as_ref()),
-            ("pids", limits.pids.is_some(), RUN.pids.as_ref()),
-            ("cpu", limits.cpus.is_some(), RUN.cpu.as_ref()),
+            ("memory", limits.memory.is_some(), run.memory.as_ref()),
+            ("pids", limits.pids.is_some(), run.pids.as_ref()),
+            ("cpu", limits.cpus.is_some(), run.cpu.as_ref()),
         ];
         for (controller, want, dir) in wanted {
             if !want {
@@ -385,8 +397,8 @@ impl TestCgroup {
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         *live -= 1;
         if *live == 0 {
-            for d in [&RUN.memory, &RUN.pids, &RUN.cpu].into_iter().flatten() {
-                let _ = fs::remove_dir(&d.run);
+            for d in &self.runs {
+                let _ = fs::remove_dir(d);
             }
         }
     }
@@ -433,5 +445,125 @@ fn remove_dir(dir: &Path) {
             }
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cgroup v2 hierarchy as files: what nstest writes there, and what it reads back. (This
+    /// machine binds the controllers to v1; the kernel's own v2 is exercised where it has them.)
+    #[test]
+    fn v2_limits_are_written_and_read_back() {
+        let own = std::env::temp_dir().join(format!("nstest-cg2-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&own);
+        fs::create_dir_all(&own).unwrap();
+        fs::write(own.join("cgroup.subtree_control"), "").unwrap();
+        let dir = |c| {
+            Some(Dir {
+                run: own.join(format!("nstest-{c}")),
+                v2: true,
+            })
+        };
+        // One run dir per controller here, so each can be checked alone.
+        let run = Run {
+            memory: dir("m"),
+            pids: dir("p"),
+            cpu: dir("c"),
+        };
+        for d in [&run.memory, &run.pids, &run.cpu].into_iter().flatten() {
+            fs::create_dir_all(&d.run).unwrap();
+            fs::write(d.run.join("cgroup.subtree_control"), "").unwrap();
+        }
+        let limits = Limits {
+            memory: Some(32 << 20),
+            pids: Some(16),
+            cpus: Some(0.5),
+        };
+        let cg = TestCgroup::create_in(&run, &limits).unwrap().unwrap();
+        let read = |p: &PathBuf, f: &str| fs::read_to_string(p.join(f)).unwrap();
+        let (m, p, c) = (
+            &cg.memory.as_ref().unwrap().0,
+            &cg.pids.as_ref().unwrap().0,
+            &cg.cpu.as_ref().unwrap().0,
+        );
+        assert_eq!(read(m, "memory.max"), (32u64 << 20).to_string());
+        assert_eq!(read(m, "memory.swap.max"), "0");
+        assert_eq!(read(p, "pids.max"), "16");
+        assert_eq!(read(c, "cpu.max"), "50000 100000");
+        assert_eq!(
+            read(&run.memory.as_ref().unwrap().run, "cgroup.subtree_control"),
+            "+memory"
+        );
+        // What the kernel reports after a test, read back and named.
+        fs::write(
+            m.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
+        fs::write(p.join("pids.events"), "max 4\n").unwrap();
+        fs::write(
+            c.join("cpu.stat"),
+            "usage_usec 10\nnr_periods 9\nnr_throttled 7\n",
+        )
+        .unwrap();
+        let usage = cg.usage();
+        assert_eq!(
+            (usage.oom_kills, usage.pids_max_hits, usage.cpu_throttled),
+            (1, 4, 7)
+        );
+        assert_eq!(
+            cg.explain(&usage).unwrap(),
+            "killed: out of memory (limit 32M)"
+        );
+        let no_oom = Usage {
+            oom_kills: 0,
+            ..usage
+        };
+        assert!(cg
+            .explain(&no_oom)
+            .unwrap()
+            .contains("the pids limit (16) was reached: 4"));
+        let _ = fs::remove_dir_all(&own);
+    }
+
+    #[test]
+    fn v1_limits_are_written() {
+        let own = std::env::temp_dir().join(format!("nstest-cg1-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&own);
+        fs::create_dir_all(&own).unwrap();
+        let run = Run {
+            memory: None,
+            pids: None,
+            cpu: Some(Dir {
+                run: own.join("nstest-1"),
+                v2: false,
+            }),
+        };
+        let limits = Limits {
+            cpus: Some(0.25),
+            ..Limits::default()
+        };
+        let cg = TestCgroup::create_in(&run, &limits).unwrap().unwrap();
+        let c = &cg.cpu.as_ref().unwrap().0;
+        assert_eq!(
+            fs::read_to_string(c.join("cpu.cfs_quota_us")).unwrap(),
+            "25000"
+        );
+        assert_eq!(
+            fs::read_to_string(c.join("cpu.cfs_period_us")).unwrap(),
+            "100000"
+        );
+        let err = TestCgroup::create_in(
+            &run,
+            &Limits {
+                pids: Some(1),
+                ..Limits::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err, CgroupError::NoController("pids"));
+        let _ = fs::remove_dir_all(&own);
     }
 }
