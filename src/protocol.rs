@@ -33,6 +33,13 @@ const KIND_OUTCOME: u8 = 4;
 const KIND_FATAL_SIGNAL: u8 = 5;
 
 /// The step of the container's set-up that failed. Kept small and stable: it travels as a byte.
+///
+/// ```no_run
+/// match nstest::Container::new("true").status() {
+///     Err(nstest::Error::Setup { step: nstest::Step::MountOverlay, errno, .. }) => eprintln!("overlay: {errno}"),
+///     other => println!("{other:?}"),
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Step {

@@ -15,6 +15,12 @@ use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
 /// A failed system call: which call, with which arguments, and the errno.
+///
+/// ```no_run
+/// if let Err(nstest::Error::Namespaces(e)) = nstest::Container::new("true").status() {
+///     assert_eq!(e.errno, nix::errno::Errno::EPERM, "{}", e.call);
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SysError {
     /// The call and its arguments, e.g. `pivot_root(".", ".")`.

@@ -1107,3 +1107,46 @@ fn nstest_shell_opens_a_shell_in_a_failed_tests_container() {
     );
     assert_host_clean(&before, &tmp, &cache);
 }
+
+#[test]
+fn a_killed_runs_cgroups_are_removed_by_the_next_run_which_says_so() {
+    let _serial = serial();
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let tmp = scratch("stale-cgroup-tmp");
+    let before = host_state();
+    let limited = |args: &[&str]| {
+        let mut c = Command::new(fixture());
+        c.args(args)
+            .env("NSTEST_PIDS", "64")
+            .env("NSTEST_CACHE_DIR", &cache)
+            .env("TMPDIR", &tmp);
+        c
+    };
+    let mut child = limited(&["hangs_with_a_child", "--ignored", "--exact"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the test's child process", Duration::from_secs(10), || {
+        !processes_with(ORPHAN_MARK).is_empty()
+    });
+    Command::new("kill")
+        .arg("-9")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    wait_until("the container to die", Duration::from_secs(5), || {
+        processes_with(ORPHAN_MARK).is_empty()
+    });
+    let stale = host_state().cgroups;
+    assert!(
+        stale.len() > before.cgroups.len(),
+        "SIGKILL left the run's cgroup: {stale:?}"
+    );
+    let out = limited(&["demo_pid_one", "--exact"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("left by a run that was killed"), "{err}");
+    assert_host_clean(&before, &tmp, &cache);
+}

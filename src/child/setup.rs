@@ -55,6 +55,9 @@ const DEV_LINKS: [(&str, &str); 5] = [
 ];
 /// Parts of `/proc` that reach the whole host; read-only unless a user namespace confines them.
 const PROC_READ_ONLY: [&str; 2] = ["sys", "sysrq-trigger"];
+/// Parts of `/proc` that reach host hardware (IRQ affinity, PCI config space, file system
+/// servers); masked for a root test.
+const PROC_MASKED: [&str; 3] = ["irq", "bus", "fs"];
 /// Host directories that make up `builtin:host`, bound read-only (or recreated as symlinks).
 const HOST_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 /// Host files `builtin:host` needs in its fresh `/etc` so the host's binaries work.
@@ -238,8 +241,9 @@ fn bind_target(root: &Path, target: &Path, dir: bool) -> Result<PathBuf, SetupEr
     Ok(at)
 }
 
-/// Host-wide knobs under a fresh `/proc` (`/proc/sys`, `/proc/sysrq-trigger`), read-only for a
-/// root test (a user namespace confines them already). The namespaced hostname and, with a
+/// Host-wide knobs under a fresh `/proc` (`/proc/sys`, `/proc/sysrq-trigger` read-only;
+/// `/proc/irq`, `/proc/bus`, `/proc/fs` masked) for a root test (a user namespace confines them
+/// already). The namespaced hostname and, with a
 /// network of its own, `/proc/sys/net` stay writable. Each path costs two mount calls per test,
 /// so the list is kept to what reaches the host.
 fn proc_read_only(proc_dir: &Path, host_net: bool) -> Result<(), SetupError> {
@@ -247,6 +251,17 @@ fn proc_read_only(proc_dir: &Path, host_net: bool) -> Result<(), SetupError> {
         let p = proc_dir.join(p);
         if p.exists() {
             sys::bind(&p, &p, true).map_err(at(Step::MountProc))?;
+        }
+    }
+    // Host-wide directories nobody in a test needs to see: hidden under an empty read-only
+    // tmpfs (one mount each).
+    for d in PROC_MASKED {
+        let d = proc_dir.join(d);
+        if d.is_dir() {
+            let ro =
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            sys::mount("tmpfs", &d, Some("tmpfs"), ro, Some("size=0"))
+                .map_err(at(Step::MountProc))?;
         }
     }
     let writable = ["sys/kernel/hostname", "sys/net"];

@@ -230,6 +230,20 @@ fn demo_host_wide_proc_knobs_are_read_only() {
         std::fs::write("/proc/sysrq-trigger", "h").is_err(),
         "/proc/sysrq-trigger is read-only"
     );
+    // Host hardware knobs are out of reach: masked (as root) or not writable (rootless).
+    let irq_writable = std::fs::read_dir("/proc/irq")
+        .map(|d| {
+            d.flatten().any(|e| {
+                // The value it already has: harmless even if the write went through.
+                let f = e.path().join("smp_affinity_list");
+                std::fs::read_to_string(&f).is_ok_and(|v| std::fs::write(&f, v).is_ok())
+            })
+        })
+        .unwrap_or(false);
+    assert!(
+        !irq_writable,
+        "/proc/irq reaches the host's interrupt routing"
+    );
     // As real root, the container's own hostname stays writable through /proc (in a user
     // namespace the kernel only lets sethostname(2) change it).
     let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap();
