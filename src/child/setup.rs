@@ -122,7 +122,7 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
     let proc_dir = mountpoint(&root, "proc", Step::MountProc)?;
     sys::mount("proc", &proc_dir, Some("proc"), flags, None).map_err(at(Step::MountProc))?;
     if !spec.userns {
-        proc_read_only(&proc_dir, spec.host_net)?;
+        proc_read_only(&proc_dir)?;
     }
     let sys_dir = mountpoint(&root, "sys", Step::MountSys)?;
     if spec.host_net {
@@ -243,10 +243,10 @@ fn bind_target(root: &Path, target: &Path, dir: bool) -> Result<PathBuf, SetupEr
 
 /// Host-wide knobs under a fresh `/proc` (`/proc/sys`, `/proc/sysrq-trigger` read-only;
 /// `/proc/irq`, `/proc/bus`, `/proc/fs` masked) for a root test (a user namespace confines them
-/// already). The namespaced hostname and, with a
-/// network of its own, `/proc/sys/net` stay writable. Each path costs two mount calls per test,
-/// so the list is kept to what reaches the host.
-fn proc_read_only(proc_dir: &Path, host_net: bool) -> Result<(), SetupError> {
+/// already), as Docker does: the hostname is still the test's to change, with sethostname(2).
+/// Each read-only path costs two mount calls per test and each mask one, so the list is kept to
+/// what reaches the host.
+fn proc_read_only(proc_dir: &Path) -> Result<(), SetupError> {
     for p in PROC_READ_ONLY {
         let p = proc_dir.join(p);
         if p.exists() {
@@ -262,21 +262,6 @@ fn proc_read_only(proc_dir: &Path, host_net: bool) -> Result<(), SetupError> {
                 MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
             sys::mount("tmpfs", &d, Some("tmpfs"), ro, Some("size=0"))
                 .map_err(at(Step::MountProc))?;
-        }
-    }
-    let writable = ["sys/kernel/hostname", "sys/net"];
-    for p in writable.iter().take(if host_net { 1 } else { 2 }) {
-        let p = proc_dir.join(p);
-        if p.exists() {
-            // A bind of a read-only mount is read-only too: remount it writable.
-            let s = p.to_string_lossy();
-            sys::mount(&s, &p, None, MsFlags::MS_BIND, None).map_err(at(Step::MountProc))?;
-            let rw = MsFlags::MS_BIND
-                | MsFlags::MS_REMOUNT
-                | MsFlags::MS_NOSUID
-                | MsFlags::MS_NODEV
-                | MsFlags::MS_NOEXEC;
-            sys::mount(&s, &p, None, rw, None).map_err(at(Step::MountProc))?;
         }
     }
     Ok(())
