@@ -125,19 +125,48 @@ pub fn clone_exec(flags: CloneFlags, plan: &ExecPlan) -> Result<Cloned> {
     let all = flags.bits() as libc::c_ulong
         | libc::CLONE_PIDFD as libc::c_ulong
         | libc::SIGCHLD as libc::c_ulong;
-    // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a copy of this
-    // address space. CLONE_PIDFD stores the pidfd into `pidfd`, which outlives the call. In the
-    // child (ret == 0) only async-signal-safe system calls run before execve or _exit: no
-    // allocation, no locks, every pointer used was prepared above.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            all,
-            0 as libc::c_ulong,
-            &mut pidfd as *mut libc::c_int,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
+    // Without a hold (nothing for the parent to do between clone and exec), posix_spawn-style:
+    // the child borrows this address space (CLONE_VM) on a stack of its own and this thread waits
+    // until it has exec'd (CLONE_VFORK). No copy of the harness's memory mappings, which a
+    // fork-like clone of a multi-threaded harness makes under its mm lock, one clone at a time.
+    let ret = if plan.sync.is_none() {
+        let mut stack = vec![0u8; 64 * 1024];
+        let ctx = VforkCtx {
+            plan,
+            argv: &argv,
+            envp: &envp,
+        };
+        // SAFETY: the stack top is 16-byte aligned and stays alive (this thread is suspended
+        // until the child execs or exits, CLONE_VFORK); `ctx` outlives the call for the same
+        // reason. The child runs `vfork_entry`, which only makes async-signal-safe system calls
+        // and never returns into this thread's frames. CLONE_PIDFD stores into `pidfd`.
+        unsafe {
+            let top = stack.as_mut_ptr().add(stack.len());
+            let top = top.sub(top as usize % 16);
+            libc::clone(
+                vfork_entry,
+                top.cast(),
+                (all | libc::CLONE_VM as libc::c_ulong | libc::CLONE_VFORK as libc::c_ulong)
+                    as libc::c_int,
+                &ctx as *const VforkCtx as *mut libc::c_void,
+                &mut pidfd as *mut libc::c_int,
+            ) as libc::c_long
+        }
+    } else {
+        // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a copy of this
+        // address space. CLONE_PIDFD stores the pidfd into `pidfd`, which outlives the call. In
+        // the child (ret == 0) only async-signal-safe system calls run before execve or _exit:
+        // no allocation, no locks, every pointer used was prepared above.
+        unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                all,
+                0 as libc::c_ulong,
+                &mut pidfd as *mut libc::c_int,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        }
     };
     if ret < 0 {
         return Err(SysError::new(
@@ -155,6 +184,23 @@ pub fn clone_exec(flags: CloneFlags, plan: &ExecPlan) -> Result<Cloned> {
         pid: Pid::from_raw(ret as i32),
         pidfd,
     })
+}
+
+/// What the CLONE_VM child reads: the plan and the prepared pointer arrays.
+struct VforkCtx<'a> {
+    plan: &'a ExecPlan,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+}
+
+/// Entry of the CLONE_VM child.
+extern "C" fn vfork_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points at the VforkCtx of the suspended parent frame (see clone_exec), and
+    // this is a fresh clone child, as child_exec requires. child_exec never returns.
+    unsafe {
+        let ctx = &*(arg as *const VforkCtx);
+        child_exec(ctx.plan, ctx.argv, ctx.envp)
+    }
 }
 
 /// The clone child's path to `execve`.
