@@ -96,6 +96,8 @@ pub struct ExecPlan {
     /// `(read, write)` of a pipe the child waits on before it goes on (the parent first moves it
     /// into its cgroups); the child exits if the parent closes it without a byte.
     pub sync: Option<(RawFd, RawFd)>,
+    /// A network namespace to enter (`setns`) instead of making one (see `parent::netns`).
+    pub netns: Option<RawFd>,
     /// `unshare(CLONE_NEWCGROUP)` after the wait, so the test sees its own cgroup as the root;
     /// with the frame (without errno) to report a failure.
     pub cgroup_ns: Option<Vec<u8>>,
@@ -237,6 +239,11 @@ unsafe fn child_exec(
         if libc::poll(&mut p, 1, 0) != 0 {
             // The parent died before PR_SET_PDEATHSIG took effect.
             libc::_exit(1);
+        }
+        if let Some(ns) = plan.netns {
+            if libc::setns(ns, libc::CLONE_NEWNET) != 0 {
+                libc::_exit(126);
+            }
         }
         if let Some((r, w)) = plan.sync {
             libc::close(w);
@@ -547,6 +554,22 @@ pub fn join_namespaces(cmd: &mut std::process::Command, pidfd: RawFd, flags: Clo
 /// A pid that exists but is not ours to signal counts as alive.
 pub fn pid_is_dead(pid: i32) -> bool {
     nix::sys::signal::kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH)
+}
+
+/// A new network namespace with `lo` up, made by (and entered by) the calling thread; returns an
+/// fd that keeps it. The thread stays in it: call from a thread of its own.
+pub fn new_netns_with_lo() -> Result<OwnedFd> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+        .map_err(|e| SysError::new("unshare(CLONE_NEWNET)", e))?;
+    loopback_up()?;
+    let fd = nix::fcntl::open(
+        "/proc/thread-self/ns/net",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| SysError::new("open(\"/proc/thread-self/ns/net\")", e))?;
+    // SAFETY: open just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Whether fd 0 is a terminal.

@@ -127,7 +127,13 @@ pub(crate) fn spawn(
     let mut envp = once.env.clone();
     envp.push(CString::new(format!("{CHILD_ENV}={}", spec.encode())).expect("hex has no NUL"));
     let mut flags = NAMESPACES;
-    if spec.host_net {
+    // A ready-made network namespace (root only: in a user namespace the container makes its own).
+    let netns = if spec.host_net || spec.userns {
+        None
+    } else {
+        super::netns::take()
+    };
+    if spec.host_net || netns.is_some() {
         flags.remove(CloneFlags::CLONE_NEWNET);
     }
     let writes = if spec.userns {
@@ -154,6 +160,7 @@ pub(crate) fn spawn(
         report_fd: REPORT_FD,
         writes,
         exec_failed_frame: once.exec_failed_frame.clone(),
+        netns: netns.as_ref().map(|f| f.as_raw_fd()),
         sync: hold_r
             .as_ref()
             .zip(hold_w.as_ref())
