@@ -86,8 +86,12 @@
 //! - Linux only (x86_64 and aarch64: the raw `clone` call assumes their argument order).
 //! - The container child enters before Rust's `main`: a panic inside says thread `<unnamed>`,
 //!   and a stack overflow shows as SIGSEGV without Rust's "stack overflow" message.
-//! - The test runs as PID 1: reaping of orphaned processes during the test is not done (they
-//!   die with the container when the test ends).
+//! - The test runs as PID 1: orphans of another session (daemons) are reaped while it runs;
+//!   other orphans stay zombies until it ends. The reaper is a thread, so the test's first child
+//!   is PID 3. A test that `setsid`s its own child and waits for it may find it reaped.
+//! - In-container backtraces are not symbolized (the binary's host path is not in the rootfs).
+//! - cgroup v2 limits need the controllers delegated to the harness's cgroup (v1 is used on
+//!   hybrid machines).
 //! - Only the first and last MiB of a test's captured output are kept.
 //! - Isolation protects the host from a test's accidents and mistakes; root code in a test that
 //!   sets out to escape is not contained without a user namespace.
