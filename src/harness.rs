@@ -23,8 +23,13 @@ pub fn main() -> ! {
     if !args.list {
         if let Some(first) = tests.first() {
             eprintln!(
-                "nstest: rootfs {}; namespaces uts, pid, mount, ipc, net{}",
+                "nstest: rootfs {} ({}); namespaces uts, pid, mount, ipc, net, cgroup{}",
                 crate::rootfs::describe_default(Path::new(first.manifest_dir)),
+                if parent::overlay_enabled() {
+                    "overlay per test"
+                } else {
+                    "a private copy per test"
+                },
                 if parent::rootless() {
                     ", user (rootless)"
                 } else {
