@@ -53,14 +53,16 @@ impl Settings {
             },
             timeout: match desc.timeout_ms {
                 Some(ms) => Duration::from_millis(ms),
-                None => spec::env_timeout()?.unwrap_or(DEFAULT_TIMEOUT),
+                None => RUN_ENV.timeout.clone()?.unwrap_or(DEFAULT_TIMEOUT),
             },
-            limits: Limits {
-                memory: desc.memory,
-                pids: desc.pids,
-                cpus: desc.cpus,
-            }
-            .with_env_defaults()?,
+            limits: {
+                let defaults = RUN_ENV.limits.clone()?;
+                Limits {
+                    memory: desc.memory.or(defaults.memory),
+                    pids: desc.pids.or(defaults.pids),
+                    cpus: desc.cpus,
+                }
+            },
             hostname: desc
                 .hostname
                 .map(str::to_string)
@@ -82,9 +84,11 @@ impl Settings {
     /// One line: what the container was.
     fn describe(&self, desc: &TestDesc) -> String {
         let rootfs = match &self.rootfs {
-            RootfsSource::Default => crate::rootfs::default_source(Path::new(desc.manifest_dir))
-                .map(|s| s.to_string())
-                .unwrap_or_else(|_| "default".into()),
+            RootfsSource::Default => {
+                crate::rootfs::default_source_cached(Path::new(desc.manifest_dir))
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|_| "default".into())
+            }
             s => s.to_string(),
         };
         let mut parts = vec![
@@ -166,12 +170,30 @@ fn rerun_command(desc: &TestDesc) -> String {
     words.join(" ")
 }
 
-/// `NSTEST_KEEP=1`: keep a failed test's writes.
-fn keep() -> bool {
-    matches!(
+/// What the environment says for every test of a run, read once (not on each test's path).
+struct RunEnv {
+    /// `NSTEST_TIMEOUT`.
+    timeout: Result<Option<Duration>, spec::SpecError>,
+    /// `NSTEST_MEMORY`, `NSTEST_PIDS`.
+    limits: Result<Limits, spec::SpecError>,
+    /// `NSTEST_KEEP=1`: keep a failed test's writes.
+    keep: bool,
+    /// `NSTEST_SHELL=1`, with a terminal.
+    shell: bool,
+}
+
+static RUN_ENV: once_cell::sync::Lazy<RunEnv> = once_cell::sync::Lazy::new(|| RunEnv {
+    timeout: spec::env_timeout(),
+    limits: Limits::default().with_env_defaults(),
+    keep: matches!(
         std::env::var("NSTEST_KEEP").as_deref(),
         Ok("1" | "true" | "yes")
-    )
+    ),
+    shell: parent::shell::wanted(),
+});
+
+fn keep() -> bool {
+    RUN_ENV.keep
 }
 
 /// Runs one test in its container. `Ok` holds its captured output.
@@ -216,7 +238,7 @@ pub(crate) fn run_desc(
         env: settings.env.clone(),
         workdir: settings.workdir.clone(),
         keep: keep().then(|| desc.name()),
-        shell_on_failure: parent::shell::wanted(),
+        shell_on_failure: RUN_ENV.shell,
     }
     .run()
     .map_err(|e| {

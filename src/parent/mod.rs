@@ -84,7 +84,7 @@ impl Launch<'_> {
         }
         crate::spec::validate_hostname(self.hostname)?;
         let source = match self.rootfs {
-            RootfsSource::Default => rootfs::default_source(self.base_dir)?,
+            RootfsSource::Default => rootfs::default_source_cached(self.base_dir)?,
             s => s.clone(),
         };
         let prepared = rootfs::prepare(&source)?;

@@ -204,6 +204,18 @@ pub fn default_source(base_dir: &Path) -> Result<RootfsSource, RootfsError> {
     }
 }
 
+/// [`default_source`], worked out once per directory and process: `NSTEST_ROOTFS` is read and
+/// parsed (a `stat` for a directory) once per run, not on every test's path.
+pub(crate) fn default_source_cached(base_dir: &Path) -> Result<RootfsSource, RootfsError> {
+    static SOURCES: Lazy<Mutex<HashMap<PathBuf, Result<RootfsSource, RootfsError>>>> =
+        Lazy::new(Default::default);
+    let mut sources = SOURCES.lock().unwrap_or_else(|e| e.into_inner());
+    sources
+        .entry(base_dir.to_path_buf())
+        .or_insert_with(|| default_source(base_dir))
+        .clone()
+}
+
 fn busybox_path() -> Option<&'static PathBuf> {
     static BUSYBOX: Lazy<Option<PathBuf>> = Lazy::new(busybox::find);
     BUSYBOX.as_ref()
