@@ -2,6 +2,8 @@
 //! the example `e2e-fixture`) and check each reported outcome, the host around every run, and
 //! what a killed harness leaves behind. Needs root, like nstest itself.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -34,18 +36,12 @@ fn serial() -> (MutexGuard<'static, ()>, Flock<File>) {
 const ORPHAN_MARK: &str = "987654";
 
 fn fixture() -> PathBuf {
-    let deps = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let exe = deps.parent().unwrap().join("examples").join("e2e-fixture");
-    assert!(
-        exe.exists(),
-        "{} not built (cargo test builds it)",
-        exe.display()
-    );
-    exe
+    common::example("e2e-fixture")
+}
+
+/// The cache the fixture runs share.
+fn e2e_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache")
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -444,9 +440,7 @@ fn writes_never_cross_tests_even_in_order() {
     assert!(run.output.status.success(), "{}", run.text());
     assert_eq!(run.outcomes.len(), 21, "{}", run.text());
     // The shared base in the cache is untouched too.
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("e2e-cache")
-        .join("bases");
+    let cache = e2e_cache().join("bases");
     for base in std::fs::read_dir(cache).unwrap().flatten() {
         assert!(base.path().join("bin/sh").exists());
         assert!(!base.path().join("etc/nstest-marker").exists());
@@ -572,9 +566,7 @@ fn the_other_roots_pass_the_same_demos() {
 fn busybox_base() -> PathBuf {
     let run = run_fixture("warm", &["demo_pid_one"], &[]);
     assert!(run.output.status.success(), "{}", run.text());
-    let bases = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("e2e-cache")
-        .join("bases");
+    let bases = e2e_cache().join("bases");
     std::fs::read_dir(&bases)
         .unwrap()
         .flatten()
@@ -588,7 +580,7 @@ fn busybox_base() -> PathBuf {
 fn interrupt(signal: i32) {
     let _serial = serial();
     let tmp = scratch(&format!("signal-{signal}-tmp"));
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let cache = e2e_cache();
     let before = host_state();
     let mut child = Command::new(fixture())
         .args(["hangs_with_a_child", "--ignored", "--exact"])
@@ -704,7 +696,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
 fn the_container_api_runs_commands_as_pid_one() {
     let _serial = serial();
     let exe = fixture().parent().unwrap().join("container_api");
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let cache = e2e_cache();
     let before = host_state();
     let out = Command::new(exe)
         .env("NSTEST_CACHE_DIR", &cache)
@@ -823,7 +815,7 @@ fn run_load(threads: &str, cache: &Path, tmp: &Path) -> (bool, String, i64) {
 #[test]
 fn load_500_tests_5_rounds_1_2_8_threads_no_flake_flat_memory() {
     let _serial = serial();
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let cache = e2e_cache();
     let tmp = scratch("load-tmp");
     let before = host_state();
     for threads in ["1", "2", "8"] {
@@ -849,7 +841,7 @@ fn load_500_tests_5_rounds_1_2_8_threads_no_flake_flat_memory() {
 #[test]
 fn killing_a_parallel_run_at_any_moment_leaves_nothing_behind() {
     let _serial = serial();
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let cache = e2e_cache();
     let tmp = scratch("kill-load-tmp");
     let exe = fixture().parent().unwrap().join("e2e-load");
     let before = host_state();
@@ -973,7 +965,7 @@ fn json_output_stays_machine_readable() {
 fn the_run_example_takes_rootfs_hostname_bind_net_env_and_workdir() {
     let _serial = serial();
     let exe = fixture().parent().unwrap().join("run");
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let cache = e2e_cache();
     let before = host_state();
     let script = "hostname; pwd; echo $A; cat /srv/os-release | grep -c ^ID=; ls /sys/class/net | wc -l; echo pid $$";
     let out = Command::new(&exe)
@@ -1065,7 +1057,7 @@ fn nstest_keep_keeps_a_failed_tests_writes_until_the_next_run() {
 fn nstest_shell_opens_a_shell_in_a_failed_tests_container() {
     use std::io::Write;
     let _serial = serial();
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let cache = e2e_cache();
     let tmp = scratch("shell-tmp");
     let before = host_state();
     // `script` gives the harness a terminal; the shell reads these lines from it.
@@ -1111,7 +1103,7 @@ fn nstest_shell_opens_a_shell_in_a_failed_tests_container() {
 #[test]
 fn a_killed_runs_cgroups_are_removed_by_the_next_run_which_says_so() {
     let _serial = serial();
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let cache = e2e_cache();
     let tmp = scratch("stale-cgroup-tmp");
     let before = host_state();
     let limited = |args: &[&str]| {

@@ -2,6 +2,8 @@
 //! busybox fixture with two layers and whiteouts; zstd and xz tarballs; a missing or corrupt
 //! layer; a second run that unpacks nothing; two binaries racing on an empty cache.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -301,14 +303,8 @@ fn zstd_and_xz_tarballs() {
     }
 }
 
-/// The e2e fixture binary (built by `cargo test` as an example).
 fn fixture() -> PathBuf {
-    let deps = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    deps.parent().unwrap().join("examples").join("e2e-fixture")
+    common::example("e2e-fixture")
 }
 
 #[test]
