@@ -50,6 +50,8 @@ pub enum Error {
     BindSource(std::path::PathBuf, std::io::Error),
     /// A resource limit could not be applied (no controller, no delegation).
     Cgroup(crate::parent::cgroup::CgroupError),
+    /// The subordinate ids of `/etc/subuid` could not be mapped (`newuidmap` refused).
+    IdMap(crate::idmap::IdMapError),
     /// The report stream from the child did not decode.
     Protocol(ProtocolError),
     /// This binary re-executed itself as a container child, but its `main` does not start with
@@ -94,6 +96,7 @@ impl fmt::Display for Error {
             Self::TimedOut(d) => write!(f, "timed out after {}", crate::spec::format_duration(*d)),
             Self::Protocol(e) => write!(f, "garbled report from the container: {e}"),
             Self::Cgroup(e) => write!(f, "{e}"),
+            Self::IdMap(e) => write!(f, "{e}"),
             Self::BindSource(p, e) => write!(
                 f,
                 "cannot bind {} into the container: {e} (relative bind paths start at the package's directory)",

@@ -30,10 +30,13 @@ pub fn main() -> ! {
                 } else {
                     "a private copy per test"
                 },
-                if parent::rootless() {
-                    ", user (rootless)"
-                } else {
-                    ""
+                match (parent::rootless(), crate::idmap::ranges()) {
+                    (true, Some(r)) => format!(
+                        ", user (rootless; subordinate ids {}+{} of /etc/subuid)",
+                        r.sub_uid.start, r.sub_uid.count
+                    ),
+                    (true, None) => ", user (rootless; your own id only)".to_string(),
+                    (false, _) => String::new(),
                 }
             );
         }

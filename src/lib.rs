@@ -67,6 +67,7 @@
 //! - `NSTEST_SHELL=1` (with a terminal): a shell inside a failed test's container.
 //! - `NSTEST_KEEP=1`: keep a failed test's writes on disk; its failure gives the path.
 //! - `NSTEST_ROOTLESS=1`: use a user namespace even as root (it is always used for other uids).
+//! - `NSTEST_SUBIDS=off`: rootless, map only your own id even where `/etc/subuid` gives a range.
 //! - `NSTEST_UNAVAILABLE=skip`: where containers cannot be made, report the tests as ignored
 //!   (with the reason) instead of failed.
 //!
@@ -81,8 +82,9 @@
 //!
 //! ## Known limitations
 //!
-//! - Rootless mode maps one id (the caller's, to root): files owned by other ids in a tarball
-//!   all belong to the caller; `/etc/subuid` ranges (newuidmap) are not used yet.
+//! - Rootless mode without `/etc/subuid` ranges and `newuidmap` maps one id (the caller's, to
+//!   root): files owned by other ids in a tarball all belong to root inside (recorded, see
+//!   `docs/privileges.md`).
 //! - Linux only (x86_64 and aarch64: the raw `clone` call assumes their argument order).
 //! - The container child enters before Rust's `main`: a panic inside says thread `<unnamed>`,
 //!   and a stack overflow shows as SIGSEGV without Rust's "stack overflow" message.
@@ -107,6 +109,7 @@ mod child;
 mod container;
 mod error;
 mod harness;
+mod idmap;
 mod parent;
 mod protocol;
 mod registry;
@@ -117,6 +120,7 @@ mod sys;
 
 pub use container::{Container, Stdio};
 pub use error::Error;
+pub use idmap::IdMapError;
 pub use nstest_macros::test;
 pub use protocol::Step;
 pub use spec::Net;

@@ -338,14 +338,14 @@ fn unprivileged_device_nodes() {
     };
     let in_dev = d.join("in-dev.tar");
     archive(&in_dev, &[file("etc/ok", b"x"), node("dev/null")]);
-    rootfs::unpack::unpack(&in_dev, &dest).unwrap();
+    rootfs::unpack::unpack(&in_dev, &dest, &mut Default::default()).unwrap();
     assert!(
         dest.join("etc/ok").exists() && !dest.join("dev/null").exists(),
         "skipped in /dev"
     );
     let elsewhere = d.join("elsewhere.tar");
     archive(&elsewhere, &[node("usr/bin/sneaky")]);
-    let err = rootfs::unpack::unpack(&elsewhere, &dest).unwrap_err();
+    let err = rootfs::unpack::unpack(&elsewhere, &dest, &mut Default::default()).unwrap_err();
     assert!(
         err.to_string().contains("usr/bin/sneaky") && err.to_string().contains("device node"),
         "{err}"

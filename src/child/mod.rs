@@ -29,6 +29,7 @@ impl Reporter {
 
 /// Runs the container side if this process is a container child; returns otherwise.
 pub fn run_if_child() {
+    crate::idmap::run_task_if_requested();
     let Some(hex) = std::env::var_os(CHILD_ENV) else {
         return;
     };

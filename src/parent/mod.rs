@@ -120,15 +120,25 @@ impl Launch<'_> {
             run: self.run,
         };
         let cgroup = cgroup::TestCgroup::create(&self.limits).map_err(Error::Cgroup)?;
-        let mut running = spawn::spawn(&spec, &self.args, self.stdio, cgroup.is_some())?;
-        if let Some(cg) = &cgroup {
-            if let Err(e) = cg.place(running.cloned.pid.as_raw()) {
+        let ranges = crate::idmap::ranges().filter(|_| spec.userns);
+        let hold = cgroup.is_some() || ranges.is_some();
+        let mut running = spawn::spawn(&spec, &self.args, self.stdio, hold)?;
+        if hold {
+            // The child waits before it re-executes itself: give it its id maps and cgroups.
+            let pid = running.cloned.pid;
+            let ready = ranges
+                .map_or(Ok(()), |r| r.apply(pid).map_err(Error::IdMap))
+                .and_then(|()| match &cgroup {
+                    Some(cg) => cg.place(pid.as_raw()).map_err(Error::Cgroup),
+                    None => Ok(()),
+                });
+            if let Err(e) = ready {
                 let _ = crate::sys::pidfd_kill(
                     std::os::fd::AsFd::as_fd(&running.cloned.pidfd),
                     libc::SIGKILL,
                 );
                 let _ = crate::sys::wait_raw(running.cloned.pid);
-                return Err(Error::Cgroup(e));
+                return Err(e);
             }
             running.release()?;
         }

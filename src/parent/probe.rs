@@ -99,7 +99,12 @@ pub(crate) fn explain(e: &Error, m: &Machine) -> String {
     };
     let denied = matches!(errno, Some(Errno::EPERM | Errno::EACCES));
     let after_clone = matches!(e, Error::Setup { step, .. } if *step != Step::Exec);
-    let (cause, fix) = if m.rootless && m.max_user_namespaces == Some(0) {
+    let (cause, fix) = if let Error::IdMap(_) = e {
+        (
+            "newuidmap/newgidmap refused this user's subordinate ids",
+            "correct the user's entries in /etc/subuid and /etc/subgid, make sure newuidmap/newgidmap are setuid root (package uidmap), or set NSTEST_SUBIDS=off to map only your own id",
+        )
+    } else if m.rootless && m.max_user_namespaces == Some(0) {
         (
             "user namespaces are disabled (user.max_user_namespaces = 0)",
             "sysctl -w user.max_user_namespaces=15000",
@@ -156,6 +161,7 @@ pub(crate) fn explain(e: &Error, m: &Machine) -> String {
     };
     let seen = match e {
         Error::Namespaces(call) => call.to_string(),
+        Error::IdMap(m) => format!("`{}` failed: {}", m.command, m.detail),
         other => other.to_string(),
     };
     format!("namespaces are not available: {cause}; fix: {fix} (the start-up probe saw: {seen})")
@@ -238,6 +244,17 @@ mod tests {
             ),
             (clone_err(Errno::EPERM), Machine::default(), "CAP_SYS_ADMIN"),
             (clone_err(Errno::EINVAL), rootless, "CONFIG_USER_NS"),
+            (
+                Error::IdMap(crate::idmap::IdMapError {
+                    command: "/usr/bin/newuidmap 42 0 1000 1 1 100000 65536".into(),
+                    detail: "newuidmap: write to uid_map failed: Operation not permitted".into(),
+                }),
+                Machine {
+                    rootless: true,
+                    ..Default::default()
+                },
+                "NSTEST_SUBIDS=off",
+            ),
         ];
         for (err, machine, fix) in cases {
             let line = explain(&err, &machine);

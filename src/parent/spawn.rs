@@ -138,7 +138,11 @@ pub(crate) fn spawn(
     }
     let writes = if spec.userns {
         flags.insert(CloneFlags::CLONE_NEWUSER);
-        once.userns_writes.clone()
+        match crate::idmap::ranges() {
+            // Subordinate ranges: newuidmap/newgidmap write the maps while the child is held.
+            Some(_) => Vec::new(),
+            None => once.userns_writes.clone(),
+        }
     } else {
         Vec::new()
     };

@@ -8,6 +8,7 @@
 //! tmp/<key>.<pid>/  a base being built; stale ones (their builder died) are removed
 //! mnt/              an empty directory: each container mounts its private tmpfs here,
 //!                   in its own mount namespace, so the host never sees that mount
+//! owners/<key>      owners an unprivileged unpack could not give (no subordinate ids)
 //! lock              flock(2)ed while a base is built, so concurrent runs build it once
 //! use.lock          held shared by every process that uses the cache; `prune` needs it alone
 //! ```
@@ -304,6 +305,7 @@ impl Cache {
         for e in &entries {
             remove_tree(&e.path);
         }
+        remove_tree(&self.root.join("owners"));
         Ok(entries)
     }
 }
@@ -349,6 +351,14 @@ pub fn file_key(prefix: &str, path: &Path) -> Result<String, RootfsError> {
 /// assert!(!d.exists());
 /// ```
 pub fn remove_tree(path: &Path) {
+    match fs::symlink_metadata(path) {
+        Err(_) => return,
+        Ok(m) if !m.is_dir() => {
+            let _ = fs::remove_file(path);
+            return;
+        }
+        Ok(_) => {}
+    }
     if fs::remove_dir_all(path).is_ok() || !path.exists() {
         return;
     }
@@ -365,5 +375,13 @@ pub fn remove_tree(path: &Path) {
         }
     }
     open_up(path);
-    let _ = fs::remove_dir_all(path);
+    if fs::remove_dir_all(path).is_ok() || !path.exists() {
+        return;
+    }
+    // Files given to subordinate ids (see `idmap`) are removed from a namespace that maps them.
+    if let Some(ranges) = crate::idmap::ranges() {
+        if let Err(e) = ranges.remove_in_userns(path) {
+            eprintln!("nstest: cannot remove {}: {e}", path.display());
+        }
+    }
 }

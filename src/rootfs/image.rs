@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::owners::Owners;
 use super::{unpack, RootfsError};
 
 #[derive(Deserialize)]
@@ -183,16 +184,21 @@ fn tags(ms: &[Descriptor]) -> String {
 ///
 /// ```no_run
 /// let digest = nstest::rootfs::image::oci_manifest("img".as_ref(), None)?;
-/// nstest::rootfs::image::build_oci("img".as_ref(), &digest, "/tmp/root".as_ref())?;
+/// nstest::rootfs::image::build_oci("img".as_ref(), &digest, "/tmp/root".as_ref(), &mut Default::default())?;
 /// # Ok::<(), nstest::rootfs::RootfsError>(())
 /// ```
-pub fn build_oci(dir: &Path, digest: &str, dest: &Path) -> Result<(), RootfsError> {
+pub fn build_oci(
+    dir: &Path,
+    digest: &str,
+    dest: &Path,
+    owners: &mut Owners,
+) -> Result<(), RootfsError> {
     let manifest: Manifest = read_json(&blob(dir, digest)?)?;
     if manifest.layers.is_empty() {
         return Err(bad(dir, "the image has no layers"));
     }
     for layer in &manifest.layers {
-        unpack::apply_layer(&blob(dir, &layer.digest)?, dest)?;
+        unpack::apply_layer(&blob(dir, &layer.digest)?, dest, owners)?;
     }
     Ok(())
 }
@@ -207,15 +213,17 @@ struct SaveEntry {
 /// then the first image's layers are applied in order.
 ///
 /// ```no_run
-/// nstest::rootfs::image::build_docker_archive("save.tar".as_ref(), "/tmp/scratch".as_ref(), "/tmp/root".as_ref())?;
+/// nstest::rootfs::image::build_docker_archive("save.tar".as_ref(), "/tmp/scratch".as_ref(), "/tmp/root".as_ref(), &mut Default::default())?;
 /// # Ok::<(), nstest::rootfs::RootfsError>(())
 /// ```
 pub fn build_docker_archive(
     archive: &Path,
     scratch: &Path,
     dest: &Path,
+    owners: &mut Owners,
 ) -> Result<(), RootfsError> {
-    unpack::unpack(archive, scratch)?;
+    // The archive's own entries (manifest, layer tarballs) need no owners.
+    unpack::unpack(archive, scratch, &mut Owners::default())?;
     let manifest = scratch.join("manifest.json");
     if !manifest.is_file() {
         return Err(bad(
@@ -234,7 +242,7 @@ pub fn build_docker_archive(
         if !path.is_file() {
             return Err(bad(archive, format!("missing layer {layer}")));
         }
-        unpack::apply_layer(&path, dest)?;
+        unpack::apply_layer(&path, dest, owners)?;
     }
     Ok(())
 }

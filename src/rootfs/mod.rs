@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod image;
+pub mod owners;
 pub mod unpack;
 
 #[path = "../../rootfs-fixtures/busybox.rs"]
@@ -22,6 +23,7 @@ use once_cell::sync::{Lazy, OnceCell};
 
 use crate::spec::{RootfsSource, SpecError};
 use cache::Cache;
+use owners::Owners;
 
 /// A rootfs that could not be prepared. Every variant names the path at fault.
 ///
@@ -75,6 +77,8 @@ pub enum RootfsError {
         path: PathBuf,
         source: Arc<std::io::Error>,
     },
+    /// The archive's owners could not be given in a user namespace with subordinate ids.
+    Owners(crate::idmap::IdMapError),
 }
 
 impl fmt::Display for RootfsError {
@@ -116,6 +120,7 @@ impl fmt::Display for RootfsError {
                 "cannot write nstest's cache at {}: {source} (set NSTEST_CACHE_DIR to a writable directory)",
                 path.display()
             ),
+            Self::Owners(e) => write!(f, "{e}"),
         }
     }
 }
@@ -325,8 +330,12 @@ fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
         }
         RootfsSource::Tar(path) => {
             let path = existing(path)?;
-            let key = cache::file_key("tar", &path)?;
-            built(cache.get_or_build(&key, |tmp| unpack::unpack(&path, tmp).map(drop))?)
+            let key = owned_key(cache::file_key("tar", &path)?);
+            built(cache.get_or_build(&key, |tmp| {
+                let mut owners = Owners::default();
+                unpack::unpack(&path, tmp, &mut owners)?;
+                settle_owners(cache, &key, tmp, owners)
+            })?)
         }
         RootfsSource::Oci { dir, tag } => {
             let dir = existing(dir)?;
@@ -339,17 +348,23 @@ fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
                 .filter(char::is_ascii_hexdigit)
                 .take(32)
                 .collect();
-            let key = format!("oci-{hex}");
-            built(cache.get_or_build(&key, |tmp| image::build_oci(&dir, &digest, tmp))?)
+            let key = owned_key(format!("oci-{hex}"));
+            built(cache.get_or_build(&key, |tmp| {
+                let mut owners = Owners::default();
+                image::build_oci(&dir, &digest, tmp, &mut owners)?;
+                settle_owners(cache, &key, tmp, owners)
+            })?)
         }
         RootfsSource::DockerArchive(path) => {
             let path = existing(path)?;
-            let key = cache::file_key("docker", &path)?;
+            let key = owned_key(cache::file_key("docker", &path)?);
             built(cache.get_or_build(&key, |tmp| {
                 let scratch = cache.scratch_dir(&key);
-                let result = image::build_docker_archive(&path, &scratch, tmp);
+                let mut owners = Owners::default();
+                let result = image::build_docker_archive(&path, &scratch, tmp, &mut owners);
                 cache::remove_tree(&scratch);
-                result
+                result?;
+                settle_owners(cache, &key, tmp, owners)
             })?)
         }
     };
@@ -357,6 +372,65 @@ fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
         base,
         scratch: cache.scratch_mountpoint(),
     })
+}
+
+/// The cache key of an unpacked archive: with subordinate ids, its files belong to other ids on
+/// the host than without, so the two are kept apart.
+fn owned_key(key: String) -> String {
+    match crate::idmap::ranges() {
+        Some(r) => format!("{key}-{}", r.tag()),
+        None => key,
+    }
+}
+
+/// After an unprivileged unpack into `tmp`: gives the recorded owners in a user namespace with
+/// subordinate ids, or, without them, keeps the record in the cache (`owners/<key>`) and says
+/// once that those files appear as root's.
+fn settle_owners(
+    cache: &Cache,
+    key: &str,
+    tmp: &Path,
+    mut owners: Owners,
+) -> Result<(), RootfsError> {
+    if owners.is_empty() {
+        return Ok(());
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e| RootfsError::Cache {
+            path: path.clone(),
+            source: Arc::new(e),
+        }
+    };
+    let Some(ranges) = crate::idmap::ranges() else {
+        let dir = cache.root().join("owners");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let record = dir.join(key);
+        std::fs::write(&record, owners.encode()).map_err(io(&record))?;
+        eprintln!(
+            "nstest: note: {} files of this rootfs belong to other users than root; without \
+             subordinate ids (/etc/subuid and newuidmap) they appear as root's (recorded in {})",
+            owners.len(),
+            record.display()
+        );
+        return Ok(());
+    };
+    let beyond = owners.retain(|u, g| ranges.maps(u, g));
+    if beyond > 0 {
+        eprintln!(
+            "nstest: note: {beyond} files of this rootfs belong to ids beyond the subordinate \
+             range ({} ids); they appear as root's",
+            ranges.sub_uid.count.min(ranges.sub_gid.count)
+        );
+    }
+    let manifest = cache
+        .root()
+        .join("tmp")
+        .join(format!("owners-{key}.{}", std::process::id()));
+    std::fs::write(&manifest, owners.encode()).map_err(io(&manifest))?;
+    let applied = ranges.chown_in_userns(tmp, &manifest);
+    let _ = std::fs::remove_file(&manifest);
+    applied.map_err(RootfsError::Owners)
 }
 
 fn existing(path: &Path) -> Result<PathBuf, RootfsError> {

@@ -15,6 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use super::owners::Owners;
 use super::RootfsError;
 
 /// How an archive is compressed, as its first bytes say.
@@ -90,12 +91,12 @@ pub fn open(path: &Path) -> Result<Box<dyn Read>, RootfsError> {
 /// number of entries.
 ///
 /// ```no_run
-/// let n = nstest::rootfs::unpack::unpack("alpine.tar.gz".as_ref(), "/tmp/root".as_ref())?;
+/// let n = nstest::rootfs::unpack::unpack("alpine.tar.gz".as_ref(), "/tmp/root".as_ref(), &mut Default::default())?;
 /// println!("{n} entries");
 /// # Ok::<(), nstest::rootfs::RootfsError>(())
 /// ```
-pub fn unpack(archive: &Path, dest: &Path) -> Result<u64, RootfsError> {
-    let count = unpack_entries(archive, dest, false)?;
+pub fn unpack(archive: &Path, dest: &Path, owners: &mut Owners) -> Result<u64, RootfsError> {
+    let count = unpack_entries(archive, dest, false, owners)?;
     if count == 0 {
         return Err(RootfsError::Corrupt {
             archive: archive.into(),
@@ -113,11 +114,11 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<u64, RootfsError> {
 ///
 /// ```no_run
 /// for layer in ["layer1.tar.gz", "layer2.tar.gz"] {
-///     nstest::rootfs::unpack::apply_layer(layer.as_ref(), "/tmp/root".as_ref())?;
+///     nstest::rootfs::unpack::apply_layer(layer.as_ref(), "/tmp/root".as_ref(), &mut Default::default())?;
 /// }
 /// # Ok::<(), nstest::rootfs::RootfsError>(())
 /// ```
-pub fn apply_layer(layer: &Path, dest: &Path) -> Result<u64, RootfsError> {
+pub fn apply_layer(layer: &Path, dest: &Path, owners: &mut Owners) -> Result<u64, RootfsError> {
     // First pass: the deletions this layer makes in the layers below it.
     let mut ar = tar::Archive::new(open(layer)?);
     let corrupt = |e: std::io::Error| RootfsError::Corrupt {
@@ -155,7 +156,7 @@ pub fn apply_layer(layer: &Path, dest: &Path) -> Result<u64, RootfsError> {
         }
     }
     // Second pass: the layer's own files.
-    unpack_entries(layer, dest, true)
+    unpack_entries(layer, dest, true, owners)
 }
 
 /// Removes a file, a symlink or a directory tree, never following a symlink.
@@ -192,7 +193,12 @@ fn safe_existing(dest: &Path, rel: &Path) -> Result<Option<PathBuf>, &'static st
 
 /// Unpacks every entry of `archive` into `dest`, checking each first. With `layer`, whiteout
 /// entries are not written (their deletions were made by [`apply_layer`]).
-fn unpack_entries(archive: &Path, dest: &Path, layer: bool) -> Result<u64, RootfsError> {
+fn unpack_entries(
+    archive: &Path,
+    dest: &Path,
+    layer: bool,
+    owners: &mut Owners,
+) -> Result<u64, RootfsError> {
     let corrupt = |e: std::io::Error| RootfsError::Corrupt {
         archive: archive.into(),
         source: Arc::new(e),
@@ -273,6 +279,14 @@ fn unpack_entries(archive: &Path, dest: &Path, layer: bool) -> Result<u64, Rootf
         })?;
         if !unpacked {
             return Err(escape("it would be written outside the root".into()));
+        }
+        if !privileged && !kind.is_hard_link() {
+            let h = entry.header();
+            let (uid, gid, mode) = (h.uid(), h.gid(), h.mode());
+            let id = |v: std::io::Result<u64>| v.ok().and_then(|v| u32::try_from(v).ok());
+            if let (Some(uid), Some(gid), Ok(mode)) = (id(uid), id(gid), mode) {
+                owners.record(&path, uid, gid, mode);
+            }
         }
         if kind.is_dir() && !privileged {
             // A read-only directory would stop the entries that follow; open it up until the end.

@@ -1,0 +1,310 @@
+//! The user namespace's id maps in rootless mode.
+//!
+//! Without help, an unprivileged process may map one id: its own. The container child writes
+//! that map itself (`0 <uid> 1`), so the caller is root inside and every other id is unmapped.
+//!
+//! When `/etc/subuid` and `/etc/subgid` give the caller subordinate ranges and the setuid helpers
+//! `newuidmap`/`newgidmap` (Debian's package `uidmap`) are installed, containers get those ranges
+//! as well: inside id `n` (1 ≤ n ≤ count) is the range's `start + n - 1`, so files a tarball gives
+//! to other owners keep them. The helpers take the child's pid, so the parent runs them while
+//! the child waits, before it re-executes itself. `NSTEST_SUBIDS=off` keeps the single-id map.
+//!
+//! Files owned by subordinate ids are the caller's no more: unpacking such a rootfs, and removing
+//! it again, runs in a user namespace with the same maps (this binary re-executed as a helper
+//! task, [`run_task_if_requested`]).
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fmt;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+use once_cell::sync::Lazy;
+
+use crate::sys::{self, ExecPlan};
+
+/// The variable that makes a re-executed binary run a helper task instead of a container.
+const TASK_ENV: &str = "__NSTEST_IDMAP_TASK";
+
+/// One subordinate id range from `/etc/subuid` or `/etc/subgid`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SubRange {
+    pub start: u32,
+    pub count: u32,
+}
+
+/// The caller's subordinate ranges and the helpers that map them.
+#[derive(Debug)]
+pub(crate) struct Ranges {
+    uid: u32,
+    gid: u32,
+    pub sub_uid: SubRange,
+    pub sub_gid: SubRange,
+    newuidmap: PathBuf,
+    newgidmap: PathBuf,
+}
+
+/// A map could not be written, or a helper task in the mapped namespace failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdMapError {
+    /// The command or task, spelled out.
+    pub command: String,
+    /// What it said (its stderr), or how it ended.
+    pub detail: String,
+}
+
+impl fmt::Display for IdMapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot use the subordinate ids of /etc/subuid and /etc/subgid: `{}` failed: {}; \
+             check this user's entries there and that newuidmap/newgidmap are setuid root \
+             (Debian's package uidmap), or set NSTEST_SUBIDS=off to map only your own id \
+             (docs/privileges.md)",
+            self.command, self.detail
+        )
+    }
+}
+
+impl std::error::Error for IdMapError {}
+
+/// The ranges containers get, if this is rootless mode and the machine offers them.
+pub(crate) fn ranges() -> Option<&'static Ranges> {
+    static RANGES: Lazy<Option<Ranges>> = Lazy::new(discover);
+    RANGES.as_ref()
+}
+
+fn discover() -> Option<Ranges> {
+    let off = matches!(
+        std::env::var("NSTEST_SUBIDS").as_deref(),
+        Ok("off" | "0" | "false" | "no")
+    );
+    if off || !crate::parent::rootless() {
+        return None;
+    }
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    Some(Ranges {
+        uid: uid.as_raw(),
+        gid: gid.as_raw(),
+        sub_uid: parse_subid(&read("/etc/subuid")?, name.as_deref(), uid.as_raw())?,
+        sub_gid: parse_subid(&read("/etc/subgid")?, name.as_deref(), uid.as_raw())?,
+        newuidmap: find_helper("newuidmap")?,
+        newgidmap: find_helper("newgidmap")?,
+    })
+}
+
+/// The first range of `/etc/subuid`-style `text` for the user `name` or the numeric `uid`.
+pub(crate) fn parse_subid(text: &str, name: Option<&str>, uid: u32) -> Option<SubRange> {
+    text.lines().find_map(|line| {
+        let mut f = line.trim().split(':');
+        let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+        let ours = Some(who) == name || who.parse::<u32>().ok() == Some(uid);
+        let range = SubRange {
+            start: start.trim().parse().ok()?,
+            count: count.trim().parse().ok()?,
+        };
+        (ours && range.count > 0 && !line.trim_start().starts_with('#')).then_some(range)
+    })
+}
+
+fn find_helper(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+impl Ranges {
+    /// Part of a cache key: a rootfs unpacked with these maps differs from one without.
+    pub(crate) fn tag(&self) -> String {
+        format!(
+            "u{}+{}g{}+{}",
+            self.sub_uid.start, self.sub_uid.count, self.sub_gid.start, self.sub_gid.count
+        )
+    }
+
+    /// Whether an owner from a tarball has an id inside the container.
+    pub(crate) fn maps(&self, uid: u32, gid: u32) -> bool {
+        uid <= self.sub_uid.count && gid <= self.sub_gid.count
+    }
+
+    fn args(pid: Pid, own: u32, r: SubRange) -> Vec<String> {
+        [pid.as_raw() as u32, 0, own, 1, 1, r.start, r.count]
+            .iter()
+            .map(u32::to_string)
+            .collect()
+    }
+
+    /// Writes the maps of the (waiting) child `pid`: `0 <own id> 1` and `1 <start> <count>`.
+    pub(crate) fn apply(&self, pid: Pid) -> Result<(), IdMapError> {
+        let run = |helper: &Path, args: Vec<String>| {
+            let command = format!("{} {}", helper.display(), args.join(" "));
+            let child = Command::new(helper)
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| IdMapError {
+                    command: command.clone(),
+                    detail: e.to_string(),
+                })?;
+            Ok::<_, IdMapError>((command, child))
+        };
+        let u = run(&self.newuidmap, Self::args(pid, self.uid, self.sub_uid))?;
+        let g = run(&self.newgidmap, Self::args(pid, self.gid, self.sub_gid))?;
+        for (command, child) in [u, g] {
+            let out = child.wait_with_output().map_err(|e| IdMapError {
+                command: command.clone(),
+                detail: e.to_string(),
+            })?;
+            if !out.status.success() {
+                return Err(IdMapError {
+                    command,
+                    detail: format!(
+                        "{} ({})",
+                        String::from_utf8_lossy(&out.stderr).trim(),
+                        out.status
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs this binary again as a helper `task` in a new user namespace with these maps.
+    fn run_task(&self, task: &[&OsStr]) -> Result<(), IdMapError> {
+        let command = format!(
+            "{} in a user namespace with the subordinate ids",
+            task.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let fail = |detail: String| IdMapError {
+            command: command.clone(),
+            detail,
+        };
+        let host = |e: sys::SysError| fail(e.to_string());
+        let cstr = |b: &[u8]| CString::new(b).map_err(|_| fail("a path with a NUL byte".into()));
+        let null = sys::open_dev_null().map_err(host)?;
+        let (err_r, err_w) = sys::pipe().map_err(host)?;
+        let life = sys::pipe().map_err(host)?;
+        let (hold_r, hold_w) = sys::pipe().map_err(host)?;
+        let plan = ExecPlan {
+            exe: c"/proc/self/exe".into(),
+            argv: std::iter::once(Ok(c"nstest-idmap-task".into()))
+                .chain(task.iter().map(|a| cstr(a.as_bytes())))
+                .collect::<Result<_, _>>()?,
+            envp: vec![cstr(format!("{TASK_ENV}=1").as_bytes())?],
+            fds: vec![
+                (null.as_raw_fd(), 0),
+                (null.as_raw_fd(), 1),
+                (err_w.as_raw_fd(), 2),
+            ],
+            life: (life.0.as_raw_fd(), life.1.as_raw_fd()),
+            report_fd: 2,
+            writes: Vec::new(),
+            exec_failed_frame: b"nstest: cannot re-execute /proc/self/exe; errno (LE): ".to_vec(),
+            sync: Some((hold_r.as_raw_fd(), hold_w.as_raw_fd())),
+            netns: None,
+            cgroup_ns: None,
+        };
+        let cloned = sys::clone_exec(CloneFlags::CLONE_NEWUSER, &plan).map_err(host)?;
+        drop((err_w, hold_r));
+        let mapped = self.apply(cloned.pid);
+        if mapped.is_ok() {
+            let _ = nix::unistd::write(&hold_w, &[1]);
+        }
+        drop(hold_w); // without the byte, the child exits
+        let mut stderr = Vec::new();
+        let _ = std::fs::File::from(err_r).read_to_end(&mut stderr);
+        let status = sys::wait_raw(cloned.pid).map_err(host)?;
+        drop::<(OwnedFd, OwnedFd)>(life);
+        mapped?;
+        if status != 0 {
+            return Err(fail(format!(
+                "{} (wait status {status:#x})",
+                String::from_utf8_lossy(&stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Gives the files of `root` listed in `manifest` their owners, as root of a user namespace
+    /// with these maps (the ids there are the tarball's).
+    pub(crate) fn chown_in_userns(&self, root: &Path, manifest: &Path) -> Result<(), IdMapError> {
+        self.run_task(&["chown".as_ref(), root.as_os_str(), manifest.as_os_str()])
+    }
+
+    /// Removes `path`, whose files may belong to subordinate ids, from inside such a namespace.
+    pub(crate) fn remove_in_userns(&self, path: &Path) -> Result<(), IdMapError> {
+        self.run_task(&["rm".as_ref(), path.as_os_str()])
+    }
+}
+
+/// In a binary re-executed by [`Ranges::run_task`]: runs the task and exits. Returns at once in
+/// any other process.
+pub(crate) fn run_task_if_requested() {
+    if std::env::var_os(TASK_ENV).is_none() {
+        return;
+    }
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let args: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
+    let result = match args.as_slice() {
+        [task, root, manifest] if *task == "chown" => {
+            crate::rootfs::owners::apply(Path::new(root), Path::new(manifest))
+        }
+        [task, path] if *task == "rm" => {
+            std::fs::remove_dir_all(path).map_err(|e| format!("remove {path:?}: {e}"))
+        }
+        _ => Err(format!("unknown task {args:?}")),
+    };
+    if let Err(e) = result {
+        eprintln!("{e}");
+        sys::exit_now(1);
+    }
+    sys::exit_now(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subid_lines_are_found_by_name_or_uid() {
+        let text = "alice:100000:65536\n# bob:1:1\nbob:165536:65536\n1001:231072:1000\n";
+        let r = |start, count| Some(SubRange { start, count });
+        assert_eq!(parse_subid(text, Some("bob"), 1000), r(165536, 65536));
+        assert_eq!(parse_subid(text, Some("carol"), 1001), r(231072, 1000));
+        assert_eq!(parse_subid(text, Some("dave"), 1002), None);
+        assert_eq!(
+            parse_subid("eve:1:0\n", Some("eve"), 5),
+            None,
+            "empty range"
+        );
+        assert_eq!(parse_subid("eve:x:5\n", Some("eve"), 5), None, "garbage");
+    }
+
+    #[test]
+    fn helper_arguments_map_root_then_the_range() {
+        let r = SubRange {
+            start: 100000,
+            count: 65536,
+        };
+        assert_eq!(
+            Ranges::args(Pid::from_raw(42), 1000, r),
+            ["42", "0", "1000", "1", "1", "100000", "65536"]
+        );
+    }
+}
