@@ -1198,6 +1198,7 @@ fn rootless_a_tarballs_owners_are_kept_where_the_maps_allow() {
     // The busybox root plus entries owned by others than root: a user's home, a setgid tool.
     let tarball = dir.join("owned.tar");
     let mut b = tar::Builder::new(File::create(&tarball).unwrap());
+    b.follow_symlinks(false);
     b.append_dir_all(".", &base).unwrap();
     let mut add = |path: &str, kind: tar::EntryType, (uid, gid): (u64, u64), mode: u32| {
         let mut h = tar::Header::new_gnu();
@@ -1234,7 +1235,7 @@ fn rootless_a_tarballs_owners_are_kept_where_the_maps_allow() {
     .unwrap();
     let before = host_state();
     let stat = "stat -c '%u:%g %a' /home/user /home/user/notes /usr/bin/sgid-tool";
-    let run = |wrapper: &[&str], cache: &str, args: &[&str]| {
+    let run_env = |wrapper: &[&str], cache: &str, args: &[&str], env: &[(&str, &str)]| {
         let cache = dir.join(cache);
         let (program, rest) = wrapper
             .split_first()
@@ -1253,6 +1254,7 @@ fn rootless_a_tarballs_owners_are_kept_where_the_maps_allow() {
             .env("TMPDIR", &dir)
             .env("HOME", &dir)
             .env("NSTEST_CACHE_DIR", &cache)
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -1260,6 +1262,7 @@ fn rootless_a_tarballs_owners_are_kept_where_the_maps_allow() {
         assert!(out.status.success(), "{wrapper:?} {args:?}: {text}{err}");
         (text, err, cache)
     };
+    let run = |wrapper: &[&str], cache: &str, args: &[&str]| run_env(wrapper, cache, args, &[]);
     let tar = tarball.to_str().unwrap();
     let as_in_the_tarball = "1000:1000 750\n1000:1000 600\n0:42 2755\n";
     let (root, _, _) = run(&[], "c-root", &["run", "--rootfs", tar, "sh", "-c", stat]);
@@ -1270,6 +1273,16 @@ fn rootless_a_tarballs_owners_are_kept_where_the_maps_allow() {
         &["run", "--rootfs", tar, "sh", "-c", stat],
     );
     assert_eq!(subids, as_in_the_tarball, "rootless with subordinate ids");
+    // The private-copy fallback keeps them too (set-group-id bit included).
+    let copy = ("NSTEST_OVERLAY", "off");
+    let args = ["run", "--rootfs", tar, "sh", "-c", stat];
+    let (root_copy, _, _) = run_env(&[], "c-root", &args, &[copy]);
+    assert_eq!(root_copy, as_in_the_tarball, "as root, copied");
+    let (subids_copy, _, _) = run_env(AS_NOBODY_WITH_SUBIDS, "c-subids", &args, &[copy]);
+    assert_eq!(
+        subids_copy, as_in_the_tarball,
+        "with subordinate ids, copied"
+    );
     // On the host, the files belong to the subordinate ids: 1000 inside is 100000 + 999.
     let home = std::fs::read_dir(cache.join("bases"))
         .unwrap()

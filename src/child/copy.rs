@@ -61,6 +61,11 @@ fn copy_dir(
         }
         if privileged {
             lchown(&to, Some(m.uid()), Some(m.gid())).map_err(at(&to))?;
+            if !ft.is_symlink() && m.mode() & 0o6000 != 0 {
+                // chown cleared the set-user/group-id bits: give them back.
+                fs::set_permissions(&to, fs::Permissions::from_mode(m.mode() & 0o7777))
+                    .map_err(at(&to))?;
+            }
         }
     }
     Ok(())
