@@ -92,8 +92,9 @@
 //!   other orphans stay zombies until it ends. The reaper is a thread, so the test's first child
 //!   is PID 3. A test that `setsid`s its own child and waits for it may find it reaped.
 //! - In-container backtraces are not symbolized (the binary's host path is not in the rootfs).
-//! - cgroup v2 limits need the controllers delegated to the harness's cgroup (v1 is used on
-//!   hybrid machines).
+//! - cgroup v2 limits need a cgroup the harness may write whose controllers reach its children
+//!   (as root: the slice above the session scope; rootless: a delegated subtree), else the
+//!   limited test fails saying so (v1 is used on hybrid machines).
 //! - Only the first and last MiB of a test's captured output are kept.
 //! - Isolation protects the host from a test's accidents and mistakes; root code in a test that
 //!   sets out to escape is not contained without a user namespace.

@@ -134,9 +134,7 @@ fn locate(controller: &'static str) -> Option<(PathBuf, bool)> {
     // v2 first, where it offers the controller.
     if let Some((mp, root, _, _)) = mounts.iter().find(|m| m.2 == "cgroup2") {
         if let Some(path) = own_path(|c| c.is_empty()) {
-            let dir = join(mp, root, &path);
-            let offered = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-            if offered.split_whitespace().any(|c| c == controller) {
+            if let Some(dir) = v2_parent(&join(mp, root, &path), mp, controller) {
                 return Some((dir, true));
             }
         }
@@ -148,22 +146,58 @@ fn locate(controller: &'static str) -> Option<(PathBuf, bool)> {
     Some((join(mp, root, &path), false))
 }
 
-static RUN: Lazy<Run> = Lazy::new(|| {
-    let mut run = Run::default();
-    for (controller, slot) in [
-        ("memory", &mut run.memory),
-        ("pids", &mut run.pids),
-        ("cpu", &mut run.cpu),
-    ] {
-        if let Some((own, v2)) = locate(controller) {
-            remove_stale_runs(&own);
-            *slot = Some(Dir {
-                run: own.join(format!("nstest-{}", std::process::id())),
-                v2,
-            });
+/// Where the run's cgroup goes on v2, starting from our own cgroup `own` and going up to the
+/// hierarchy's `top`: the nearest cgroup we may write whose children get `controller`, i.e. that
+/// has it in `cgroup.subtree_control`. Our own cgroup also does if it may enable it there: the
+/// root cgroup, or one without processes. (On a systemd machine the harness shares a session
+/// scope with the shell, and the kernel's no-internal-processes rule refuses controllers
+/// there: the run's cgroup goes beside that scope, under the slice.)
+fn v2_parent(own: &Path, top: &Path, controller: &str) -> Option<PathBuf> {
+    let has = |d: &Path, file: &str| {
+        fs::read_to_string(d.join(file))
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|c| c == controller)
+    };
+    let writable = |d: &Path| nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok();
+    let no_procs =
+        |d: &Path| fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty());
+    let mut d = own;
+    loop {
+        if has(d, "cgroup.subtree_control") && writable(d) {
+            return Some(d.to_path_buf());
         }
+        if d == own && has(d, "cgroup.controllers") && writable(d) && (d == top || no_procs(d)) {
+            return Some(d.to_path_buf());
+        }
+        if d == top {
+            return None;
+        }
+        d = d.parent()?;
     }
-    run
+}
+
+static RUN: Lazy<Run> = Lazy::new(|| {
+    let found = ["memory", "pids", "cpu"].map(locate);
+    // A process is in one cgroup of the v2 hierarchy: every v2 controller's run cgroup must be
+    // the same one. The highest of the parents found serves them all (a controller enabled for
+    // a cgroup's children is enabled in every ancestor too).
+    let v2_parent = found
+        .iter()
+        .flatten()
+        .filter(|(_, v2)| *v2)
+        .map(|(p, _)| p.clone())
+        .min_by_key(|p| p.components().count());
+    let [memory, pids, cpu] = found.map(|f| {
+        let (parent, v2) = f?;
+        let parent = if v2 { v2_parent.clone()? } else { parent };
+        remove_stale_runs(&parent);
+        Some(Dir {
+            run: parent.join(format!("nstest-{}", std::process::id())),
+            v2,
+        })
+    });
+    Run { memory, pids, cpu }
 });
 
 /// Removes `nstest-<pid>` cgroups of runs whose harness is gone, and says so.
@@ -451,6 +485,38 @@ fn remove_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where the run's cgroup goes on v2, in a tree laid out as systemd does.
+    #[test]
+    fn v2_run_cgroups_go_where_the_controllers_reach() {
+        let top = std::env::temp_dir().join(format!("nstest-cg2-up-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&top);
+        let slice = top.join("user.slice");
+        let scope = slice.join("session-1.scope");
+        fs::create_dir_all(&scope).unwrap();
+        fs::write(top.join("cgroup.controllers"), "cpu memory pids").unwrap();
+        fs::write(top.join("cgroup.subtree_control"), "memory pids").unwrap();
+        fs::write(slice.join("cgroup.controllers"), "memory pids").unwrap();
+        fs::write(slice.join("cgroup.subtree_control"), "memory").unwrap();
+        fs::write(slice.join("cgroup.procs"), "").unwrap();
+        fs::write(scope.join("cgroup.controllers"), "memory").unwrap();
+        fs::write(scope.join("cgroup.subtree_control"), "").unwrap();
+        fs::write(scope.join("cgroup.procs"), "1234\n5678\n").unwrap();
+        // The scope has processes: memory goes under the slice, pids under the root.
+        assert_eq!(v2_parent(&scope, &top, "memory"), Some(slice.clone()));
+        assert_eq!(v2_parent(&scope, &top, "pids"), Some(top.clone()));
+        assert_eq!(
+            v2_parent(&scope, &top, "cpu"),
+            None,
+            "enabled nowhere on the way"
+        );
+        // A cgroup of our own without processes may enable what it is offered.
+        fs::write(scope.join("cgroup.procs"), "").unwrap();
+        assert_eq!(v2_parent(&scope, &top, "memory"), Some(scope.clone()));
+        // The root may always enable what it offers.
+        assert_eq!(v2_parent(&top, &top, "cpu"), Some(top.clone()));
+        fs::remove_dir_all(&top).unwrap();
+    }
 
     /// A cgroup v2 hierarchy as files: what nstest writes there, and what it reads back. (This
     /// machine binds the controllers to v1; the kernel's own v2 is exercised where it has them.)
