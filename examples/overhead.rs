@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Per-test cost is measured sequentially (`--test-threads 1`: each run timed, median and p95)
-//! and in parallel on every core (throughput: wall time / tests). Peak memory is the largest
-//! resident set of any process the benchmark waited for (a container's PID 1, or the tools).
+//! and in parallel on every core (throughput: wall time / tests). "cores busy" is how many cores
+//! the whole machine kept busy meanwhile (/proc/stat: helper threads and kernel workers count).
+//! Peak memory is the largest resident set of a container's PID 1.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -82,11 +83,31 @@ struct Stats {
     p95: Duration,
     /// Wall time divided by the number of tests, on `threads` threads.
     per_test: Duration,
+    /// How many cores the whole machine kept busy meanwhile (all processes and kernel threads:
+    /// helper threads, namespace clean-up), from /proc/stat.
+    cores_busy: f64,
+}
+
+/// `(busy, total)` jiffies of all CPUs, from the first line of /proc/stat.
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
 }
 
 fn measure(what: What, root: &Path, n: usize, threads: usize) -> Stats {
     run_once(what, root); // warm: rootfs prepared, caches hot
     let next = AtomicUsize::new(0);
+    let cpu_before = cpu_jiffies();
     let start = Instant::now();
     let mut times: Vec<Duration> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
@@ -108,18 +129,26 @@ fn measure(what: What, root: &Path, n: usize, threads: usize) -> Stats {
             .collect()
     });
     let wall = start.elapsed();
+    let cpu_after = cpu_jiffies();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let share = (cpu_after.0 - cpu_before.0) as f64 / (cpu_after.1 - cpu_before.1).max(1) as f64;
     times.sort();
     let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
     Stats {
         median: at(0.5),
         p95: at(0.95),
         per_test: wall / n as u32,
+        cores_busy: share * cores,
     }
 }
 
 fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
+
+/// The largest resident set of a container's PID 1 seen by the variant children (which wait
+/// for nothing but containers), in KiB.
+static PEAK_CONTAINER_RSS: AtomicUsize = AtomicUsize::new(0);
 
 fn max_rss_kib() -> i64 {
     nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
@@ -169,11 +198,12 @@ fn main() {
         std::env::set_var("NSTEST_ROOTFS", &root);
         let s = measure(What::Nstest, &root, n, threads);
         println!(
-            "{} {} {} {}",
+            "{} {} {} {} {}",
             s.median.as_nanos(),
             s.p95.as_nanos(),
             s.per_test.as_nanos(),
-            max_rss_kib()
+            max_rss_kib(),
+            s.cores_busy
         );
         return;
     }
@@ -207,8 +237,15 @@ fn main() {
         for &n in counts {
             println!("\nrootfs {label}, {n} tests");
             println!(
-                "{:<31} {:>7} {:>10} {:>10} {:>12} {:>10} {:>9}",
-                "what", "threads", "median ms", "p95 ms", "per test ms", "x unshare", "x bwrap"
+                "{:<31} {:>7} {:>10} {:>10} {:>12} {:>10} {:>9} {:>11}",
+                "what",
+                "threads",
+                "median ms",
+                "p95 ms",
+                "per test ms",
+                "x unshare",
+                "x bwrap",
+                "cores busy"
             );
             for threads in [1, cores] {
                 let base = measure(What::Unshare, &root, n, threads);
@@ -249,18 +286,20 @@ fn main() {
                         .env(var, value)
                         .output()
                         .unwrap();
-                    let v: Vec<u128> = String::from_utf8_lossy(&out.stdout)
+                    let v: Vec<f64> = String::from_utf8_lossy(&out.stdout)
                         .split_whitespace()
                         .filter_map(|x| x.parse().ok())
                         .collect();
-                    if v.len() >= 3 {
-                        let d = |ns: u128| Duration::from_nanos(ns as u64);
+                    if v.len() >= 5 {
+                        PEAK_CONTAINER_RSS.fetch_max(v[3] as usize, Ordering::Relaxed);
+                        let d = |ns: f64| Duration::from_nanos(ns as u64);
                         rows.push((
                             label,
                             Stats {
                                 median: d(v[0]),
                                 p95: d(v[1]),
                                 per_test: d(v[2]),
+                                cores_busy: v[4],
                             },
                         ));
                     }
@@ -280,21 +319,22 @@ fn main() {
                     let ratio =
                         |b: Duration| format!("{:.2}", s.per_test.as_secs_f64() / b.as_secs_f64());
                     println!(
-                        "{:<31} {:>7} {:>10} {:>10} {:>12} {:>10} {:>9}",
+                        "{:<31} {:>7} {:>10} {:>10} {:>12} {:>10} {:>9} {:>11.2}",
                         name,
                         threads,
                         ms(s.median),
                         ms(s.p95),
                         ms(s.per_test),
                         ratio(unshare),
-                        bwrap.map(ratio).unwrap_or_default()
+                        bwrap.map(ratio).unwrap_or_default(),
+                        s.cores_busy
                     );
                 }
             }
         }
     }
     println!(
-        "\npeak resident memory of any one child process (container PID 1 or tool): {} KiB",
-        max_rss_kib()
+        "\npeak resident memory of any one container's PID 1 (the variant rows' containers): {} KiB",
+        PEAK_CONTAINER_RSS.load(Ordering::Relaxed)
     );
 }
