@@ -411,6 +411,29 @@ pub fn bind(src: &Path, target: &Path, ro: bool) -> Result<()> {
 }
 
 /// Creates at `target` a device node like the one at `host` (same type, numbers and mode).
+/// Sets the extended attribute `name` of `path` (not following a final symlink) to `value`.
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<()> {
+    let call = || format!("lsetxattr({:?}, {name:?})", path.display().to_string());
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| SysError::new(call(), Errno::EINVAL))?;
+    let c_name = CString::new(name).map_err(|_| SysError::new(call(), Errno::EINVAL))?;
+    // SAFETY: both strings are NUL-terminated and live across the call; `value` is a valid
+    // slice of the length passed.
+    let r = unsafe {
+        libc::lsetxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r != 0 {
+        return Err(SysError::new(call(), Errno::last()));
+    }
+    Ok(())
+}
+
 pub fn mknod_like(host: &Path, target: &Path) -> Result<()> {
     use nix::sys::stat::{mknod, stat, Mode, SFlag};
     let st = stat(host)

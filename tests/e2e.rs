@@ -1401,6 +1401,22 @@ cd /tmp && NSTEST_CACHE_DIR=/tmp/cache /bin/e2e-fixture --test-threads 2 --color
   --skip demo_a_hundred_orphans_are_reaped_and_the_test_waits_for_its_own 2>&1
 echo "VM: exit: $?"
 echo "VM: cgroups left: $(find /sys/fs/cgroup -name 'nstest-*' | wc -l)"
+# Rootless, with the cgroup subtree delegated as systemd delegates user@<uid>.service: the
+# user owns it, its shell runs in a scope below with other processes.
+u=/sys/fs/cgroup/user.slice/user-65534.slice
+d=$u/user@65534.service
+mkdir -p $d/app.slice/run.scope
+echo "+memory +pids +cpu" > $u/cgroup.subtree_control
+chown -R 65534:65534 $d
+echo "+memory +pids +cpu" > $d/cgroup.subtree_control
+echo "+memory +pids" > $d/app.slice/cgroup.subtree_control
+echo $$ > $d/app.slice/run.scope/cgroup.procs
+echo "VM: start rootless"
+NSTEST_CACHE_DIR=/tmp/cache-nobody /bin/ul-setpriv --reuid=65534 --regid=65534 --clear-groups \
+  /bin/e2e-fixture --test-threads 2 --color never \
+  --skip demo_a_hundred_orphans_are_reaped_and_the_test_waits_for_its_own 2>&1
+echo "VM: exit rootless: $?"
+echo "VM: cgroups left rootless: $(find /sys/fs/cgroup -name 'nstest-*' | wc -l)"
 poweroff -f
 "#;
 
@@ -1449,15 +1465,22 @@ fn limits_on_a_kernel_with_only_cgroup_v2_in_a_vm() {
     }
     let busybox = nstest::rootfs::busybox::find().expect("apt-get install busybox-static");
     std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
-    std::fs::copy(fixture(), root.join("bin/e2e-fixture")).unwrap();
-    let ldd = Command::new("ldd").arg(fixture()).output().unwrap();
-    for lib in String::from_utf8_lossy(&ldd.stdout)
-        .split_whitespace()
-        .filter(|w| w.starts_with('/'))
-    {
-        let to = root.join(lib.trim_start_matches('/'));
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(lib, to).unwrap();
+    // The fixture, and util-linux's setpriv to run it as uid 65534 (busybox's cannot), with
+    // their libraries.
+    for (exe, to) in [
+        (fixture(), "bin/e2e-fixture"),
+        (PathBuf::from("/usr/bin/setpriv"), "bin/ul-setpriv"),
+    ] {
+        std::fs::copy(&exe, root.join(to)).unwrap();
+        let ldd = Command::new("ldd").arg(&exe).output().unwrap();
+        for lib in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            let to = root.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(lib, to).unwrap();
+        }
     }
     // The demos bind /etc/os-release and /usr/bin, and share the host's network (a dummy NIC).
     std::fs::copy("/etc/os-release", root.join("etc/os-release")).unwrap();
@@ -1531,25 +1554,50 @@ fn limits_on_a_kernel_with_only_cgroup_v2_in_a_vm() {
         );
     }
     assert_eq!(field("v1 hierarchies"), "0", "{}", tell());
-    let code: i32 = field("exit").parse().unwrap();
-    let fixture_out: String = console
-        .lines()
-        .skip_while(|l| *l != "VM: start")
-        .skip(1)
-        .take_while(|l| !l.starts_with("VM: exit"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let run = Run::parse(Output {
-        status: std::os::unix::process::ExitStatusExt::from_raw(code << 8),
-        stdout: fixture_out.into_bytes(),
-        stderr: Vec::new(),
-    });
+    let run_between = |start: &str, exit: &str| {
+        let code: i32 = field(exit).parse().unwrap();
+        let out: String = console
+            .lines()
+            .skip_while(|l| *l != start)
+            .skip(1)
+            .take_while(|l| !l.starts_with("VM: exit"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        Run::parse(Output {
+            status: std::os::unix::process::ExitStatusExt::from_raw(code << 8),
+            stdout: out.into_bytes(),
+            stderr: Vec::new(),
+        })
+    };
     // Every outcome for the same reason as on this machine, the limits through cgroup v2 ...
     // (but the hundred orphans: under emulation one or two daemons' zombies are sometimes
     // still there after 5 s, a miss of the reaper not understood yet).
-    check_every_outcome_but(&run, false, 1);
+    check_every_outcome_but(&run_between("VM: start", "exit"), false, 1);
     // ... and no cgroup of the run left in the VM.
     assert_eq!(field("cgroups left"), "0", "{}", tell());
+    // Rootless with a delegated subtree: the limits apply as for root (in the user's subtree).
+    let rootless = run_between("VM: start rootless", "exit rootless");
+    assert!(
+        rootless.text().contains("user (rootless"),
+        "{}",
+        rootless.text()
+    );
+    check_every_outcome_but(&rootless, false, 1);
+    assert_eq!(field("cgroups left rootless"), "0", "{}", tell());
+    // Before Linux 6.6 tmpfs has no user.* xattrs: rootless overlay would fail deletions with
+    // EIO; each container gets a private copy instead, and the run says so.
+    let mut v = version
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    if (v.next().unwrap_or(0), v.next().unwrap_or(0)) < (6, 6) {
+        assert!(
+            rootless
+                .text()
+                .contains("needs user.* xattrs on its upper layer"),
+            "{}",
+            rootless.text()
+        );
+    }
     assert_eq!(host_state(), before);
     std::fs::remove_dir_all(&dir).unwrap();
 }

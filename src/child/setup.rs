@@ -79,41 +79,7 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
     mkdir(&root, 0o755, Step::MountScratch)?;
 
     match &spec.base {
-        BaseSpec::Lower(lower) if spec.overlay => {
-            let layer_dir = spec.keep_upper.as_ref().unwrap_or(scratch);
-            let (upper, work) = (layer_dir.join("upper"), layer_dir.join("work"));
-            mkdir(&upper, 0o755, Step::MountOverlay)?;
-            mkdir(&work, 0o755, Step::MountOverlay)?;
-            let mut data = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                escape_overlay(lower),
-                escape_overlay(&upper),
-                escape_overlay(&work)
-            );
-            if spec.userns {
-                // Whiteouts and opaque directories as user.* xattrs (unprivileged overlayfs).
-                data.push_str(",userxattr");
-            }
-            match sys::mount(
-                "overlay",
-                &root,
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(&data),
-            ) {
-                Ok(()) => {}
-                Err(e)
-                    if matches!(
-                        e.errno,
-                        Errno::EPERM | Errno::EINVAL | Errno::ENODEV | Errno::EOPNOTSUPP
-                    ) =>
-                {
-                    note(format!("overlayfs refused ({e}); each test gets a private copy of the rootfs instead"));
-                    copy_root(lower, &root)?;
-                }
-                Err(e) => return Err(at(Step::MountOverlay)(e)),
-            }
-        }
+        BaseSpec::Lower(lower) if spec.overlay => overlay_root(spec, lower, &root, note)?,
         BaseSpec::Lower(lower) => copy_root(lower, &root)?,
         BaseSpec::Host => host_root(&root)?,
     }
@@ -172,6 +138,59 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
         sys::loopback_up().map_err(at(Step::LoopbackUp))?;
     }
     Ok(())
+}
+
+/// `root` as an overlay over `lower`, its writable layer on the scratch tmpfs (or in the kept
+/// directory); a private copy of `lower` where overlayfs cannot serve, said once.
+fn overlay_root(
+    spec: &ChildSpec,
+    lower: &Path,
+    root: &Path,
+    note: &mut dyn FnMut(String),
+) -> Result<(), SetupError> {
+    let layer_dir = spec.keep_upper.as_ref().unwrap_or(&spec.scratch);
+    let (upper, work) = (layer_dir.join("upper"), layer_dir.join("work"));
+    mkdir(&upper, 0o755, Step::MountOverlay)?;
+    mkdir(&work, 0o755, Step::MountOverlay)?;
+    let mut data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        escape_overlay(lower),
+        escape_overlay(&upper),
+        escape_overlay(&work)
+    );
+    if spec.userns {
+        // Whiteouts and opaque directories as user.* xattrs (unprivileged overlayfs). tmpfs
+        // keeps those from Linux 6.6 only; without them the overlay mounts, but deleting or
+        // renaming the rootfs's directories fails with EIO.
+        if let Err(e) = sys::set_xattr(&work, "user.nstest", b"1") {
+            note(format!(
+                "overlayfs in a user namespace needs user.* xattrs on its upper layer, which tmpfs has from Linux 6.6 ({e}); each test gets a private copy of the rootfs instead"
+            ));
+            return copy_root(lower, root);
+        }
+        data.push_str(",userxattr");
+    }
+    match sys::mount(
+        "overlay",
+        root,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&data),
+    ) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if matches!(
+                e.errno,
+                Errno::EPERM | Errno::EINVAL | Errno::ENODEV | Errno::EOPNOTSUPP
+            ) =>
+        {
+            note(format!(
+                "overlayfs refused ({e}); each test gets a private copy of the rootfs instead"
+            ));
+            copy_root(lower, root)
+        }
+        Err(e) => Err(at(Step::MountOverlay)(e)),
+    }
 }
 
 /// Escapes the characters overlayfs treats specially in its option string.
