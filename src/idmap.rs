@@ -51,20 +51,46 @@ pub(crate) struct Ranges {
 /// A map could not be written, or a helper task in the mapped namespace failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdMapError {
+    /// Which part failed.
+    pub kind: IdMapStep,
     /// The command or task, spelled out.
     pub command: String,
     /// What it said (its stderr), or how it ended.
     pub detail: String,
 }
 
+/// The part of using subordinate ids that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdMapStep {
+    /// `newuidmap`/`newgidmap` refused (or could not be started).
+    Map,
+    /// The helper task (giving a rootfs its owners, removing it) failed inside the namespace.
+    Task,
+    /// Starting the helper task failed on the host (pipe, clone, wait).
+    Host,
+}
+
 impl fmt::Display for IdMapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, fix) = match self.kind {
+            IdMapStep::Map => (
+                "cannot map the subordinate ids of /etc/subuid and /etc/subgid",
+                "check this user's entries there and that newuidmap/newgidmap are setuid root \
+                 (Debian's package uidmap), or set NSTEST_SUBIDS=off to map only your own id",
+            ),
+            IdMapStep::Task => (
+                "a helper in a user namespace with the subordinate ids failed",
+                "see what it said; NSTEST_SUBIDS=off maps only your own id",
+            ),
+            IdMapStep::Host => (
+                "cannot start a helper in a user namespace with the subordinate ids",
+                "see the error; NSTEST_SUBIDS=off maps only your own id",
+            ),
+        };
         write!(
             f,
-            "cannot use the subordinate ids of /etc/subuid and /etc/subgid: `{}` failed: {}; \
-             check this user's entries there and that newuidmap/newgidmap are setuid root \
-             (Debian's package uidmap), or set NSTEST_SUBIDS=off to map only your own id \
-             (docs/privileges.md)",
+            "{what}: `{}` failed: {}; {fix} (docs/privileges.md)",
             self.command, self.detail
         )
     }
@@ -87,10 +113,13 @@ fn discover() -> Option<Ranges> {
         return None;
     }
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
-    let name = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name);
+    let user = nix::unistd::User::from_uid(uid).ok().flatten();
+    // newgidmap maps a single gid of the caller's only if it is the passwd entry's (not under
+    // `sg`/`newgrp`, say): keep the single-id map then.
+    if user.as_ref().is_some_and(|u| u.gid != gid) {
+        return None;
+    }
+    let name = user.map(|u| u.name);
     let read = |p: &str| std::fs::read_to_string(p).ok();
     Some(Ranges {
         uid: uid.as_raw(),
@@ -156,20 +185,29 @@ impl Ranges {
                 .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| IdMapError {
+                    kind: IdMapStep::Map,
                     command: command.clone(),
                     detail: e.to_string(),
                 })?;
             Ok::<_, IdMapError>((command, child))
         };
         let u = run(&self.newuidmap, Self::args(pid, self.uid, self.sub_uid))?;
-        let g = run(&self.newgidmap, Self::args(pid, self.gid, self.sub_gid))?;
+        let g = match run(&self.newgidmap, Self::args(pid, self.gid, self.sub_gid)) {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = u.1.wait_with_output(); // no zombie left behind
+                return Err(e);
+            }
+        };
         for (command, child) in [u, g] {
             let out = child.wait_with_output().map_err(|e| IdMapError {
+                kind: IdMapStep::Map,
                 command: command.clone(),
                 detail: e.to_string(),
             })?;
             if !out.status.success() {
                 return Err(IdMapError {
+                    kind: IdMapStep::Map,
                     command,
                     detail: format!(
                         "{} ({})",
@@ -191,12 +229,15 @@ impl Ranges {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        let fail = |detail: String| IdMapError {
+        let fail = |kind, detail: String| IdMapError {
+            kind,
             command: command.clone(),
             detail,
         };
-        let host = |e: sys::SysError| fail(e.to_string());
-        let cstr = |b: &[u8]| CString::new(b).map_err(|_| fail("a path with a NUL byte".into()));
+        let host = |e: sys::SysError| fail(IdMapStep::Host, e.to_string());
+        let cstr = |b: &[u8]| {
+            CString::new(b).map_err(|_| fail(IdMapStep::Host, "a path with a NUL byte".into()))
+        };
         let null = sys::open_dev_null().map_err(host)?;
         let (err_r, err_w) = sys::pipe().map_err(host)?;
         let life = sys::pipe().map_err(host)?;
@@ -223,20 +264,30 @@ impl Ranges {
         let cloned = sys::clone_exec(CloneFlags::CLONE_NEWUSER, &plan).map_err(host)?;
         drop((err_w, hold_r));
         let mapped = self.apply(cloned.pid);
-        if mapped.is_ok() {
-            let _ = nix::unistd::write(&hold_w, &[1]);
+        match mapped {
+            Ok(()) => {
+                let _ = nix::unistd::write(&hold_w, &[1]);
+            }
+            // Another held child cloned meanwhile may hold a copy of the hold pipe: kill this
+            // one rather than wait for it to see the pipe closed.
+            Err(_) => {
+                let _ = sys::pidfd_kill(std::os::fd::AsFd::as_fd(&cloned.pidfd), libc::SIGKILL);
+            }
         }
-        drop(hold_w); // without the byte, the child exits
+        drop(hold_w);
         let mut stderr = Vec::new();
         let _ = std::fs::File::from(err_r).read_to_end(&mut stderr);
         let status = sys::wait_raw(cloned.pid).map_err(host)?;
         drop::<(OwnedFd, OwnedFd)>(life);
         mapped?;
         if status != 0 {
-            return Err(fail(format!(
-                "{} (wait status {status:#x})",
-                String::from_utf8_lossy(&stderr).trim()
-            )));
+            return Err(fail(
+                IdMapStep::Task,
+                format!(
+                    "{} (wait status {status:#x})",
+                    String::from_utf8_lossy(&stderr).trim()
+                ),
+            ));
         }
         Ok(())
     }

@@ -85,6 +85,8 @@
 //! - Rootless mode without `/etc/subuid` ranges and `newuidmap` maps one id (the caller's, to
 //!   root): files owned by other ids in a tarball all belong to root inside (recorded, see
 //!   `docs/privileges.md`).
+//! - Rootless on Linux before 6.6 (tmpfs without `user.*` xattrs): each test gets a private copy
+//!   of the rootfs instead of an overlay, which costs time with a large rootfs.
 //! - Linux only (x86_64 and aarch64: the raw `clone` call assumes their argument order).
 //! - The container child enters before Rust's `main`: a panic inside says thread `<unnamed>`,
 //!   and a stack overflow shows as SIGSEGV without Rust's "stack overflow" message.
@@ -121,7 +123,7 @@ mod sys;
 
 pub use container::{Container, Stdio};
 pub use error::Error;
-pub use idmap::IdMapError;
+pub use idmap::{IdMapError, IdMapStep};
 pub use nstest_macros::test;
 pub use protocol::Step;
 pub use spec::Net;

@@ -44,8 +44,8 @@ impl fmt::Display for CgroupError {
                 if matches!(errno, Errno::EACCES | Errno::EPERM | Errno::EROFS) {
                     f.write_str(": cgroups are not delegated to this user; run as root, or under systemd with Delegate=yes (e.g. `systemd-run --user --scope -p Delegate=yes cargo test`)")?;
                 }
-                if *errno == Errno::EBUSY {
-                    f.write_str(": cgroup v2 will not enable controllers below a cgroup that holds processes; run the tests in a cgroup of their own")?;
+                if matches!(errno, Errno::EBUSY | Errno::EOPNOTSUPP) {
+                    f.write_str(": cgroup v2 will not enable controllers below a cgroup that holds processes, and no cgroup above it that nstest may write passes them on; run the tests in a cgroup of their own (e.g. `systemd-run --scope -p Delegate=yes cargo test`)")?;
                 }
                 Ok(())
             }
@@ -134,8 +134,15 @@ fn locate(controller: &'static str) -> Option<(PathBuf, bool)> {
     // v2 first, where it offers the controller.
     if let Some((mp, root, _, _)) = mounts.iter().find(|m| m.2 == "cgroup2") {
         if let Some(path) = own_path(|c| c.is_empty()) {
-            if let Some(dir) = v2_parent(&join(mp, root, &path), mp, controller) {
+            let own = join(mp, root, &path);
+            if let Some(dir) = v2_parent(&own, mp, controller) {
                 return Some((dir, true));
+            }
+            // Offered but nowhere writable: our own cgroup, so that the failure names the cause
+            // (not delegated; processes in the way).
+            let offered = fs::read_to_string(own.join("cgroup.controllers")).unwrap_or_default();
+            if offered.split_whitespace().any(|c| c == controller) {
+                return Some((own, true));
             }
         }
     }
@@ -148,10 +155,10 @@ fn locate(controller: &'static str) -> Option<(PathBuf, bool)> {
 
 /// Where the run's cgroup goes on v2, starting from our own cgroup `own` and going up to the
 /// hierarchy's `top`: the nearest cgroup we may write whose children get `controller`, i.e. that
-/// has it in `cgroup.subtree_control`. Our own cgroup also does if it may enable it there: the
-/// root cgroup, or one without processes. (On a systemd machine the harness shares a session
-/// scope with the shell, and the kernel's no-internal-processes rule refuses controllers
-/// there: the run's cgroup goes beside that scope, under the slice.)
+/// has it in `cgroup.subtree_control`. Failing that, the real root cgroup (exempt from the
+/// no-internal-processes rule) if it offers the controller: nstest enables it there. (On a
+/// systemd machine the harness shares a session scope with the shell, and the kernel refuses
+/// controllers there: the run's cgroup goes beside that scope, under the slice.)
 fn v2_parent(own: &Path, top: &Path, controller: &str) -> Option<PathBuf> {
     let has = |d: &Path, file: &str| {
         fs::read_to_string(d.join(file))
@@ -160,18 +167,16 @@ fn v2_parent(own: &Path, top: &Path, controller: &str) -> Option<PathBuf> {
             .any(|c| c == controller)
     };
     let writable = |d: &Path| nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok();
-    let no_procs =
-        |d: &Path| fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty());
     let mut d = own;
     loop {
         if has(d, "cgroup.subtree_control") && writable(d) {
             return Some(d.to_path_buf());
         }
-        if d == own && has(d, "cgroup.controllers") && writable(d) && (d == top || no_procs(d)) {
-            return Some(d.to_path_buf());
-        }
         if d == top {
-            return None;
+            // The root of a cgroup namespace (a container's) is no real root: it has a type.
+            let real_root = !d.join("cgroup.type").exists();
+            return (real_root && has(d, "cgroup.controllers") && writable(d))
+                .then(|| d.to_path_buf());
         }
         d = d.parent()?;
     }
@@ -200,6 +205,19 @@ static RUN: Lazy<Run> = Lazy::new(|| {
     Run { memory, pids, cpu }
 });
 
+/// Whether a process in the cgroup tree at `dir` lives in a PID namespace we cannot see.
+fn foreign_processes(dir: &Path) -> bool {
+    let here = fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .any(|p| p.trim() == "0");
+    here || fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_type().is_ok_and(|t| t.is_dir()) && foreign_processes(&e.path()))
+}
+
 /// Removes `nstest-<pid>` cgroups of runs whose harness is gone, and says so.
 fn remove_stale_runs(own: &Path) {
     let Ok(entries) = fs::read_dir(own) else {
@@ -214,7 +232,9 @@ fn remove_stale_runs(own: &Path) {
         else {
             continue;
         };
-        if crate::sys::pid_is_dead(pid) {
+        // A harness in another PID namespace (a container sharing this cgroup) is not dead
+        // because we cannot see it: its processes read as pid 0 here.
+        if crate::sys::pid_is_dead(pid) && !foreign_processes(&e.path()) {
             if let Ok(children) = fs::read_dir(e.path()) {
                 for c in children.flatten().filter(|c| c.path().is_dir()) {
                     kill_all(&c.path());
@@ -507,14 +527,13 @@ mod tests {
         assert_eq!(v2_parent(&scope, &top, "pids"), Some(top.clone()));
         assert_eq!(
             v2_parent(&scope, &top, "cpu"),
-            None,
-            "enabled nowhere on the way"
+            Some(top.clone()),
+            "enabled nowhere on the way: the root enables it"
         );
-        // A cgroup of our own without processes may enable what it is offered.
-        fs::write(scope.join("cgroup.procs"), "").unwrap();
-        assert_eq!(v2_parent(&scope, &top, "memory"), Some(scope.clone()));
-        // The root may always enable what it offers.
+        // The real root may enable what it offers; a cgroup namespace's root may not.
         assert_eq!(v2_parent(&top, &top, "cpu"), Some(top.clone()));
+        fs::write(top.join("cgroup.type"), "domain").unwrap();
+        assert_eq!(v2_parent(&top, &top, "cpu"), None);
         fs::remove_dir_all(&top).unwrap();
     }
 

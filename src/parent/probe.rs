@@ -99,7 +99,7 @@ pub(crate) fn explain(e: &Error, m: &Machine) -> String {
     };
     let denied = matches!(errno, Some(Errno::EPERM | Errno::EACCES));
     let after_clone = matches!(e, Error::Setup { step, .. } if *step != Step::Exec);
-    let (cause, fix) = if let Error::IdMap(_) = e {
+    let (cause, fix) = if matches!(e, Error::IdMap(m) if m.kind == crate::idmap::IdMapStep::Map) {
         (
             "newuidmap/newgidmap refused this user's subordinate ids",
             "correct the user's entries in /etc/subuid and /etc/subgid, make sure newuidmap/newgidmap are setuid root (package uidmap), or set NSTEST_SUBIDS=off to map only your own id",
@@ -246,6 +246,7 @@ mod tests {
             (clone_err(Errno::EINVAL), rootless, "CONFIG_USER_NS"),
             (
                 Error::IdMap(crate::idmap::IdMapError {
+                    kind: crate::idmap::IdMapStep::Map,
                     command: "/usr/bin/newuidmap 42 0 1000 1 1 100000 65536".into(),
                     detail: "newuidmap: write to uid_map failed: Operation not permitted".into(),
                 }),

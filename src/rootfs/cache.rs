@@ -303,7 +303,22 @@ impl Cache {
             })?;
         let entries = self.list()?;
         for e in &entries {
-            remove_tree(&e.path);
+            // Out of bases/ first: a base that cannot be removed whole is never used half.
+            let doomed =
+                self.root
+                    .join("tmp")
+                    .join(format!("prune-{}.{}", e.key, std::process::id()));
+            fs::rename(&e.path, &doomed).map_err(io_err(&e.path))?;
+            remove_tree(&doomed);
+            if doomed.exists() {
+                return Err(RootfsError::Cache {
+                    path: doomed,
+                    source: Arc::new(std::io::Error::other(
+                        "could not remove it all (files of other owners? see above); \
+                         the next run retries",
+                    )),
+                });
+            }
         }
         remove_tree(&self.root.join("owners"));
         Ok(entries)

@@ -423,6 +423,9 @@ fn settle_owners(
             ranges.sub_uid.count.min(ranges.sub_gid.count)
         );
     }
+    if owners.is_empty() {
+        return Ok(());
+    }
     let manifest = cache
         .root()
         .join("tmp")

@@ -17,15 +17,22 @@ impl Owners {
     /// Records the owner an entry has in the archive; a later entry for the same path wins,
     /// and one owned by root needs no record.
     pub(crate) fn record(&mut self, path: &Path, uid: u32, gid: u32, mode: u32) {
-        let path: PathBuf = path
-            .components()
-            .filter(|c| matches!(c, Component::Normal(_)))
-            .collect();
+        let path = normal(path);
+        if path.as_os_str().is_empty() {
+            return; // the root itself (`./`) stays the caller's: it is renamed into the cache
+        }
         if uid == 0 && gid == 0 {
             self.0.remove(&path);
         } else {
             self.0.insert(path, (uid, gid, mode));
         }
+    }
+
+    /// Forgets `path` and everything recorded below it: a whiteout deleted them, or a hard
+    /// link now names another file there.
+    pub(crate) fn forget(&mut self, path: &Path) {
+        let path = normal(path);
+        self.0.retain(|p, _| !p.starts_with(&path));
     }
 
     /// How many paths are recorded.
@@ -73,6 +80,13 @@ impl Owners {
     }
 }
 
+/// `path` without `.` (or other non-name) components.
+fn normal(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
+}
+
 /// Gives each path of the manifest at `manifest` under `root` its owner, then its mode again
 /// (`chown` clears set-user-id bits). Run as root of a user namespace whose maps hold the ids.
 /// A path that is gone (a later layer deleted it) or that lies behind a symlink is skipped: no
@@ -113,12 +127,30 @@ mod tests {
         o.record(Path::new("a b/with space"), 7, 7, 0o2755);
         o.record(Path::new("tmp/x"), 5, 5, 0o644);
         o.record(Path::new("tmp/x"), 0, 0, 0o644);
-        assert_eq!(o.len(), 3, "root-owned entries need no record");
+        o.record(Path::new("./"), 1000, 1000, 0o755);
+        assert_eq!(
+            o.len(),
+            3,
+            "root-owned entries, and the root itself, need no record"
+        );
         let back = Owners::decode(&o.encode()).unwrap();
         assert_eq!(back, o);
         assert_eq!(back.0[Path::new("home/user")], (1000, 1000, 0o755));
         assert_eq!(back.0[Path::new("a b/with space")], (7, 7, 0o2755));
         assert_eq!(Owners::decode(b"1 2 zz path\0"), None);
+    }
+
+    #[test]
+    fn whiteouts_and_hard_links_forget_what_was_there() {
+        let mut o = Owners::default();
+        o.record(Path::new("usr/bin/x"), 1000, 1000, 0o755);
+        o.record(Path::new("opt/app/a"), 7, 7, 0o644);
+        o.record(Path::new("opt/app/b/c"), 7, 7, 0o644);
+        o.record(Path::new("opt/application"), 7, 7, 0o644);
+        o.forget(Path::new("./opt/app"));
+        o.forget(Path::new("usr/bin/x"));
+        let left: Vec<_> = o.0.keys().cloned().collect();
+        assert_eq!(left, [PathBuf::from("opt/application")]);
     }
 
     #[test]

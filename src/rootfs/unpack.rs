@@ -145,6 +145,7 @@ pub fn apply_layer(layer: &Path, dest: &Path, owners: &mut Owners) -> Result<u64
             {
                 for child in std::fs::read_dir(&dir).map_err(corrupt)?.flatten() {
                     remove_any(&child.path());
+                    owners.forget(&parent.join(child.file_name()));
                 }
             }
         } else if let Some(hidden) = name.strip_prefix(".wh.") {
@@ -153,6 +154,7 @@ pub fn apply_layer(layer: &Path, dest: &Path, owners: &mut Owners) -> Result<u64
             if let Some(t) = safe_existing(dest, &target).map_err(|r| escape(r.to_string()))? {
                 remove_any(&t);
             }
+            owners.forget(&target);
         }
     }
     // Second pass: the layer's own files.
@@ -280,7 +282,9 @@ fn unpack_entries(
         if !unpacked {
             return Err(escape("it would be written outside the root".into()));
         }
-        if !privileged && !kind.is_hard_link() {
+        if kind.is_hard_link() {
+            owners.forget(&path); // another file now: its owner is the target's
+        } else if !privileged {
             let h = entry.header();
             let (uid, gid, mode) = (h.uid(), h.gid(), h.mode());
             let id = |v: std::io::Result<u64>| v.ok().and_then(|v| u32::try_from(v).ok());
