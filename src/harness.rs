@@ -25,10 +25,10 @@ pub fn main() -> ! {
             eprintln!(
                 "nstest: rootfs {} ({}); namespaces uts, pid, mount, ipc, net, cgroup{}",
                 crate::rootfs::describe_default(Path::new(first.manifest_dir)),
-                if parent::overlay_enabled() {
-                    "overlay per test"
-                } else {
-                    "a private copy per test"
+                match (parent::overlay_enabled(), parent::layer_on_disk()) {
+                    (true, false) => "overlay per test",
+                    (true, true) => "overlay per test, its writable layer on disk",
+                    (false, _) => "a private copy per test",
                 },
                 match (parent::rootless(), crate::idmap::ranges()) {
                     (true, Some(r)) => format!(

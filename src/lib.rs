@@ -68,6 +68,7 @@
 //! - `NSTEST_KEEP=1`: keep a failed test's writes on disk; its failure gives the path.
 //! - `NSTEST_ROOTLESS=1`: use a user namespace even as root (it is always used for other uids).
 //! - `NSTEST_SUBIDS=off`: rootless, map only your own id even where `/etc/subuid` gives a range.
+//! - `NSTEST_UPPER=disk`: each test's writable layer in the cache (on disk), not in memory.
 //! - `NSTEST_UNAVAILABLE=skip`: where containers cannot be made, report the tests as ignored
 //!   (with the reason) instead of failed.
 //!
@@ -85,8 +86,9 @@
 //! - Rootless mode without `/etc/subuid` ranges and `newuidmap` maps one id (the caller's, to
 //!   root): files owned by other ids in a tarball all belong to root inside (recorded, see
 //!   `docs/privileges.md`).
-//! - Rootless on Linux before 6.6 (tmpfs without `user.*` xattrs): each test gets a private copy
-//!   of the rootfs instead of an overlay, which costs time with a large rootfs.
+//! - Rootless on Linux before 6.6 (tmpfs without `user.*` xattrs): each test's writable layer is
+//!   on disk in the cache (a private copy of the rootfs if the cache's filesystem has no user
+//!   xattrs either).
 //! - Linux only (x86_64 and aarch64: the raw `clone` call assumes their argument order).
 //! - The container child enters before Rust's `main`: a panic inside says thread `<unnamed>`,
 //!   and a stack overflow shows as SIGSEGV without Rust's "stack overflow" message.

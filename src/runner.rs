@@ -94,10 +94,10 @@ impl Settings {
         let mut parts = vec![
             format!(
                 "rootfs {rootfs} ({})",
-                if parent::overlay_enabled() {
-                    "overlay"
-                } else {
-                    "private copy"
+                match (parent::overlay_enabled(), parent::layer_on_disk()) {
+                    (true, false) => "overlay",
+                    (true, true) => "overlay, writable layer on disk",
+                    (false, _) => "private copy",
                 }
             ),
             format!("hostname {}", self.hostname),

@@ -349,6 +349,30 @@ fn rootless_every_outcome_is_the_same_for_an_unprivileged_user() {
 }
 
 #[test]
+fn with_the_writable_layer_on_disk_every_outcome_is_the_same() {
+    // NSTEST_UPPER=disk (automatic for rootless before Linux 6.6): each overlay's upper layer
+    // is a directory in the cache; none is left after the run (checked with the cache's tmp/).
+    let env = [("NSTEST_UPPER", "disk")];
+    let root = run_fixture("disk", &["--test-threads", "2"], &env);
+    let nobody = run_fixture_in(
+        "nobody-disk",
+        AS_NOBODY,
+        "e2e-cache-nobody-disk",
+        &["--test-threads", "2"],
+        &env,
+    );
+    for (run, rootless) in [(root, false), (nobody, true)] {
+        check_every_outcome(&run, rootless);
+        assert!(
+            run.message("fail_panic")
+                .contains("(overlay, writable layer on disk)"),
+            "{}",
+            run.message("fail_panic")
+        );
+    }
+}
+
+#[test]
 fn rootless_every_outcome_is_the_same_with_subordinate_ids() {
     assert!(
         Path::new("/usr/bin/newuidmap").exists(),

@@ -48,6 +48,11 @@ pub(crate) fn overlay_enabled() -> bool {
     *OVERLAY
 }
 
+/// Whether an overlay's writable layer is on disk (see [`LAYER_ON_DISK`]).
+pub(crate) fn layer_on_disk() -> bool {
+    *LAYER_ON_DISK
+}
+
 /// One container to run.
 #[derive(Debug)]
 pub(crate) struct Launch<'a> {
@@ -92,6 +97,12 @@ impl Launch<'_> {
             (Some(name), Base::Dir(_)) if *OVERLAY => Some(rootfs::keep_dir(name)?),
             _ => None,
         };
+        let disk_layer = match (&keep_upper, &prepared.base) {
+            (None, Base::Dir(_)) if *OVERLAY && *LAYER_ON_DISK => {
+                Some(RemoveOnDrop(rootfs::disk_layer_dir()?))
+            }
+            _ => None,
+        };
         let spec = ChildSpec {
             scratch: prepared.scratch,
             base: match prepared.base {
@@ -115,7 +126,9 @@ impl Launch<'_> {
                 .collect::<Result<_, Error>>()?,
             env: self.env,
             workdir: self.workdir,
-            keep_upper,
+            keep_upper: keep_upper
+                .clone()
+                .or_else(|| disk_layer.as_ref().map(|d| d.0.clone())),
             hold_on_failure: self.shell_on_failure,
             run: self.run,
         };
@@ -147,7 +160,7 @@ impl Launch<'_> {
                 cg.kill();
             }
         };
-        let kept = spec.keep_upper.clone();
+        let kept = keep_upper;
         let (test, userns, host_net) = match &spec.run {
             RunSpec::Test(name) => (name.as_str(), spec.userns, spec.host_net),
             _ => ("", false, false),
@@ -177,6 +190,37 @@ impl Launch<'_> {
             }
         }
         Ok(finished)
+    }
+}
+
+/// Whether each overlay's writable layer goes in a directory of the cache (on disk) instead of
+/// the container's tmpfs: `NSTEST_UPPER=disk` (tests that write more than fits in memory), and
+/// rootless before Linux 6.6, where tmpfs keeps no `user.*` xattrs, which overlayfs needs for
+/// its whiteouts in a user namespace. Decided once per run.
+static LAYER_ON_DISK: Lazy<bool> = Lazy::new(|| {
+    if std::env::var("NSTEST_UPPER").as_deref() == Ok("disk") {
+        return true;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let old_tmpfs = (v.next().unwrap_or(0), v.next().unwrap_or(0)) < (6, 6);
+    if rootless() && old_tmpfs {
+        note_once(
+            "tmpfs keeps no user.* xattrs before Linux 6.6, which rootless overlayfs needs: \
+             each test's writable layer is a directory in the cache instead",
+        );
+    }
+    rootless() && old_tmpfs
+});
+
+/// A directory removed when this is dropped, however the container ended.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        rootfs::cache::remove_tree(&self.0);
     }
 }
 

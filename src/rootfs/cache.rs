@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! bases/<key>/      a finished base, never modified after it is renamed into place
-//! tmp/<key>.<pid>/  a base being built; stale ones (their builder died) are removed
+//! tmp/<key>.<pid>/  a base being built; stale ones (their builder died) are removed, as are
+//!                   other `tmp/` entries of dead processes (a container's on-disk writable
+//!                   layer `layer-<n>.<pid>`, a pruned base `prune-<key>.<pid>`, …)
 //! mnt/              an empty directory: each container mounts its private tmpfs here,
 //!                   in its own mount namespace, so the host never sees that mount
 //! owners/<key>      owners an unprivileged unpack could not give (no subordinate ids)
@@ -184,11 +186,20 @@ impl Cache {
         if done.is_dir() {
             return Ok((done, false)); // another run built it while we waited
         }
-        // We hold the lock, so anything in tmp/ belongs to a builder that died.
+        // We hold the lock: a build in tmp/ whose process is gone was interrupted. (Other
+        // entries there — scratch dirs, containers' layers — belong to live runs.)
         let tmp_root = self.root.join("tmp");
         for stale in fs::read_dir(&tmp_root)
             .map_err(io_err(&tmp_root))?
             .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let pid = name
+                    .to_str()
+                    .and_then(|n| n.rsplit_once('.'))
+                    .and_then(|(_, p)| p.parse::<i32>().ok());
+                pid.map_or(true, crate::sys::pid_is_dead)
+            })
         {
             eprintln!(
                 "nstest: removing {} left by an interrupted run",

@@ -250,6 +250,25 @@ pub fn describe_default(base_dir: &Path) -> String {
     }
 }
 
+/// A fresh directory on disk for one container's overlay layer (its `upper` and `work`):
+/// `tmp/layer-<n>.<pid>` in the cache, for kernels whose tmpfs cannot hold overlayfs's `user.*`
+/// xattrs (rootless before Linux 6.6). The caller removes it; a killed run's are removed as
+/// stale.
+pub(crate) fn disk_layer_dir() -> Result<PathBuf, RootfsError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = cache()?
+        .root()
+        .join("tmp")
+        .join(format!("layer-{n}.{}", std::process::id()));
+    cache::remove_tree(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| RootfsError::Cache {
+        path: dir.clone(),
+        source: Arc::new(e),
+    })?;
+    Ok(dir)
+}
+
 /// A fresh directory for a kept container (`NSTEST_KEEP=1`): `kept/<pid>/<name>` in the cache.
 /// Earlier runs' are removed when the cache is opened.
 ///
