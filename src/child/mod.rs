@@ -10,6 +10,8 @@ mod reaper;
 mod run;
 mod setup;
 
+pub(crate) use setup::COPY_FALLBACK;
+
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::CommandExt;

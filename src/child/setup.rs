@@ -140,6 +140,9 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
     Ok(())
 }
 
+/// How a note about the copy fallback ends (the parent then knows nothing was kept on disk).
+pub(crate) const COPY_FALLBACK: &str = "each test gets a private copy of the rootfs instead";
+
 /// `root` as an overlay over `lower`, its writable layer on the scratch tmpfs (or in the kept
 /// directory); a private copy of `lower` where overlayfs cannot serve, said once.
 fn overlay_root(
@@ -162,11 +165,20 @@ fn overlay_root(
         // Whiteouts and opaque directories as user.* xattrs (unprivileged overlayfs). tmpfs
         // keeps those from Linux 6.6 only; without them the overlay mounts, but deleting or
         // renaming the rootfs's directories fails with EIO.
-        if let Err(e) = sys::set_xattr(&work, "user.nstest", b"1") {
-            note(format!(
-                "overlayfs in a user namespace needs user.* xattrs on its upper layer, which tmpfs has from Linux 6.6 ({e}); each test gets a private copy of the rootfs instead"
-            ));
-            return copy_root(lower, root);
+        match sys::set_xattr(&work, "user.nstest", b"1") {
+            Ok(()) => {}
+            Err(e) if e.errno == Errno::EOPNOTSUPP => {
+                let fs = if spec.keep_upper.is_some() {
+                    "the cache's filesystem has none"
+                } else {
+                    "tmpfs has them from Linux 6.6"
+                };
+                note(format!(
+                    "overlayfs in a user namespace needs user.* xattrs on its upper layer and {fs} ({e}); {COPY_FALLBACK}"
+                ));
+                return copy_root(lower, root);
+            }
+            Err(e) => return Err(at(Step::MountOverlay)(e)),
         }
         data.push_str(",userxattr");
     }
@@ -184,9 +196,7 @@ fn overlay_root(
                 Errno::EPERM | Errno::EINVAL | Errno::ENODEV | Errno::EOPNOTSUPP
             ) =>
         {
-            note(format!(
-                "overlayfs refused ({e}); each test gets a private copy of the rootfs instead"
-            ));
+            note(format!("overlayfs refused ({e}); {COPY_FALLBACK}"));
             copy_root(lower, root)
         }
         Err(e) => Err(at(Step::MountOverlay)(e)),

@@ -2,9 +2,11 @@
 //!
 //! cgroup v2 is used where our cgroup's controllers include the ones asked for; otherwise the
 //! v1 hierarchies that carry them (a v1+v2 hybrid machine binds memory, pids and cpu to v1).
-//! The run's cgroup is `nstest-<pid>` under the harness's own cgroup in each hierarchy; a test's
-//! is `t<n>` below it, made before the container starts, removed after it ends — always. Run
-//! cgroups whose pid is dead (a killed harness) are removed by the next run, which says so.
+//! The run's cgroup is `nstest-<pid>-<pid namespace inode>` under the harness's own cgroup in
+//! each v1 hierarchy, and on v2 under the nearest cgroup that passes the controllers on (see
+//! `v2_parent`); a test's is `t<n>` below it, made before the container starts, removed after
+//! it ends — always. Run cgroups of our PID namespace whose pid is dead (a killed harness) are
+//! removed by the next run, which says so.
 
 use std::fmt;
 use std::fs;
@@ -73,7 +75,7 @@ fn mkdir(path: &Path) -> Result<(), CgroupError> {
     }
 }
 
-/// A controller's directory for this run (`…/nstest-<pid>`) and its cgroup version.
+/// A controller's directory for this run (`…/nstest-<pid>-<ns>`) and its cgroup version.
 #[derive(Clone, Debug)]
 struct Dir {
     run: PathBuf,
@@ -155,8 +157,8 @@ fn locate(controller: &'static str) -> Option<(PathBuf, bool)> {
 
 /// Where the run's cgroup goes on v2, starting from our own cgroup `own` and going up to the
 /// hierarchy's `top`: the nearest cgroup we may write whose children get `controller`, i.e. that
-/// has it in `cgroup.subtree_control`. Failing that, the real root cgroup (exempt from the
-/// no-internal-processes rule) if it offers the controller: nstest enables it there. (On a
+/// has it in `cgroup.subtree_control`. Failing that, our own cgroup if it is the real root
+/// (exempt from the no-internal-processes rule) and offers the controller: nstest enables it. (On a
 /// systemd machine the harness shares a session scope with the shell, and the kernel refuses
 /// controllers there: the run's cgroup goes beside that scope, under the slice.)
 fn v2_parent(own: &Path, top: &Path, controller: &str) -> Option<PathBuf> {
@@ -173,8 +175,9 @@ fn v2_parent(own: &Path, top: &Path, controller: &str) -> Option<PathBuf> {
             return Some(d.to_path_buf());
         }
         if d == top {
-            // The root of a cgroup namespace (a container's) is no real root: it has a type.
-            let real_root = !d.join("cgroup.type").exists();
+            // Our own cgroup is the real root (exempt from the no-internal-processes rule; a
+            // cgroup namespace's root is not: it has a type): it may enable the controller.
+            let real_root = d == own && !d.join("cgroup.type").exists();
             return (real_root && has(d, "cgroup.controllers") && writable(d))
                 .then(|| d.to_path_buf());
         }
@@ -198,7 +201,7 @@ static RUN: Lazy<Run> = Lazy::new(|| {
         let parent = if v2 { v2_parent.clone()? } else { parent };
         remove_stale_runs(&parent);
         Some(Dir {
-            run: parent.join(format!("nstest-{}", std::process::id())),
+            run: parent.join(run_name()),
             v2,
         })
     });
@@ -218,18 +221,33 @@ fn foreign_processes(dir: &Path) -> bool {
         .any(|e| e.file_type().is_ok_and(|t| t.is_dir()) && foreign_processes(&e.path()))
 }
 
-/// Removes `nstest-<pid>` cgroups of runs whose harness is gone, and says so.
+/// The inode of our PID namespace: pids are only comparable within one.
+fn pid_ns() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// This run's cgroup name: `nstest-<pid>-<pid namespace inode>`.
+fn run_name() -> String {
+    format!("nstest-{}-{}", std::process::id(), pid_ns())
+}
+
+/// The pid of a run cgroup's harness, if the name is a run's of our PID namespace.
+fn run_pid(name: &str, our_ns: u64) -> Option<i32> {
+    let (pid, ns) = name.strip_prefix("nstest-")?.split_once('-')?;
+    (ns.parse::<u64>().ok()? == our_ns).then_some(pid.parse().ok()?)
+}
+
+/// Removes `nstest-<pid>-<ns>` cgroups of runs of our PID namespace whose harness is gone, and
+/// says so. (Another namespace's harness cannot be seen from here, dead or alive.)
 fn remove_stale_runs(own: &Path) {
     let Ok(entries) = fs::read_dir(own) else {
         return;
     };
+    let our_ns = pid_ns();
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("nstest-"))
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
+        let Some(pid) = name.to_str().and_then(|n| run_pid(n, our_ns)) else {
             continue;
         };
         // A harness in another PID namespace (a container sharing this cgroup) is not dead
@@ -506,6 +524,15 @@ fn remove_dir(dir: &Path) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn stale_runs_are_only_those_of_our_pid_namespace() {
+        assert_eq!(run_pid("nstest-42-4026531836", 4026531836), Some(42));
+        assert_eq!(run_pid("nstest-42-4026532000", 4026531836), None);
+        assert_eq!(run_pid("nstest-42", 4026531836), None);
+        assert_eq!(run_pid("other-42-4026531836", 4026531836), None);
+        assert!(run_name().starts_with(&format!("nstest-{}-", std::process::id())));
+    }
+
     /// Where the run's cgroup goes on v2, in a tree laid out as systemd does.
     #[test]
     fn v2_run_cgroups_go_where_the_controllers_reach() {
@@ -527,8 +554,8 @@ mod tests {
         assert_eq!(v2_parent(&scope, &top, "pids"), Some(top.clone()));
         assert_eq!(
             v2_parent(&scope, &top, "cpu"),
-            Some(top.clone()),
-            "enabled nowhere on the way: the root enables it"
+            None,
+            "enabled nowhere on the way (the root is not ours to change)"
         );
         // The real root may enable what it offers; a cgroup namespace's root may not.
         assert_eq!(v2_parent(&top, &top, "cpu"), Some(top.clone()));

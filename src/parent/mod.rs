@@ -182,7 +182,12 @@ impl Launch<'_> {
         if let Some(cg) = &cgroup {
             finished.limits = cg.explain(&cg.usage());
         }
-        finished.kept = kept;
+        // A container that fell back to a copy kept nothing on disk.
+        let copied = finished
+            .messages
+            .iter()
+            .any(|m| matches!(m, Message::Note(n) if n.ends_with(crate::child::COPY_FALLBACK)));
+        finished.kept = kept.filter(|_| !copied);
         drop(cgroup); // removed now, always
         for m in &finished.messages {
             if let Message::Note(n) = m {

@@ -256,17 +256,22 @@ pub fn describe_default(base_dir: &Path) -> String {
 /// stale.
 pub(crate) fn disk_layer_dir() -> Result<PathBuf, RootfsError> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = cache()?
-        .root()
-        .join("tmp")
-        .join(format!("layer-{n}.{}", std::process::id()));
-    cache::remove_tree(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| RootfsError::Cache {
-        path: dir.clone(),
-        source: Arc::new(e),
-    })?;
-    Ok(dir)
+    let tmp = cache()?.root().join("tmp");
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = tmp.join(format!("layer-{n}.{}", std::process::id()));
+        // Never one that exists: it may be another process's (same pid, another namespace).
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(RootfsError::Cache {
+                    path: dir,
+                    source: Arc::new(e),
+                })
+            }
+        }
+    }
 }
 
 /// A fresh directory for a kept container (`NSTEST_KEEP=1`): `kept/<pid>/<name>` in the cache.
