@@ -411,6 +411,12 @@ pub fn bind(src: &Path, target: &Path, ro: bool) -> Result<()> {
 }
 
 /// Creates at `target` a device node like the one at `host` (same type, numbers and mode).
+/// The inode of this process's PID namespace: pids are comparable only within one.
+pub fn pid_ns_inode() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
 /// Sets the extended attribute `name` of `path` (not following a final symlink) to `value`.
 pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<()> {
     let call = || format!("lsetxattr({:?}, {name:?})", path.display().to_string());

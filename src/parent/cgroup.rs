@@ -221,15 +221,13 @@ fn foreign_processes(dir: &Path) -> bool {
         .any(|e| e.file_type().is_ok_and(|t| t.is_dir()) && foreign_processes(&e.path()))
 }
 
-/// The inode of our PID namespace: pids are only comparable within one.
-fn pid_ns() -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
-}
-
 /// This run's cgroup name: `nstest-<pid>-<pid namespace inode>`.
 fn run_name() -> String {
-    format!("nstest-{}-{}", std::process::id(), pid_ns())
+    format!(
+        "nstest-{}-{}",
+        std::process::id(),
+        crate::sys::pid_ns_inode()
+    )
 }
 
 /// The pid of a run cgroup's harness, if the name is a run's of our PID namespace.
@@ -244,7 +242,7 @@ fn remove_stale_runs(own: &Path) {
     let Ok(entries) = fs::read_dir(own) else {
         return;
     };
-    let our_ns = pid_ns();
+    let our_ns = crate::sys::pid_ns_inode();
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(pid) = name.to_str().and_then(|n| run_pid(n, our_ns)) else {

@@ -105,6 +105,14 @@ enum Sink {
     Out(Captured),
 }
 
+/// On a host-side failure while watching: the container is killed (its whole PID namespace
+/// with PID 1) and reaped, so that no error leaves it running; then `e` is returned.
+fn abandon(cloned: &crate::sys::Cloned, e: Error) -> Error {
+    let _ = sys::pidfd_kill(cloned.pidfd.as_fd(), libc::SIGKILL);
+    let _ = sys::wait_raw(cloned.pid);
+    e
+}
+
 /// Supervises `running` until it has exited and its pipes are drained.
 /// `on_message` sees each report message as it arrives (the shell on failure starts there).
 /// `on_timeout` runs when the deadline passes, after PID 1 is sent SIGKILL (the test's cgroup is
@@ -183,7 +191,7 @@ pub(crate) fn supervise(
             let n = match poll(&mut pfds, wait) {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(host("poll(container pipes, pidfd)")(e)),
+                Err(e) => return Err(abandon(&cloned, host("poll(container pipes, pidfd)")(e))),
             };
             (
                 n,
@@ -241,7 +249,7 @@ pub(crate) fn supervise(
             }
         }
         if status.is_none() && revents.len() > open.len() && !revents[open.len()].is_empty() {
-            let raw = sys::wait_raw(cloned.pid).map_err(Error::Host)?;
+            let raw = sys::wait_raw(cloned.pid).map_err(|e| abandon(&cloned, Error::Host(e)))?;
             status = Some(ExitStatus::from_raw(raw));
             drain_until = Some(Instant::now() + DRAIN_GRACE);
         }

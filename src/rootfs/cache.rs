@@ -5,9 +5,10 @@
 //!
 //! ```text
 //! bases/<key>/      a finished base, never modified after it is renamed into place
-//! tmp/<key>.<pid>/  a base being built; stale ones (their builder died) are removed, as are
-//!                   other `tmp/` entries of dead processes (a container's on-disk writable
-//!                   layer `layer-<n>.<pid>`, a pruned base `prune-<key>.<pid>`, …)
+//! tmp/<key>.<tag>/  a base being built (`<tag>` = `<pid>-<PID namespace inode>` of its
+//!                   builder); stale ones (their builder died) are removed, as are other `tmp/`
+//!                   entries of dead processes (a container's on-disk writable layer
+//!                   `layer-<n>.<tag>`, a pruned base `prune-<key>.<tag>`, …)
 //! mnt/              an empty directory: each container mounts its private tmpfs here,
 //!                   in its own mount namespace, so the host never sees that mount
 //! owners/<key>      owners an unprivileged unpack could not give (no subordinate ids)
@@ -90,13 +91,12 @@ impl Cache {
         Ok(cache)
     }
 
-    /// Removes `tmp/<key>.<pid>` entries and `kept/<pid>` directories whose pid is no longer
+    /// Removes `tmp/<key>.<tag>` entries and `kept/<tag>` directories whose maker is no longer
     /// alive (a killed builder's half-built base; an earlier run's kept containers).
     fn remove_stale(&self) {
         if let Ok(entries) = fs::read_dir(self.root.join("kept")) {
             for e in entries.flatten() {
-                let pid = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok());
-                if pid.is_some_and(crate::sys::pid_is_dead) {
+                if e.file_name().to_str().and_then(maker_gone).is_some() {
                     remove_tree(&e.path());
                 }
             }
@@ -106,14 +106,11 @@ impl Cache {
         };
         for e in entries.flatten() {
             let name = e.file_name();
-            let Some(pid) = name
+            let gone = name
                 .to_str()
                 .and_then(|n| n.rsplit_once('.'))
-                .and_then(|(_, p)| p.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if crate::sys::pid_is_dead(pid) {
+                .and_then(|(_, tag)| maker_gone(tag));
+            if let Some(pid) = gone {
                 eprintln!(
                     "nstest: removed {}, left by a run that was killed (pid {pid})",
                     e.path().display()
@@ -139,7 +136,7 @@ impl Cache {
         let dir = self
             .root
             .join("tmp")
-            .join(format!("src-{key}.{}", std::process::id()));
+            .join(format!("src-{key}.{}", owner_tag()));
         remove_tree(&dir);
         let _ = fs::create_dir_all(&dir);
         dir
@@ -194,11 +191,10 @@ impl Cache {
             .flatten()
             .filter(|e| {
                 let name = e.file_name();
-                let pid = name
-                    .to_str()
-                    .and_then(|n| n.rsplit_once('.'))
-                    .and_then(|(_, p)| p.parse::<i32>().ok());
-                pid.map_or(true, crate::sys::pid_is_dead)
+                match name.to_str().and_then(|n| n.rsplit_once('.')) {
+                    Some((_, tag)) => maker_gone(tag).is_some(),
+                    None => true,
+                }
             })
         {
             eprintln!(
@@ -207,7 +203,7 @@ impl Cache {
             );
             remove_tree(&stale.path());
         }
-        let tmp = tmp_root.join(format!("{key}.{}", std::process::id()));
+        let tmp = tmp_root.join(format!("{key}.{}", owner_tag()));
         fs::create_dir(&tmp).map_err(io_err(&tmp))?;
         if let Err(e) = build(&tmp) {
             remove_tree(&tmp);
@@ -315,10 +311,10 @@ impl Cache {
         let entries = self.list()?;
         for e in &entries {
             // Out of bases/ first: a base that cannot be removed whole is never used half.
-            let doomed =
-                self.root
-                    .join("tmp")
-                    .join(format!("prune-{}.{}", e.key, std::process::id()));
+            let doomed = self
+                .root
+                .join("tmp")
+                .join(format!("prune-{}.{}", e.key, owner_tag()));
             fs::rename(&e.path, &doomed).map_err(io_err(&e.path))?;
             remove_tree(&doomed);
             if doomed.exists() {
@@ -334,6 +330,22 @@ impl Cache {
         remove_tree(&self.root.join("owners"));
         Ok(entries)
     }
+}
+
+/// Who makes a `tmp/` or `kept/` entry, at the end of its name: `<pid>-<PID namespace inode>`,
+/// so that runs in containers sharing one cache never take each other's entries for stale.
+pub(crate) fn owner_tag() -> String {
+    format!("{}-{}", std::process::id(), crate::sys::pid_ns_inode())
+}
+
+/// The pid of the maker named by `tag` (see [`owner_tag`]) if it is gone. Only a maker of our
+/// PID namespace can be judged; another namespace's may well be alive.
+fn maker_gone(tag: &str) -> Option<i32> {
+    // `<pid>` alone: a name from before the namespace was part of it, judged by the pid.
+    let (pid, ns) = tag.split_once('-').unwrap_or((tag, ""));
+    let pid: i32 = pid.parse().ok()?;
+    let ours = ns.is_empty() || ns.parse::<u64>().ok()? == crate::sys::pid_ns_inode();
+    (ours && crate::sys::pid_is_dead(pid)).then_some(pid)
 }
 
 /// The cache key of a file's content: `<prefix>-<sha256>`.
@@ -409,5 +421,25 @@ pub fn remove_tree(path: &Path) {
         if let Err(e) = ranges.remove_in_userns(path) {
             eprintln!("nstest: cannot remove {}: {e}", path.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_dead_maker_of_our_pid_namespace_is_gone() {
+        let ns = crate::sys::pid_ns_inode();
+        assert_eq!(maker_gone(&owner_tag()), None, "we are alive");
+        // pid_max is at most 2^22: this pid is nobody's.
+        assert_eq!(maker_gone(&format!("99999999-{ns}")), Some(99999999));
+        assert_eq!(
+            maker_gone(&format!("99999999-{}", ns + 1)),
+            None,
+            "another namespace's maker cannot be judged"
+        );
+        assert_eq!(maker_gone("99999999"), Some(99999999), "a name of old");
+        assert_eq!(maker_gone("garbage"), None);
     }
 }

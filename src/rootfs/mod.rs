@@ -251,7 +251,7 @@ pub fn describe_default(base_dir: &Path) -> String {
 }
 
 /// A fresh directory on disk for one container's overlay layer (its `upper` and `work`):
-/// `tmp/layer-<n>.<pid>` in the cache, for kernels whose tmpfs cannot hold overlayfs's `user.*`
+/// `tmp/layer-<n>.<pid>-<pidns>` in the cache, for kernels whose tmpfs cannot hold overlayfs's `user.*`
 /// xattrs (rootless before Linux 6.6). The caller removes it; a killed run's are removed as
 /// stale.
 pub(crate) fn disk_layer_dir() -> Result<PathBuf, RootfsError> {
@@ -259,7 +259,7 @@ pub(crate) fn disk_layer_dir() -> Result<PathBuf, RootfsError> {
     let tmp = cache()?.root().join("tmp");
     loop {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = tmp.join(format!("layer-{n}.{}", std::process::id()));
+        let dir = tmp.join(format!("layer-{n}.{}", cache::owner_tag()));
         // Never one that exists: it may be another process's (same pid, another namespace).
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
@@ -274,7 +274,7 @@ pub(crate) fn disk_layer_dir() -> Result<PathBuf, RootfsError> {
     }
 }
 
-/// A fresh directory for a kept container (`NSTEST_KEEP=1`): `kept/<pid>/<name>` in the cache.
+/// A fresh directory for a kept container (`NSTEST_KEEP=1`): `kept/<pid>-<pidns>/<name>` in the cache.
 /// Earlier runs' are removed when the cache is opened.
 ///
 /// ```no_run
@@ -296,7 +296,7 @@ pub fn keep_dir(name: &str) -> Result<PathBuf, RootfsError> {
     let dir = cache()?
         .root()
         .join("kept")
-        .join(std::process::id().to_string())
+        .join(cache::owner_tag())
         .join(safe);
     cache::remove_tree(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| RootfsError::Cache {
@@ -453,7 +453,7 @@ fn settle_owners(
     let manifest = cache
         .root()
         .join("tmp")
-        .join(format!("owners-{key}.{}", std::process::id()));
+        .join(format!("owners-{key}.{}", cache::owner_tag()));
     std::fs::write(&manifest, owners.encode()).map_err(io(&manifest))?;
     let applied = ranges.chown_in_userns(tmp, &manifest);
     let _ = std::fs::remove_file(&manifest);
