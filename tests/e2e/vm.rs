@@ -1,0 +1,234 @@
+//! Limits on a kernel with only cgroup v2: a VM boots Debian's kernel and runs the fixture.
+
+use super::*;
+
+/// `/init` of the VM: from the initramfs onto a tmpfs (`pivot_root` refuses the initial
+/// rootfs), then a machine with nothing but cgroup v2 — every controller on the unified
+/// hierarchy, as on current distributions — where the fixture runs as root.
+const VM_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /dev /sys /tmp
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t devtmpfs dev /dev
+if [ "$1" != stage2 ]; then
+  /bin/busybox mount -t tmpfs -o size=90% root /newroot
+  for d in bin lib lib64 usr etc init; do /bin/busybox cp -a /$d /newroot/; done
+  /bin/busybox umount /proc /dev
+  exec /bin/busybox switch_root /newroot /init stage2
+fi
+/bin/busybox --install -s /bin
+mount -t sysfs sys /sys
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# As systemd lays it out: the controllers enabled down to user.slice, and the shell that runs
+# the tests in a session scope with other processes (so nstest's cgroups go elsewhere).
+echo "+memory +pids +cpu" > /sys/fs/cgroup/cgroup.subtree_control
+mkdir -p /sys/fs/cgroup/user.slice/session-1.scope
+echo "+memory +pids +cpu" > /sys/fs/cgroup/user.slice/cgroup.subtree_control
+echo $$ > /sys/fs/cgroup/user.slice/session-1.scope/cgroup.procs
+sleep 1000 &
+mount -t tmpfs tmp /tmp
+for m in /lib/modules/*.ko; do insmod "$m"; done
+ip link set dummy0 up
+hostname vm
+echo "VM: cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+echo "VM: v1 hierarchies: $(grep -c ' cgroup ' /proc/mounts)"
+echo "VM: start"
+cd /tmp && NSTEST_CACHE_DIR=/tmp/cache /bin/e2e-fixture --test-threads 2 --color never 2>&1
+echo "VM: exit: $?"
+echo "VM: cgroups left: $(find /sys/fs/cgroup -name 'nstest-*' | wc -l)"
+# Rootless, with the cgroup subtree delegated as systemd delegates user@<uid>.service: the
+# user owns it, its shell runs in a scope below with other processes.
+u=/sys/fs/cgroup/user.slice/user-65534.slice
+d=$u/user@65534.service
+mkdir -p $d/app.slice/run.scope
+echo "+memory +pids +cpu" > $u/cgroup.subtree_control
+chown -R 65534:65534 $d
+echo "+memory +pids +cpu" > $d/cgroup.subtree_control
+echo "+memory +pids" > $d/app.slice/cgroup.subtree_control
+echo $$ > $d/app.slice/run.scope/cgroup.procs
+echo "VM: start rootless"
+NSTEST_CACHE_DIR=/tmp/cache-nobody /bin/ul-setpriv --reuid=65534 --regid=65534 --clear-groups \
+  /bin/e2e-fixture --test-threads 2 --color never 2>&1
+echo "VM: exit rootless: $?"
+echo "VM: cgroups left rootless: $(find /sys/fs/cgroup -name 'nstest-*' | wc -l)"
+poweroff -f
+"#;
+
+/// The newest kernel under /boot, and its version.
+fn vm_kernel() -> (PathBuf, String) {
+    let mut kernels: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains("vmlinuz-"))
+        .collect();
+    kernels.sort();
+    let kernel = kernels.pop().expect(
+        "this test boots a kernel with cgroup v2 only: \
+         apt-get install -y --no-install-recommends qemu-system-x86 linux-image-amd64",
+    );
+    let version = kernel
+        .to_string_lossy()
+        .rsplit_once("vmlinuz-")
+        .unwrap()
+        .1
+        .to_string();
+    (kernel, version)
+}
+
+#[test]
+fn limits_on_a_kernel_with_only_cgroup_v2_in_a_vm() {
+    // This machine binds every controller to cgroup v1. The same fixture, as root, on a kernel
+    // whose controllers are all on the unified hierarchy: a VM (qemu, TCG) booting Debian's
+    // kernel with an initramfs of busybox, the fixture and its libraries.
+    let (kernel, version) = vm_kernel();
+    let _serial = serial();
+    let dir = scratch("vm");
+    let root = dir.join("root");
+    for d in [
+        "bin",
+        "lib/modules",
+        "proc",
+        "dev",
+        "newroot",
+        "etc",
+        "usr/bin",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let busybox = nstest::rootfs::busybox::find().expect("apt-get install busybox-static");
+    std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
+    // The fixture, and util-linux's setpriv to run it as uid 65534 (busybox's cannot), with
+    // their libraries.
+    for (exe, to) in [
+        (fixture(), "bin/e2e-fixture"),
+        (PathBuf::from("/usr/bin/setpriv"), "bin/ul-setpriv"),
+    ] {
+        std::fs::copy(&exe, root.join(to)).unwrap();
+        let ldd = Command::new("ldd").arg(&exe).output().unwrap();
+        for lib in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            let to = root.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(lib, to).unwrap();
+        }
+    }
+    // The demos bind /etc/os-release and /usr/bin, and share the host's network (a dummy NIC).
+    std::fs::copy("/etc/os-release", root.join("etc/os-release")).unwrap();
+    std::os::unix::fs::symlink("/bin/busybox", root.join("usr/bin/sh")).unwrap();
+    let modules = Path::new("/lib/modules").join(&version).join("kernel");
+    for m in ["fs/overlayfs/overlay.ko", "drivers/net/dummy.ko"] {
+        let from = modules.join(m);
+        assert!(from.exists(), "{} (linux-image-amd64)", from.display());
+        std::fs::copy(
+            &from,
+            root.join("lib/modules").join(from.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    std::fs::write(root.join("init"), VM_INIT).unwrap();
+    std::fs::set_permissions(
+        root.join("init"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let initrd = dir.join("initrd.cpio");
+    let packed = Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$0\" && find . | cpio -o -H newc --quiet > \"$1\"")
+        .arg(&root)
+        .arg(&initrd)
+        .status()
+        .unwrap();
+    assert!(packed.success(), "cpio");
+    let before = host_state();
+    let qemu = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic"])
+        .args(["-no-reboot", "-nic", "none", "-kernel"])
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 panic=-1 quiet loglevel=0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64: apt-get install -y --no-install-recommends qemu-system-x86");
+    let pid = qemu.id() as i32;
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(300));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    });
+    let out = qemu.wait_with_output().unwrap();
+    drop(watchdog);
+    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let tell = || format!("{console}{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(dir.join("console.log"), tell()).unwrap(); // kept if the test fails
+    let field = |name: &str| {
+        console
+            .lines()
+            .find_map(|l| {
+                l.split_once(&format!("VM: {name}: "))
+                    .map(|(_, v)| v.trim())
+            })
+            .unwrap_or_else(|| panic!("no `VM: {name}` line:\n{}", tell()))
+            .to_string()
+    };
+    let controllers = field("cgroup2 controllers");
+    for c in ["memory", "pids", "cpu"] {
+        assert!(
+            controllers.split_whitespace().any(|x| x == c),
+            "{controllers}"
+        );
+    }
+    assert_eq!(field("v1 hierarchies"), "0", "{}", tell());
+    let run_between = |start: &str, exit: &str| {
+        let code: i32 = field(exit).parse().unwrap();
+        let out: String = console
+            .lines()
+            .skip_while(|l| *l != start)
+            .skip(1)
+            .take_while(|l| !l.starts_with("VM: exit"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        Run::parse(Output {
+            status: std::os::unix::process::ExitStatusExt::from_raw(code << 8),
+            stdout: out.into_bytes(),
+            stderr: Vec::new(),
+        })
+    };
+    // Every outcome for the same reason as on this machine, the limits through cgroup v2 ...
+    check_every_outcome(&run_between("VM: start", "exit"), false);
+    // ... and no cgroup of the run left in the VM.
+    assert_eq!(field("cgroups left"), "0", "{}", tell());
+    // Rootless with a delegated subtree: the limits apply as for root (in the user's subtree).
+    let rootless = run_between("VM: start rootless", "exit rootless");
+    assert!(
+        rootless.text().contains("user (rootless"),
+        "{}",
+        rootless.text()
+    );
+    check_every_outcome(&rootless, false);
+    assert_eq!(field("cgroups left rootless"), "0", "{}", tell());
+    // Before Linux 6.6 tmpfs has no user.* xattrs: rootless overlay would fail deletions with
+    // EIO; each container gets a private copy instead, and the run says so.
+    let mut v = version
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    if (v.next().unwrap_or(0), v.next().unwrap_or(0)) < (6, 6) {
+        assert!(
+            rootless
+                .text()
+                .contains("needs user.* xattrs on its upper layer"),
+            "{}",
+            rootless.text()
+        );
+    }
+    assert_eq!(host_state(), before);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
