@@ -214,7 +214,8 @@ fn a_tarballs_owners_are_kept_where_the_maps_allow() {
     );
     assert_eq!(std::fs::read_dir(cache.join("owners")).unwrap().count(), 1);
     assert_eq!(host_state(), before);
-    std::fs::remove_dir_all(&dir).unwrap();
+    // The whole unprivileged scratch place, with the `subids` file the wrapper wrote there.
+    std::fs::remove_dir_all(nobody_dir()).unwrap();
 }
 
 #[test]
