@@ -270,9 +270,7 @@ impl Ranges {
             }
             // Another held child cloned meanwhile may hold a copy of the hold pipe: kill this
             // one rather than wait for it to see the pipe closed.
-            Err(_) => {
-                let _ = sys::pidfd_kill(std::os::fd::AsFd::as_fd(&cloned.pidfd), libc::SIGKILL);
-            }
+            Err(_) => cloned.kill(),
         }
         drop(hold_w);
         let mut stderr = Vec::new();

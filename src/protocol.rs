@@ -31,6 +31,7 @@ const KIND_NOTE: u8 = 2;
 const KIND_SETUP_FAILED: u8 = 3;
 const KIND_OUTCOME: u8 = 4;
 const KIND_FATAL_SIGNAL: u8 = 5;
+const KIND_ROOTFS_COPIED: u8 = 6;
 
 /// The step of the container's set-up that failed. Kept small and stable: it travels as a byte.
 ///
@@ -166,6 +167,8 @@ pub enum Message {
     Outcome(Outcome),
     /// PID 1 caught a fatal signal it would otherwise ignore (SIGABRT from `abort()`).
     FatalSignal(i32),
+    /// The rootfs is a private copy (overlayfs could not serve): nothing is kept on disk.
+    RootfsCopied,
 }
 
 impl Message {
@@ -217,6 +220,7 @@ impl Message {
                 p.extend_from_slice(&sig.to_le_bytes());
                 KIND_FATAL_SIGNAL
             }
+            Self::RootfsCopied => KIND_ROOTFS_COPIED,
         };
         frame(kind, &p)
     }
@@ -413,6 +417,7 @@ fn decode_payload(kind: u8, payload: &[u8]) -> Result<Message, ProtocolError> {
             _ => return Err(ProtocolError::Malformed),
         }),
         KIND_FATAL_SIGNAL => Message::FatalSignal(r.i32()?),
+        KIND_ROOTFS_COPIED => Message::RootfsCopied,
         k => return Err(ProtocolError::UnknownKind(k)),
     };
     r.end()?;
@@ -607,6 +612,7 @@ mod tests {
     fn all_messages() -> Vec<Message> {
         vec![
             Message::SetupDone,
+            Message::RootfsCopied,
             Message::Note("overlayfs refused".into()),
             Message::SetupFailed {
                 step: Step::PivotRoot,

@@ -6,7 +6,7 @@
 
 use std::ffi::CString;
 use std::fmt;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -186,6 +186,19 @@ pub fn clone_exec(flags: CloneFlags, plan: &ExecPlan) -> Result<Cloned> {
         pid: Pid::from_raw(ret as i32),
         pidfd,
     })
+}
+
+impl Cloned {
+    /// SIGKILL through the pidfd: PID 1 of a PID namespace takes every process of it along.
+    pub fn kill(&self) {
+        let _ = pidfd_kill(self.pidfd.as_fd(), libc::SIGKILL);
+    }
+
+    /// [`Cloned::kill`], then reaps it, so that nothing is left running or a zombie.
+    pub fn kill_and_reap(&self) {
+        self.kill();
+        let _ = wait_raw(self.pid);
+    }
 }
 
 /// What the CLONE_VM child reads: the plan and the prepared pointer arrays.
@@ -576,6 +589,20 @@ pub fn join_namespaces(cmd: &mut std::process::Command, pidfd: RawFd, flags: Clo
             }
             Ok(())
         });
+    }
+}
+
+/// This process as the maker of a cache entry or a run cgroup, at the end of its name:
+/// `<pid>-<PID namespace inode>` (pids are comparable only within one namespace).
+pub fn owner_tag() -> String {
+    format!("{}-{}", std::process::id(), pid_ns_inode())
+}
+
+/// `(pid, PID namespace inode)` from an [`owner_tag`]; a bare `<pid>` (names of old) has none.
+pub fn parse_owner_tag(tag: &str) -> Option<(i32, Option<u64>)> {
+    match tag.split_once('-') {
+        Some((pid, ns)) => Some((pid.parse().ok()?, Some(ns.parse().ok()?))),
+        None => Some((tag.parse().ok()?, None)),
     }
 }
 

@@ -215,6 +215,18 @@ const WITHOUT_USERNS: &[&str] = &[
     "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" \"$@\"",
 ];
 
+/// `exe` run under the `wrapper` command (its program and first arguments), if any.
+fn wrapped(wrapper: &[&str], exe: &Path) -> Command {
+    match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    }
+}
+
 /// [`run_fixture`] under a `wrapper` command, with the named cache directory.
 fn run_fixture_in(
     name: &str,
@@ -248,15 +260,7 @@ fn run_fixture_in(
     };
     let before = host_state();
     let binary = std::fs::read(&exe).unwrap();
-    let mut cmd = match wrapper.split_first() {
-        Some((program, rest)) => {
-            let mut c = Command::new(program);
-            c.args(rest).arg(&exe);
-            c
-        }
-        None => Command::new(&exe),
-    };
-    let output = cmd
+    let output = wrapped(wrapper, &exe)
         .args(args)
         .env("TMPDIR", &tmp)
         .env("NSTEST_CACHE_DIR", &cache)

@@ -10,8 +10,6 @@ mod reaper;
 mod run;
 mod setup;
 
-pub(crate) use setup::COPY_FALLBACK;
-
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -50,8 +48,10 @@ pub fn run_if_child() {
             libc::EINVAL,
         ),
     };
-    if let Err(e) = setup::setup(&spec, &mut |n| reporter.send(&Message::Note(n))) {
-        fail(&mut reporter, e.step, e.detail, e.errno as i32);
+    match setup::setup(&spec, &mut |n| reporter.send(&Message::Note(n))) {
+        Ok(true) => reporter.send(&Message::RootfsCopied),
+        Ok(false) => {}
+        Err(e) => fail(&mut reporter, e.step, e.detail, e.errno as i32),
     }
     clean_env(&spec);
     match spec.run {

@@ -64,7 +64,8 @@ const HOST_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "li
 const HOST_ETC: [&str; 2] = ["ld.so.cache", "alternatives"];
 
 /// Sets up the container described by `spec`. `note` receives things the user should hear once.
-pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), SetupError> {
+/// Returns whether the rootfs is a private copy (not an overlay).
+pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<bool, SetupError> {
     sys::make_rprivate().map_err(at(Step::MakePrivate))?;
     let scratch = &spec.scratch;
     sys::mount(
@@ -78,11 +79,11 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
     let root = scratch.join("root");
     mkdir(&root, 0o755, Step::MountScratch)?;
 
-    match &spec.base {
+    let copied = match &spec.base {
         BaseSpec::Lower(lower) if spec.overlay => overlay_root(spec, lower, &root, note)?,
-        BaseSpec::Lower(lower) => copy_root(lower, &root)?,
-        BaseSpec::Host => host_root(&root)?,
-    }
+        BaseSpec::Lower(lower) => copy_root(lower, &root).map(|()| true)?,
+        BaseSpec::Host => host_root(&root).map(|()| false)?,
+    };
 
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let proc_dir = mountpoint(&root, "proc", Step::MountProc)?;
@@ -137,20 +138,21 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<(), Setup
     if !spec.host_net {
         sys::loopback_up().map_err(at(Step::LoopbackUp))?;
     }
-    Ok(())
+    Ok(copied)
 }
 
-/// How a note about the copy fallback ends (the parent then knows nothing was kept on disk).
-pub(crate) const COPY_FALLBACK: &str = "each test gets a private copy of the rootfs instead";
+/// The note that says a container got a private copy instead of an overlay.
+const COPY_FALLBACK: &str = "each test gets a private copy of the rootfs instead";
 
 /// `root` as an overlay over `lower`, its writable layer on the scratch tmpfs (or in the kept
-/// directory); a private copy of `lower` where overlayfs cannot serve, said once.
+/// directory); a private copy of `lower` where overlayfs cannot serve, said once. Returns
+/// whether it is the copy.
 fn overlay_root(
     spec: &ChildSpec,
     lower: &Path,
     root: &Path,
     note: &mut dyn FnMut(String),
-) -> Result<(), SetupError> {
+) -> Result<bool, SetupError> {
     let layer_dir = spec.keep_upper.as_ref().unwrap_or(&spec.scratch);
     let (upper, work) = (layer_dir.join("upper"), layer_dir.join("work"));
     mkdir(&upper, 0o755, Step::MountOverlay)?;
@@ -176,7 +178,7 @@ fn overlay_root(
                 note(format!(
                     "overlayfs in a user namespace needs user.* xattrs on its upper layer and {fs} ({e}); {COPY_FALLBACK}"
                 ));
-                return copy_root(lower, root);
+                return copy_root(lower, root).map(|()| true);
             }
             Err(e) => return Err(at(Step::MountOverlay)(e)),
         }
@@ -189,7 +191,7 @@ fn overlay_root(
         MsFlags::empty(),
         Some(&data),
     ) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(false),
         Err(e)
             if matches!(
                 e.errno,
@@ -197,7 +199,7 @@ fn overlay_root(
             ) =>
         {
             note(format!("overlayfs refused ({e}); {COPY_FALLBACK}"));
-            copy_root(lower, root)
+            copy_root(lower, root).map(|()| true)
         }
         Err(e) => Err(at(Step::MountOverlay)(e)),
     }

@@ -223,17 +223,15 @@ fn foreign_processes(dir: &Path) -> bool {
 
 /// This run's cgroup name: `nstest-<pid>-<pid namespace inode>`.
 fn run_name() -> String {
-    format!(
-        "nstest-{}-{}",
-        std::process::id(),
-        crate::sys::pid_ns_inode()
-    )
+    format!("nstest-{}", crate::sys::owner_tag())
 }
 
 /// The pid of a run cgroup's harness, if the name is a run's of our PID namespace.
 fn run_pid(name: &str, our_ns: u64) -> Option<i32> {
-    let (pid, ns) = name.strip_prefix("nstest-")?.split_once('-')?;
-    (ns.parse::<u64>().ok()? == our_ns).then_some(pid.parse().ok()?)
+    match crate::sys::parse_owner_tag(name.strip_prefix("nstest-")?)? {
+        (pid, Some(ns)) if ns == our_ns => Some(pid),
+        _ => None,
+    }
 }
 
 /// Removes `nstest-<pid>-<ns>` cgroups of runs of our PID namespace whose harness is gone, and

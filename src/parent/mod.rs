@@ -146,11 +146,7 @@ impl Launch<'_> {
                     None => Ok(()),
                 });
             if let Err(e) = ready {
-                let _ = crate::sys::pidfd_kill(
-                    std::os::fd::AsFd::as_fd(&running.cloned.pidfd),
-                    libc::SIGKILL,
-                );
-                let _ = crate::sys::wait_raw(running.cloned.pid);
+                running.cloned.kill_and_reap();
                 return Err(e);
             }
             running.release()?;
@@ -168,8 +164,7 @@ impl Launch<'_> {
         let mut on_message = |m: &Message, cloned: &crate::sys::Cloned| {
             if spec.hold_on_failure && matches!(m, Message::Outcome(o) if *o != Outcome::Passed) {
                 shell::open(cloned, test, userns, host_net);
-                let _ =
-                    crate::sys::pidfd_kill(std::os::fd::AsFd::as_fd(&cloned.pidfd), libc::SIGKILL);
+                cloned.kill();
             }
         };
         let mut finished = supervise::supervise(
@@ -183,11 +178,7 @@ impl Launch<'_> {
             finished.limits = cg.explain(&cg.usage());
         }
         // A container that fell back to a copy kept nothing on disk.
-        let copied = finished
-            .messages
-            .iter()
-            .any(|m| matches!(m, Message::Note(n) if n.ends_with(crate::child::COPY_FALLBACK)));
-        finished.kept = kept.filter(|_| !copied);
+        finished.kept = kept.filter(|_| !finished.messages.contains(&Message::RootfsCopied));
         drop(cgroup); // removed now, always
         for m in &finished.messages {
             if let Message::Note(n) = m {

@@ -108,8 +108,7 @@ enum Sink {
 /// On a host-side failure while watching: the container is killed (its whole PID namespace
 /// with PID 1) and reaped, so that no error leaves it running; then `e` is returned.
 fn abandon(cloned: &crate::sys::Cloned, e: Error) -> Error {
-    let _ = sys::pidfd_kill(cloned.pidfd.as_fd(), libc::SIGKILL);
-    let _ = sys::wait_raw(cloned.pid);
+    cloned.kill_and_reap();
     e
 }
 
@@ -203,7 +202,7 @@ pub(crate) fn supervise(
         if status.is_none() && deadline.is_some_and(|d| Instant::now() >= d) {
             // PID 1 ignores what it has no handler for; SIGKILL from outside always lands, and
             // the kernel then kills every process of its namespace.
-            let _ = sys::pidfd_kill(cloned.pidfd.as_fd(), libc::SIGKILL);
+            cloned.kill();
             on_timeout();
             timed_out = true;
             deadline = None;

@@ -136,7 +136,7 @@ impl Cache {
         let dir = self
             .root
             .join("tmp")
-            .join(format!("src-{key}.{}", owner_tag()));
+            .join(format!("src-{key}.{}", crate::sys::owner_tag()));
         remove_tree(&dir);
         let _ = fs::create_dir_all(&dir);
         dir
@@ -169,12 +169,7 @@ impl Cache {
             return Ok((done, false));
         }
         let lock_path = self.root.join("lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
+        let lock = lock_file(&lock_path).map_err(io_err(&lock_path))?;
         let _guard =
             Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| RootfsError::Cache {
                 path: lock_path.clone(),
@@ -203,7 +198,7 @@ impl Cache {
             );
             remove_tree(&stale.path());
         }
-        let tmp = tmp_root.join(format!("{key}.{}", owner_tag()));
+        let tmp = tmp_root.join(format!("{key}.{}", crate::sys::owner_tag()));
         fs::create_dir(&tmp).map_err(io_err(&tmp))?;
         if let Err(e) = build(&tmp) {
             remove_tree(&tmp);
@@ -235,6 +230,15 @@ pub struct Entry {
     pub bytes: u64,
 }
 
+/// A lock file of the cache, opened (created if missing) for `flock`.
+fn lock_file(path: &Path) -> std::io::Result<File> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+}
+
 fn tree_bytes(p: &Path) -> u64 {
     match fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => fs::read_dir(p)
@@ -251,12 +255,7 @@ impl Cache {
     pub fn hold_in_use(&self) {
         static HELD: std::sync::OnceLock<Option<Flock<File>>> = std::sync::OnceLock::new();
         HELD.get_or_init(|| {
-            let f = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(self.root.join("use.lock"))
-                .ok()?;
+            let f = lock_file(&self.root.join("use.lock")).ok()?;
             Flock::lock(f, FlockArg::LockShared).ok()
         });
     }
@@ -295,12 +294,7 @@ impl Cache {
     /// ```
     pub fn prune(&self) -> Result<Vec<Entry>, RootfsError> {
         let path = self.root.join("use.lock");
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let f = lock_file(&path).map_err(io_err(&path))?;
         let _alone =
             Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|_| RootfsError::Cache {
                 path: path.clone(),
@@ -311,10 +305,10 @@ impl Cache {
         let entries = self.list()?;
         for e in &entries {
             // Out of bases/ first: a base that cannot be removed whole is never used half.
-            let doomed = self
-                .root
-                .join("tmp")
-                .join(format!("prune-{}.{}", e.key, owner_tag()));
+            let doomed =
+                self.root
+                    .join("tmp")
+                    .join(format!("prune-{}.{}", e.key, crate::sys::owner_tag()));
             fs::rename(&e.path, &doomed).map_err(io_err(&e.path))?;
             remove_tree(&doomed);
             if doomed.exists() {
@@ -332,19 +326,11 @@ impl Cache {
     }
 }
 
-/// Who makes a `tmp/` or `kept/` entry, at the end of its name: `<pid>-<PID namespace inode>`,
-/// so that runs in containers sharing one cache never take each other's entries for stale.
-pub(crate) fn owner_tag() -> String {
-    format!("{}-{}", std::process::id(), crate::sys::pid_ns_inode())
-}
-
-/// The pid of the maker named by `tag` (see [`owner_tag`]) if it is gone. Only a maker of our
-/// PID namespace can be judged; another namespace's may well be alive.
+/// The pid of the maker named by `tag` if it is gone. Only a maker of our PID namespace can be
+/// judged; another namespace's may well be alive. A bare `<pid>` (a name of old) is judged by it.
 fn maker_gone(tag: &str) -> Option<i32> {
-    // `<pid>` alone: a name from before the namespace was part of it, judged by the pid.
-    let (pid, ns) = tag.split_once('-').unwrap_or((tag, ""));
-    let pid: i32 = pid.parse().ok()?;
-    let ours = ns.is_empty() || ns.parse::<u64>().ok()? == crate::sys::pid_ns_inode();
+    let (pid, ns) = crate::sys::parse_owner_tag(tag)?;
+    let ours = ns.map_or(true, |ns| ns == crate::sys::pid_ns_inode());
     (ours && crate::sys::pid_is_dead(pid)).then_some(pid)
 }
 
@@ -431,7 +417,7 @@ mod tests {
     #[test]
     fn only_a_dead_maker_of_our_pid_namespace_is_gone() {
         let ns = crate::sys::pid_ns_inode();
-        assert_eq!(maker_gone(&owner_tag()), None, "we are alive");
+        assert_eq!(maker_gone(&crate::sys::owner_tag()), None, "we are alive");
         // pid_max is at most 2^22: this pid is nobody's.
         assert_eq!(maker_gone(&format!("99999999-{ns}")), Some(99999999));
         assert_eq!(

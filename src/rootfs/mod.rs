@@ -259,7 +259,7 @@ pub(crate) fn disk_layer_dir() -> Result<PathBuf, RootfsError> {
     let tmp = cache()?.root().join("tmp");
     loop {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = tmp.join(format!("layer-{n}.{}", cache::owner_tag()));
+        let dir = tmp.join(format!("layer-{n}.{}", crate::sys::owner_tag()));
         // Never one that exists: it may be another process's (same pid, another namespace).
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
@@ -296,7 +296,7 @@ pub fn keep_dir(name: &str) -> Result<PathBuf, RootfsError> {
     let dir = cache()?
         .root()
         .join("kept")
-        .join(cache::owner_tag())
+        .join(crate::sys::owner_tag())
         .join(safe);
     cache::remove_tree(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| RootfsError::Cache {
@@ -453,7 +453,7 @@ fn settle_owners(
     let manifest = cache
         .root()
         .join("tmp")
-        .join(format!("owners-{key}.{}", cache::owner_tag()));
+        .join(format!("owners-{key}.{}", crate::sys::owner_tag()));
     std::fs::write(&manifest, owners.encode()).map_err(io(&manifest))?;
     let applied = ranges.chown_in_userns(tmp, &manifest);
     let _ = std::fs::remove_file(&manifest);

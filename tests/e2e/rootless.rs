@@ -136,19 +136,7 @@ fn a_tarballs_owners_are_kept_where_the_maps_allow() {
     let stat = "stat -c '%u:%g %a' /home/user /home/user/notes /usr/bin/sgid-tool";
     let run_env = |wrapper: &[&str], cache: &str, args: &[&str], env: &[(&str, &str)]| {
         let cache = dir.join(cache);
-        let (program, rest) = wrapper
-            .split_first()
-            .map_or((None, &[][..]), |(p, r)| (Some(*p), r));
-        let exe = dir.join(args[0]);
-        let mut cmd = match program {
-            Some(p) => {
-                let mut c = Command::new(p);
-                c.args(rest).arg(&exe);
-                c
-            }
-            None => Command::new(&exe),
-        };
-        let out = cmd
+        let out = wrapped(wrapper, &dir.join(args[0]))
             .args(&args[1..])
             .env("TMPDIR", &dir)
             .env("HOME", &dir)
