@@ -285,7 +285,7 @@ fn zstd_and_xz_tarballs() {
     let zst = d.join("root.tar.zst");
     std::fs::write(&zst, zstd::encode_all(&tar[..], 3).unwrap()).unwrap();
     let xz = d.join("root.tar.xz");
-    let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
+    let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
     e.write_all(&tar).unwrap();
     std::fs::write(&xz, e.finish().unwrap()).unwrap();
     for path in [zst, xz] {

@@ -83,7 +83,7 @@ pub fn open(path: &Path) -> Result<Box<dyn Read>, RootfsError> {
                 })?,
             )
         }
-        Compression::Xz => Box::new(xz2::read::XzDecoder::new(file)),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new(file)),
     })
 }
 
