@@ -633,6 +633,15 @@ pub fn stdin_is_terminal() -> bool {
     nix::unistd::isatty(0).unwrap_or(false)
 }
 
+/// `prctl(PR_SET_NAME)`: this thread's name (for PID 1 of a container, its `comm`: what `ps` and
+/// `/proc/1/comm` show). The kernel keeps the first 15 bytes.
+pub fn set_name(name: &[u8]) -> Result<()> {
+    let name =
+        CString::new(name).map_err(|_| SysError::new("prctl(PR_SET_NAME)", Errno::EINVAL))?;
+    nix::sys::prctl::set_name(&name)
+        .map_err(|e| SysError::new(format!("prctl(PR_SET_NAME, {name:?})"), e))
+}
+
 /// `_exit(2)`: ends the process without running destructors or atexit handlers.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is always safe to call; it does not return.

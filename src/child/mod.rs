@@ -36,6 +36,7 @@ pub fn run_if_child() {
     // Single-threaded still: nothing else has run in this process yet.
     std::env::remove_var(CHILD_ENV);
     let _ = sys::set_cloexec(REPORT_FD);
+    name_after_the_binary();
     let mut reporter = Reporter(sys::report_file());
     let _ = sys::report_sigabrt();
 
@@ -127,4 +128,18 @@ fn fail(reporter: &mut Reporter, step: Step, detail: String, errno: i32) -> ! {
         errno,
     });
     sys::exit_now(if step == Step::Exec { 127 } else { 125 })
+}
+
+/// Re-executed from `/proc/self/exe`, the process would be called `exe`: it takes the test
+/// binary's file name again (from argv[0], which the parent passes on), as `ps` shows it outside.
+fn name_after_the_binary() {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(name) = std::env::args_os()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_name)
+    {
+        let _ = sys::set_name(name.as_bytes());
+    }
 }

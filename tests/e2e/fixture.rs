@@ -40,6 +40,15 @@ fn demo_pid_one() {
     assert_eq!(std::process::id(), 1);
     let status = std::fs::read_to_string("/proc/1/status").unwrap();
     assert!(status.contains("PPid:\t0"), "{status}");
+    // Named after the test binary (the kernel keeps 15 bytes), not `exe` after /proc/self/exe.
+    let argv0 = std::env::args().next().unwrap();
+    let name = std::path::Path::new(&argv0)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let comm = std::fs::read_to_string("/proc/1/comm").unwrap();
+    assert_eq!(comm.trim_end(), &name[..name.len().min(15)]);
     // A cgroup namespace of its own: its cgroup is the root it sees.
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     assert!(cgroups.lines().all(|l| l.ends_with(":/")), "{cgroups}");
