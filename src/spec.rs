@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nstest_grammar as grammar;
+
 /// Timeout of a test that names none and runs without `NSTEST_TIMEOUT`.
 ///
 /// ```
@@ -45,10 +47,10 @@ impl Net {
     /// assert!(nstest::Net::parse("bridge").is_err());
     /// ```
     pub fn parse(s: &str) -> Result<Self, SpecError> {
-        match s {
-            "loopback" => Ok(Self::Loopback),
-            "host" => Ok(Self::Host),
-            _ => Err(SpecError::BadNet(s.to_string())),
+        match grammar::host_net(s) {
+            Some(true) => Ok(Self::Host),
+            Some(false) => Ok(Self::Loopback),
+            None => Err(SpecError::BadNet(s.to_string())),
         }
     }
 }
@@ -78,24 +80,11 @@ impl Bind {
     /// assert_eq!((b.host.to_str(), b.target.to_str(), b.read_only), (Some("/pkg/fixtures"), Some("/data"), false));
     /// ```
     pub fn parse(s: &str, base: &Path) -> Result<Self, SpecError> {
-        let bad = || SpecError::BadBind(s.to_string());
-        let (rest, read_only) = match s.rsplit_once(':') {
-            Some((r, "ro")) => (r, true),
-            Some((r, "rw")) => (r, false),
-            _ => (s, true),
-        };
-        let (host, target) = rest.split_once(':').ok_or_else(bad)?;
-        if host.is_empty()
-            || !target.starts_with('/')
-            || target.contains(':')
-            || target.split('/').any(|c| c == "..")
-        {
-            return Err(bad());
-        }
+        let b = grammar::bind(s).ok_or_else(|| SpecError::BadBind(s.to_string()))?;
         Ok(Self {
-            host: base.join(host),
-            target: PathBuf::from(target),
-            read_only,
+            host: base.join(b.host),
+            target: PathBuf::from(b.target),
+            read_only: b.read_only,
         })
     }
 }
@@ -105,15 +94,7 @@ impl Bind {
 /// assert_eq!(nstest::spec::parse_env("RUST_LOG=debug"), Ok(("RUST_LOG".into(), "debug".into())));
 /// ```
 pub fn parse_env(s: &str) -> Result<(String, String), SpecError> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| SpecError::BadEnv(s.to_string()))?;
-    let valid = !k.is_empty()
-        && !k.starts_with(|c: char| c.is_ascii_digit())
-        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !valid || v.contains('\0') {
-        return Err(SpecError::BadEnv(s.to_string()));
-    }
+    let (k, v) = grammar::env(s).ok_or_else(|| SpecError::BadEnv(s.to_string()))?;
     Ok((k.to_string(), v.to_string()))
 }
 
@@ -123,7 +104,7 @@ pub fn parse_env(s: &str) -> Result<(String, String), SpecError> {
 /// assert!(nstest::spec::validate_workdir("srv").is_err());
 /// ```
 pub fn validate_workdir(s: &str) -> Result<PathBuf, SpecError> {
-    if !s.starts_with('/') || s.split('/').any(|c| c == "..") {
+    if !grammar::workdir(s) {
         return Err(SpecError::BadWorkdir(s.to_string()));
     }
     Ok(PathBuf::from(s))
@@ -187,18 +168,7 @@ impl Limits {
 /// assert!(nstest::spec::parse_bytes("64MB").is_err());
 /// ```
 pub fn parse_bytes(s: &str) -> Result<u64, SpecError> {
-    let bad = || SpecError::BadBytes(s.to_string());
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (num, unit) = s.split_at(digits);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let shift = match unit {
-        "" => 0,
-        "K" | "k" => 10,
-        "M" | "m" => 20,
-        "G" | "g" => 30,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(1 << shift).filter(|&b| b > 0).ok_or_else(bad)
+    grammar::bytes(s).ok_or_else(|| SpecError::BadBytes(s.to_string()))
 }
 
 /// Formats bytes the way the options spell them: `64M`, `1G`, `512K`, `1000`.
@@ -374,26 +344,15 @@ pub enum SpecError {
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BadDuration(s) => write!(
-                f,
-                "invalid duration {s:?}: write a whole number followed by ms, s or m (\"500ms\", \"10s\", \"2m\")"
-            ),
-            Self::BadHostname(s) => write!(
-                f,
-                "invalid hostname {s:?}: use 1 to 63 letters, digits and '-', not starting or ending with '-'"
-            ),
-            Self::BadNet(s) => write!(f, "invalid net {s:?}: use \"loopback\" (the default) or \"host\""),
-            Self::BadBytes(s) => {
-                write!(f, "invalid memory size {s:?}: write a whole number with K, M or G (\"64M\", \"1G\")")
-            }
+            Self::BadDuration(s) => write!(f, "invalid duration {s:?}: {}", grammar::DURATION_FIX),
+            Self::BadHostname(s) => write!(f, "invalid hostname {s:?}: {}", grammar::HOSTNAME_FIX),
+            Self::BadNet(s) => write!(f, "invalid net {s:?}: {}", grammar::NET_FIX),
+            Self::BadBytes(s) => write!(f, "invalid memory size {s:?}: {}", grammar::BYTES_FIX),
             Self::BadPids(s) => write!(f, "invalid pids limit {s:?}: write a positive whole number"),
             Self::BadCpus(s) => write!(f, "invalid cpus limit {s:?}: write a positive number (0.5 is half a CPU)"),
-            Self::BadBind(s) => write!(
-                f,
-                "invalid bind {s:?}: write \"host/path:/container/path\" (read-only) or \"…:rw\"; the container path is absolute, without '..'"
-            ),
-            Self::BadEnv(s) => write!(f, "invalid env {s:?}: write \"KEY=value\" (KEY: letters, digits, '_')"),
-            Self::BadWorkdir(s) => write!(f, "invalid workdir {s:?}: write an absolute path without '..'"),
+            Self::BadBind(s) => write!(f, "invalid bind {s:?}: {}", grammar::BIND_FIX),
+            Self::BadEnv(s) => write!(f, "invalid env {s:?}: {}", grammar::ENV_FIX),
+            Self::BadWorkdir(s) => write!(f, "invalid workdir {s:?}: {}", grammar::WORKDIR_FIX),
             Self::EmptyRootfs => f.write_str("empty rootfs: name a .tar, .tar.gz or a directory"),
             Self::UnknownBuiltin(s) => {
                 write!(f, "unknown rootfs {s:?}: the builtins are builtin:busybox and builtin:host")
@@ -418,20 +377,9 @@ impl std::error::Error for SpecError {}
 /// assert!(nstest::spec::parse_duration("10").is_err());
 /// ```
 pub fn parse_duration(s: &str) -> Result<Duration, SpecError> {
-    let bad = || SpecError::BadDuration(s.to_string());
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (num, unit) = s.split_at(digits);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        _ => None,
-    };
-    match ms {
-        Some(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
-        _ => Err(bad()),
-    }
+    grammar::duration_ms(s)
+        .map(Duration::from_millis)
+        .ok_or_else(|| SpecError::BadDuration(s.to_string()))
 }
 
 /// Formats a duration the way the options spell it: `500ms`, `10s`, `2m`.
@@ -455,12 +403,7 @@ pub fn format_duration(d: Duration) -> String {
 /// assert!(nstest::spec::validate_hostname("not_valid").is_err());
 /// ```
 pub fn validate_hostname(s: &str) -> Result<(), SpecError> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-');
-    if ok {
+    if grammar::hostname(s) {
         Ok(())
     } else {
         Err(SpecError::BadHostname(s.to_string()))
@@ -512,42 +455,18 @@ pub fn env_timeout() -> Result<Option<Duration>, SpecError> {
 mod tests {
     use super::*;
 
+    // The grammar's cases are nstest-grammar's tests; these check the types and errors on top.
     #[test]
-    fn durations_parse_in_the_three_units() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+    fn durations_and_sizes_parse_and_format_back() {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        for bad in [
-            "",
-            "10",
-            "s",
-            "1.5s",
-            "-1s",
-            "10 s",
-            "0s",
-            "10h",
-            "99999999999999999999m",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} should not parse");
-        }
-    }
-
-    #[test]
-    fn durations_format_back() {
+        assert_eq!(
+            parse_duration("10"),
+            Err(SpecError::BadDuration("10".into()))
+        );
         for s in ["500ms", "10s", "2m", "1500ms", "90s"] {
             assert_eq!(format_duration(parse_duration(s).unwrap()), s);
         }
-    }
-
-    #[test]
-    fn byte_sizes() {
-        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
-        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
-        assert_eq!(parse_bytes("512K"), Ok(512 << 10));
-        assert_eq!(parse_bytes("1000"), Ok(1000));
-        for bad in ["", "M", "0", "1.5G", "64MB", "-1M", "99999999999G"] {
-            assert!(parse_bytes(bad).is_err(), "{bad:?}");
-        }
+        assert_eq!(parse_bytes("64MB"), Err(SpecError::BadBytes("64MB".into())));
         for s in ["64M", "1G", "512K", "1000", "1536M"] {
             assert_eq!(format_bytes(parse_bytes(s).unwrap()), s);
         }

@@ -3,6 +3,7 @@
 //! Generated code names everything by absolute path (`::nstest::…`, `::core::…`) so that it
 //! compiles whatever the user has in scope.
 
+use nstest_grammar as grammar;
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::parse::Parser;
@@ -79,17 +80,11 @@ fn parse_options_spanned(attr: TokenStream) -> syn::Result<(Options, Option<Span
             }
             "net" => {
                 let lit: LitStr = meta.value()?.parse()?;
-                let host = match lit.value().as_str() {
-                    "loopback" => false,
-                    "host" => true,
-                    other => {
-                        return Err(syn::Error::new(
-                            lit.span(),
-                            format!(
-                                "invalid net {other:?}: use \"loopback\" (the default) or \"host\""
-                            ),
-                        ))
-                    }
+                let Some(host) = grammar::host_net(&lit.value()) else {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!("invalid net {:?}: {}", lit.value(), grammar::NET_FIX),
+                    ));
                 };
                 if opts.host_net.replace(host).is_some() {
                     return Err(dup());
@@ -115,8 +110,11 @@ fn parse_options_spanned(attr: TokenStream) -> syn::Result<(Options, Option<Span
             "workdir" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 let v = lit.value();
-                if !v.starts_with('/') || v.split('/').any(|c| c == "..") {
-                    return Err(syn::Error::new(lit.span(), format!("invalid workdir {v:?}: write an absolute path without '..'")));
+                if !grammar::workdir(&v) {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!("invalid workdir {v:?}: {}", grammar::WORKDIR_FIX),
+                    ));
                 }
                 if opts.workdir.replace(v).is_some() {
                     return Err(dup());
@@ -194,91 +192,39 @@ fn parse_options_spanned(attr: TokenStream) -> syn::Result<(Options, Option<Span
     Ok((opts, flavor_span))
 }
 
-/// `"500ms"`, `"10s"`, `"2m"` in milliseconds. The same rules as `nstest::spec::parse_duration`
-/// (a proc-macro crate cannot share code with the crate it serves).
+/// `"500ms"`, `"10s"`, `"2m"` in milliseconds, by nstest's one grammar (`nstest-grammar`).
 pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
-    let bad = || {
-        format!("invalid timeout {s:?}: write a whole number followed by ms, s or m (\"500ms\", \"10s\", \"2m\")")
-    };
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (num, unit) = s.split_at(digits);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        _ => None,
-    };
-    ms.filter(|&ms| ms > 0).ok_or_else(bad)
+    grammar::duration_ms(s)
+        .ok_or_else(|| format!("invalid timeout {s:?}: {}", grammar::DURATION_FIX))
 }
 
-/// `"64M"`, `"1G"`, `"512K"` or plain bytes; the same rules as `nstest::spec::parse_bytes`.
+/// `"64M"`, `"1G"`, `"512K"` or plain bytes.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let bad = || {
-        format!("invalid memory size {s:?}: write a whole number with K, M or G (\"64M\", \"1G\")")
-    };
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (num, unit) = s.split_at(digits);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let shift = match unit {
-        "" => 0,
-        "K" | "k" => 10,
-        "M" | "m" => 20,
-        "G" | "g" => 30,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(1 << shift).filter(|&b| b > 0).ok_or_else(bad)
+    grammar::bytes(s).ok_or_else(|| format!("invalid memory size {s:?}: {}", grammar::BYTES_FIX))
 }
 
-/// `"host:/container[:ro|:rw]"`; the same rules as `nstest::spec::Bind::parse`.
+/// `"host:/container[:ro|:rw]"`.
 pub fn validate_bind(s: &str) -> Result<(), String> {
-    let bad = || {
-        Err(format!("invalid bind {s:?}: write \"host/path:/container/path\" (read-only) or \"…:rw\"; the container path is absolute, without '..'"))
-    };
-    let rest = match s.rsplit_once(':') {
-        Some((r, "ro" | "rw")) => r,
-        _ => s,
-    };
-    match rest.split_once(':') {
-        Some((host, target))
-            if !host.is_empty()
-                && target.starts_with('/')
-                && !target.contains(':')
-                && !target.split('/').any(|c| c == "..") =>
-        {
-            Ok(())
-        }
-        _ => bad(),
+    match grammar::bind(s) {
+        Some(_) => Ok(()),
+        None => Err(format!("invalid bind {s:?}: {}", grammar::BIND_FIX)),
     }
 }
 
-/// `"KEY=value"`; the same rules as `nstest::spec::parse_env`.
+/// `"KEY=value"`.
 pub fn validate_env(s: &str) -> Result<(), String> {
-    match s.split_once('=') {
-        Some((k, _))
-            if !k.is_empty()
-                && !k.starts_with(|c: char| c.is_ascii_digit())
-                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
-        {
-            Ok(())
-        }
-        _ => Err(format!(
-            "invalid env {s:?}: write \"KEY=value\" (KEY: letters, digits, '_')"
-        )),
+    match grammar::env(s) {
+        Some(_) => Ok(()),
+        None => Err(format!("invalid env {s:?}: {}", grammar::ENV_FIX)),
     }
 }
 
-/// One DNS label: 1 to 63 of `[A-Za-z0-9-]`, no `-` at either end.
+/// One DNS label.
 pub fn validate_hostname(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-');
-    if ok {
+    if grammar::hostname(s) {
         Ok(())
     } else {
-        Err(format!("invalid hostname {s:?}: use 1 to 63 letters, digits and '-', not starting or ending with '-'"))
+        Err(format!("invalid hostname {s:?}: {}", grammar::HOSTNAME_FIX))
     }
 }
 
