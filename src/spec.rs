@@ -2,8 +2,8 @@
 //!
 //! Shared by the `#[nstest::test]` attribute (through [`crate::registry::TestDesc`]), by
 //! [`crate::Container`] and by the examples. The attribute validates its options at compile time
-//! with the same rules (see `macros/src/expand.rs`); this module applies them to values that only
-//! exist at run time (`NSTEST_TIMEOUT`, `NSTEST_ROOTFS`).
+//! with the same grammar (the `nstest-grammar` crate, `grammar/src/lib.rs`); this module applies
+//! it to values that only exist at run time (`NSTEST_TIMEOUT`, `NSTEST_ROOTFS`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};

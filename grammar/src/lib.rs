@@ -140,6 +140,7 @@ mod tests {
             "-1s",
             "10h",
             "99999999999999999m",
+            "99999999999999999999s",
         ] {
             assert_eq!(duration_ms(bad), None, "{bad:?}");
         }
@@ -152,7 +153,16 @@ mod tests {
         assert_eq!(bytes("1G"), Some(1 << 30));
         assert_eq!(bytes("512K"), Some(512 << 10));
         assert_eq!(bytes("1000"), Some(1000));
-        for bad in ["", "M", "0", "1.5G", "64MB", "-1M", "99999999999G"] {
+        for bad in [
+            "",
+            "M",
+            "0",
+            "1.5G",
+            "64MB",
+            "-1M",
+            "99999999999G",
+            "99999999999999999999",
+        ] {
             assert_eq!(bytes(bad), None, "{bad:?}");
         }
     }
