@@ -261,7 +261,8 @@ fn main() {
                 ));
                 // Variants that need other settings for the whole process run in a child of
                 // this benchmark: the copy fallback (copies the whole rootfs per test: kept
-                // short) and the network namespace made in each clone (no ready-made pool).
+                // short), the network namespace made in each clone (no ready-made pool), and each
+                // container re-executing the binary (no fork server).
                 let big = root.ends_with("nstest-overhead-300mb");
                 let variants = [
                     (
@@ -272,6 +273,11 @@ fn main() {
                     (
                         "nstest, overlay, no netns pool",
                         ("NSTEST_NETNS_POOL", "off"),
+                        n,
+                    ),
+                    (
+                        "nstest, overlay, no fork server",
+                        ("NSTEST_FORK_SERVER", "off"),
                         n,
                     ),
                 ];

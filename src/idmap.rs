@@ -25,7 +25,7 @@ use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 use once_cell::sync::Lazy;
 
-use crate::sys::{self, ExecPlan};
+use crate::sys::{self, ChildPlan, ExecPlan};
 
 /// The variable that makes a re-executed binary run a helper task instead of a container.
 const TASK_ENV: &str = "__NSTEST_IDMAP_TASK";
@@ -248,18 +248,20 @@ impl Ranges {
                 .chain(task.iter().map(|a| cstr(a.as_bytes())))
                 .collect::<Result<_, _>>()?,
             envp: vec![cstr(format!("{TASK_ENV}=1").as_bytes())?],
-            fds: vec![
-                (null.as_raw_fd(), 0),
-                (null.as_raw_fd(), 1),
-                (err_w.as_raw_fd(), 2),
-            ],
-            life: (life.0.as_raw_fd(), life.1.as_raw_fd()),
-            report_fd: 2,
-            writes: Vec::new(),
             exec_failed_frame: b"nstest: cannot re-execute /proc/self/exe; errno (LE): ".to_vec(),
-            sync: Some((hold_r.as_raw_fd(), hold_w.as_raw_fd())),
-            netns: None,
-            cgroup_ns: None,
+            child: ChildPlan {
+                fds: vec![
+                    (null.as_raw_fd(), 0),
+                    (null.as_raw_fd(), 1),
+                    (err_w.as_raw_fd(), 2),
+                ],
+                life: (life.0.as_raw_fd(), life.1.as_raw_fd()),
+                report_fd: 2,
+                writes: Vec::new(),
+                sync: Some((hold_r.as_raw_fd(), hold_w.as_raw_fd())),
+                netns: None,
+                cgroup_ns: None,
+            },
         };
         let cloned = sys::clone_exec(CloneFlags::CLONE_NEWUSER, &plan).map_err(host)?;
         drop((err_w, hold_r));

@@ -72,7 +72,8 @@ pub fn open_dev_null() -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Everything the clone child needs, prepared in the parent so that the child allocates nothing.
+/// Everything the clone child needs to re-execute itself, prepared in the parent so that the
+/// child allocates nothing.
 #[derive(Debug)]
 pub struct ExecPlan {
     /// The binary to execute (`/proc/self/exe`).
@@ -81,6 +82,16 @@ pub struct ExecPlan {
     pub argv: Vec<CString>,
     /// Its whole environment.
     pub envp: Vec<CString>,
+    /// The frame (without its errno) written on the report fd if `execve` fails.
+    pub exec_failed_frame: Vec<u8>,
+    /// What the child does before `execve`.
+    pub child: ChildPlan,
+}
+
+/// What a clone child does first, in this order: parent-death signal, liveness check, `setns`,
+/// the wait, fds into place, `unshare(CLONE_NEWCGROUP)`, the writes.
+#[derive(Debug)]
+pub struct ChildPlan {
     /// `(src, dst)`: fds moved into place (at most 8).
     pub fds: Vec<(RawFd, RawFd)>,
     /// The parent-liveness pipe `(read, write)`: the child closes its copy of the write end and
@@ -88,11 +99,9 @@ pub struct ExecPlan {
     pub life: (RawFd, RawFd),
     /// The report fd number in the child (after `fds` are in place).
     pub report_fd: RawFd,
-    /// Files written before `execve`, in order: `(path, content, failure frame without errno)`
-    /// (the user namespace's `setgroups`, `uid_map`, `gid_map`).
+    /// Files written last, in order: `(path, content, failure frame without errno)` (the user
+    /// namespace's `setgroups`, `uid_map`, `gid_map`).
     pub writes: Vec<(CString, Vec<u8>, Vec<u8>)>,
-    /// The frame (without its errno) written on the report fd if `execve` fails.
-    pub exec_failed_frame: Vec<u8>,
     /// `(read, write)` of a pipe the child waits on before it goes on (the parent first moves it
     /// into its cgroups); the child exits if the parent closes it without a byte.
     pub sync: Option<(RawFd, RawFd)>,
@@ -118,7 +127,7 @@ pub struct Cloned {
 /// fds are in place is reported as a frame on the report fd (the prepared prefix, then the errno
 /// as 4 LE bytes), and the child exits (125 for a write, 127 for `execve`).
 pub fn clone_exec(flags: CloneFlags, plan: &ExecPlan) -> Result<Cloned> {
-    assert!(plan.fds.len() <= 8, "at most 8 fds are mapped");
+    assert!(plan.child.fds.len() <= 8, "at most 8 fds are mapped");
     let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|a| a.as_ptr()).collect();
@@ -131,7 +140,7 @@ pub fn clone_exec(flags: CloneFlags, plan: &ExecPlan) -> Result<Cloned> {
     // the child borrows this address space (CLONE_VM) on a stack of its own and this thread waits
     // until it has exec'd (CLONE_VFORK). No copy of the harness's memory mappings, which a
     // fork-like clone of a multi-threaded harness makes under its mm lock, one clone at a time.
-    let ret = if plan.sync.is_none() {
+    let ret = if plan.child.sync.is_none() {
         let mut stack = vec![0u8; 64 * 1024];
         let ctx = VforkCtx {
             plan,
@@ -171,10 +180,7 @@ pub fn clone_exec(flags: CloneFlags, plan: &ExecPlan) -> Result<Cloned> {
         }
     };
     if ret < 0 {
-        return Err(SysError::new(
-            format!("clone({})", clone_flag_names(flags)),
-            Errno::last(),
-        ));
+        return Err(SysError::new(clone_call(flags), Errno::last()));
     }
     if ret == 0 {
         // SAFETY: we are the clone child; see above. `child_exec` never returns.
@@ -228,14 +234,40 @@ unsafe fn child_exec(
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
 ) -> ! {
+    // SAFETY: as for child_prepare (the caller's contract), then execve with the prepared
+    // NULL-terminated arrays; on failure, a frame and _exit.
+    unsafe {
+        child_prepare(&plan.child);
+        libc::execve(plan.exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        report_failure(plan.child.report_fd, &plan.exec_failed_frame);
+        libc::_exit(127)
+    }
+}
+
+/// Writes a failure frame (prepared, without its errno) and the current errno on `fd`.
+///
+/// # Safety
+/// Async-signal-safe: only `write(2)`; callable in any clone child.
+unsafe fn report_failure(fd: RawFd, frame: &[u8]) {
+    // SAFETY: reads this thread's errno and writes two valid buffers to an fd.
+    unsafe {
+        let errno = (*libc::__errno_location()).to_le_bytes();
+        libc::write(fd, frame.as_ptr().cast(), frame.len());
+        libc::write(fd, errno.as_ptr().cast(), errno.len());
+    }
+}
+
+/// The steps of a [`ChildPlan`]; returns when all are done, ends the child (`_exit`) when one
+/// fails.
+///
+/// # Safety
+/// Call only in a fresh clone child, before anything else runs in it. It makes raw,
+/// async-signal-safe system calls only (no allocation, no locks), so a clone of a multi-threaded
+/// process may call it.
+unsafe fn child_prepare(plan: &ChildPlan) {
     // SAFETY: raw, async-signal-safe system calls on fds and pointers the parent prepared; no
     // allocation, no locks. Failure of any step ends the child with _exit.
     unsafe {
-        let report = |frame: &[u8]| {
-            let errno = (*libc::__errno_location()).to_le_bytes();
-            libc::write(plan.report_fd, frame.as_ptr().cast(), frame.len());
-            libc::write(plan.report_fd, errno.as_ptr().cast(), errno.len());
-        };
         libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
@@ -243,7 +275,9 @@ unsafe fn child_exec(
             0,
             0,
         );
-        libc::close(plan.life.1);
+        if plan.life.1 >= 0 {
+            libc::close(plan.life.1);
+        }
         let mut p = libc::pollfd {
             fd: plan.life.0,
             events: libc::POLLIN,
@@ -259,7 +293,9 @@ unsafe fn child_exec(
             }
         }
         if let Some((r, w)) = plan.sync {
-            libc::close(w);
+            if w >= 0 {
+                libc::close(w);
+            }
             let mut byte = 0u8;
             if libc::read(r, (&mut byte as *mut u8).cast(), 1) != 1 {
                 libc::_exit(1);
@@ -278,7 +314,8 @@ unsafe fn child_exec(
                 libc::_exit(126);
             }
         }
-        // Whatever else this process holds, the exec'd child must not inherit it.
+        // Whatever else this process holds, the container must not inherit it: close-on-exec
+        // here (the exec closes them), closed outright by a fork server's child (no exec).
         libc::syscall(
             libc::SYS_close_range,
             (highest_dst + 1) as libc::c_uint,
@@ -287,7 +324,7 @@ unsafe fn child_exec(
         );
         if let Some(frame) = &plan.cgroup_ns {
             if libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
-                report(frame);
+                report_failure(plan.report_fd, frame);
                 libc::_exit(125);
             }
         }
@@ -296,15 +333,158 @@ unsafe fn child_exec(
             if fd < 0
                 || libc::write(fd, content.as_ptr().cast(), content.len()) != content.len() as isize
             {
-                report(frame);
+                report_failure(plan.report_fd, frame);
                 libc::_exit(125);
             }
             libc::close(fd);
         }
-        libc::execve(plan.exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
-        report(&plan.exec_failed_frame);
-        libc::_exit(127)
     }
+}
+
+/// Proof that this process had one thread when it was made (see [`single_threaded`]): what a
+/// fork-like clone that goes on running Rust code needs.
+#[derive(Debug)]
+pub struct SingleThreaded(());
+
+/// A [`SingleThreaded`] if `/proc/self/task` lists one thread. The holder must start none.
+pub fn single_threaded() -> Option<SingleThreaded> {
+    let threads = std::fs::read_dir("/proc/self/task").ok()?.count();
+    (threads == 1).then_some(SingleThreaded(()))
+}
+
+/// `clone(2)` of this single-threaded process with `flags` (namespaces), `CLONE_PARENT` (the
+/// child is our parent's: the harness waits for it) and `CLONE_PIDFD`. In the child, the steps of
+/// `plan`, then every fd above the mapped ones closed; returns `None` there. Returns the child
+/// in the caller.
+pub fn fork_container(
+    _one_thread: &SingleThreaded,
+    flags: CloneFlags,
+    plan: &ChildPlan,
+) -> Result<Option<Cloned>> {
+    assert!(plan.fds.len() <= 8, "at most 8 fds are mapped");
+    let mut pidfd: libc::c_int = -1;
+    let all = flags.bits() as libc::c_ulong
+        | libc::CLONE_PIDFD as libc::c_ulong
+        | libc::CLONE_PARENT as libc::c_ulong
+        | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a copy of this
+    // address space. This process has one thread (the SingleThreaded token), so no lock is held
+    // by a thread the child lacks, and the child may go on running any code. CLONE_PIDFD stores
+    // the pidfd into `pidfd`, which outlives the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            all,
+            0 as libc::c_ulong,
+            &mut pidfd as *mut libc::c_int,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if ret < 0 {
+        return Err(SysError::new(clone_call(flags), Errno::last()));
+    }
+    if ret == 0 {
+        let highest_dst = plan.fds.iter().map(|&(_, d)| d).max().unwrap_or(2);
+        // SAFETY: we are the fresh clone child, as child_prepare requires. No exec follows, so
+        // what it marked close-on-exec is closed here: the server's socket and the fds it was
+        // sent, which the container must not hold.
+        unsafe {
+            child_prepare(plan);
+            libc::syscall(
+                libc::SYS_close_range,
+                (highest_dst + 1) as libc::c_uint,
+                libc::c_uint::MAX,
+                0 as libc::c_uint,
+            );
+        }
+        return Ok(None);
+    }
+    // SAFETY: the kernel stored a new pidfd owned by nobody else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Some(Cloned {
+        pid: Pid::from_raw(ret as i32),
+        pidfd,
+    }))
+}
+
+/// A connected pair of `AF_UNIX` `SOCK_SEQPACKET` sockets (message boundaries kept), both
+/// close-on-exec.
+pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| SysError::new("socketpair(AF_UNIX, SOCK_SEQPACKET)", e))
+}
+
+/// Sends one message with `fds` attached (`SCM_RIGHTS`).
+pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [std::io::IoSlice::new(data)];
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs = if fds.is_empty() {
+        &rights[..0]
+    } else {
+        &rights[..]
+    };
+    let call = || format!("sendmsg({} bytes, {} fds)", data.len(), fds.len());
+    let sent = sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+        .map_err(|e| SysError::new(call(), e))?;
+    if sent != data.len() {
+        return Err(SysError::new(call(), Errno::EMSGSIZE));
+    }
+    Ok(())
+}
+
+/// Receives one message into `buf` and the fds attached to it (close-on-exec). `Ok((0, _))` is
+/// the end: the peer closed its socket.
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([RawFd; 16]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| SysError::new("recvmsg", e))?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().map_err(|e| SysError::new("recvmsg", e))? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel just installed these fds in this process for us alone.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    if msg
+        .flags
+        .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC)
+    {
+        return Err(SysError::new("recvmsg", Errno::EMSGSIZE));
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// The fd the harness put at `fd` for this re-executed process, as an `OwnedFd`. Call once per
+/// fd, before anything else could own it.
+pub fn inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+    // F_GETFD: is it open at all?
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).ok()?;
+    // SAFETY: open (checked above); the harness placed it for this process alone, and the
+    // caller takes it once, first.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `clone(CLONE_NEWUTS|…)`: how a failed clone with `flags` is named.
+pub fn clone_call(flags: CloneFlags) -> String {
+    format!("clone({})", clone_flag_names(flags))
 }
 
 fn clone_flag_names(flags: CloneFlags) -> String {

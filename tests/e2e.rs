@@ -961,6 +961,150 @@ fn json_output_stays_machine_readable() {
     assert_eq!(failed, 13, "{stdout}");
 }
 
+/// The pids and names of `pid`'s children.
+fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let mut kids = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for kid in list
+            .split_whitespace()
+            .filter_map(|k| k.parse::<u32>().ok())
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{kid}/comm")).unwrap_or_default();
+            kids.push((kid, comm.trim().to_string()));
+        }
+    }
+    kids
+}
+
+#[test]
+fn containers_are_cloned_by_one_fork_server_as_the_harness_children() {
+    let _serial = serial();
+    let exe = fixture().parent().unwrap().join("run");
+    for server in [true, false] {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--rootfs", "builtin:busybox", "sleep", "3"])
+            .env("NSTEST_CACHE_DIR", e2e_cache())
+            .stdout(Stdio::null());
+        if !server {
+            cmd.env("NSTEST_FORK_SERVER", "off");
+        }
+        let mut child = cmd.spawn().unwrap();
+        let pid = child.id();
+        let mut kids = Vec::new();
+        wait_until(
+            "the container to run sleep",
+            Duration::from_secs(20),
+            || {
+                kids = children_of(pid);
+                kids.iter().any(|(_, comm)| comm == "sleep")
+            },
+        );
+        let servers: Vec<u32> = kids
+            .iter()
+            .filter(|(_, comm)| comm == "nstest-forksrv")
+            .map(|k| k.0)
+            .collect();
+        if server {
+            // The container is the harness's own child (CLONE_PARENT), not the server's.
+            assert_eq!(servers.len(), 1, "one fork server: {kids:?}");
+            assert!(
+                children_of(servers[0]).is_empty(),
+                "the server keeps no children"
+            );
+        } else {
+            assert!(
+                servers.is_empty(),
+                "NSTEST_FORK_SERVER=off: no server: {kids:?}"
+            );
+        }
+        assert!(child.wait().unwrap().success());
+        wait_until(
+            "the fork server to end with the harness",
+            Duration::from_secs(5),
+            || {
+                servers
+                    .iter()
+                    .all(|s| !Path::new(&format!("/proc/{s}")).exists())
+            },
+        );
+    }
+}
+
+#[test]
+fn a_fork_server_killed_mid_run_costs_at_most_one_test() {
+    let _serial = serial();
+    let cache = e2e_cache();
+    let tmp = scratch("forksrv-kill-tmp");
+    let before = host_state();
+    let child = Command::new(fixture().parent().unwrap().join("e2e-load"))
+        .args(["--test-threads", "2"])
+        .env("NSTEST_CACHE_DIR", &cache)
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = None;
+    wait_until("the fork server", Duration::from_secs(20), || {
+        server = children_of(child.id())
+            .into_iter()
+            .find(|(_, comm)| comm == "nstest-forksrv");
+        server.is_some()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.unwrap().0 as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let count = |what: &str| -> usize {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("test result:"))
+            .unwrap();
+        let at = line.find(what).unwrap();
+        line[..at]
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (passed, failed) = (count(" passed"), count(" failed"));
+    assert_eq!(passed + failed, 500, "{text}");
+    // The one request the server may have taken when it died fails as nstest's error; the
+    // others are cloned and re-executed by the harness.
+    assert!(failed <= 1, "{text}");
+    if failed == 1 {
+        assert!(text.contains("the fork server's answer"), "{text}");
+    }
+    assert_host_clean(&before, &tmp, &cache);
+}
+
+#[test]
+fn every_outcome_is_the_same_without_the_fork_server() {
+    // NSTEST_FORK_SERVER=off (also the fall-back when the server cannot start): each container
+    // is cloned and re-executed from the harness.
+    let env = [("NSTEST_FORK_SERVER", "off")];
+    let run = run_fixture("no-fork-server", &["--test-threads", "2"], &env);
+    check_every_outcome(&run, false);
+    let nobody = run_fixture_in(
+        "nobody-no-fork-server",
+        AS_NOBODY,
+        "e2e-cache-nobody",
+        &["--test-threads", "2"],
+        &env,
+    );
+    check_every_outcome(&nobody, true);
+}
+
 #[test]
 fn the_run_example_takes_rootfs_hostname_bind_net_env_and_workdir() {
     let _serial = serial();

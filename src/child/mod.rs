@@ -6,6 +6,7 @@
 //! and exits. It never returns there.
 
 mod copy;
+mod forkserver;
 mod reaper;
 mod run;
 mod setup;
@@ -30,6 +31,7 @@ impl Reporter {
 /// Runs the container side if this process is a container child; returns otherwise.
 pub fn run_if_child() {
     crate::idmap::run_task_if_requested();
+    forkserver::serve_if_asked();
     let Some(hex) = std::env::var_os(CHILD_ENV) else {
         return;
     };

@@ -1,6 +1,7 @@
 //! The host side of a container: prepare the rootfs, spawn, supervise, and judge what came back.
 
 pub(crate) mod cgroup;
+pub(crate) mod forkserver;
 pub(crate) mod netns;
 pub(crate) mod probe;
 pub(crate) mod shell;

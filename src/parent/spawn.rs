@@ -15,7 +15,7 @@ use once_cell::sync::Lazy;
 
 use crate::error::Error;
 use crate::protocol::{ChildSpec, Message, Step, CHILD_ENV, REPORT_FD};
-use crate::sys::{self, Cloned, ExecPlan, SysError};
+use crate::sys::{self, ChildPlan, Cloned, ExecPlan, SysError};
 
 /// The namespaces every container gets.
 pub(crate) const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWUTS
@@ -124,8 +124,6 @@ pub(crate) fn spawn(
     }
     fds.push((report_w.as_raw_fd(), REPORT_FD));
 
-    let mut envp = once.env.clone();
-    envp.push(CString::new(format!("{CHILD_ENV}={}", spec.encode())).expect("hex has no NUL"));
     let mut flags = NAMESPACES;
     // A ready-made network namespace (root only: in a user namespace the container makes its own).
     let netns = if spec.host_net || spec.userns {
@@ -147,23 +145,11 @@ pub(crate) fn spawn(
         Vec::new()
     };
     let (hold_r, hold_w) = pipe_if(hold)?;
-    let plan = ExecPlan {
-        exe: c"/proc/self/exe".into(),
-        argv: std::iter::once(Ok(once.argv0.clone()))
-            .chain(args.iter().map(|a| CString::new(a.as_str())))
-            .collect::<Result<_, _>>()
-            .map_err(|_| {
-                Error::Host(SysError::new(
-                    "argv with a NUL byte",
-                    nix::errno::Errno::EINVAL,
-                ))
-            })?,
-        envp,
+    let child = ChildPlan {
         fds,
         life: (once.life.0.as_raw_fd(), once.life.1.as_raw_fd()),
         report_fd: REPORT_FD,
         writes,
-        exec_failed_frame: once.exec_failed_frame.clone(),
         netns: netns.as_ref().map(|f| f.as_raw_fd()),
         sync: hold_r
             .as_ref()
@@ -171,7 +157,36 @@ pub(crate) fn spawn(
             .map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
         cgroup_ns: Some(once.cgroup_ns_frame.clone()),
     };
-    let cloned = sys::clone_exec(flags, &plan).map_err(Error::Namespaces)?;
+    let spec_hex = spec.encode();
+    let server = super::forkserver::get(|| super::forkserver::Start {
+        env: &once.env,
+        argv0: &once.argv0,
+        life: &once.life,
+    });
+    let cloned = match server.and_then(|s| s.clone_container(flags, &child, &spec_hex)) {
+        Some(cloned) => cloned?,
+        // No fork server (off, or it failed): clone and re-execute from here.
+        None => {
+            let mut envp = once.env.clone();
+            envp.push(CString::new(format!("{CHILD_ENV}={spec_hex}")).expect("hex has no NUL"));
+            let plan = ExecPlan {
+                exe: c"/proc/self/exe".into(),
+                argv: std::iter::once(Ok(once.argv0.clone()))
+                    .chain(args.iter().map(|a| CString::new(a.as_str())))
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| {
+                        Error::Host(SysError::new(
+                            "argv with a NUL byte",
+                            nix::errno::Errno::EINVAL,
+                        ))
+                    })?,
+                envp,
+                exec_failed_frame: once.exec_failed_frame.clone(),
+                child,
+            };
+            sys::clone_exec(flags, &plan).map_err(Error::Namespaces)?
+        }
+    };
     drop((report_w, out_w, err_w, hold_r));
     Ok(Running {
         hold: hold_w,

@@ -1,0 +1,102 @@
+//! The fork server's side (see `parent::forkserver`): a re-executed copy of the test binary that,
+//! before `main` and with one thread, clones one container per request and sends back its pid and
+//! pidfd. Each clone prepares itself exactly as a re-executed container child would (the same
+//! [`ChildPlan`] steps), then takes the spec and runs the container side without an `execve`.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::sched::CloneFlags;
+
+use crate::parent::forkserver::{LIFE_FD, SOCKET_FD};
+use crate::protocol::{ForkRequest, CHILD_ENV, FORK_SERVER_ENV, REPORT_FD};
+use crate::sys::{self, ChildPlan};
+
+/// Serves requests if this process is the fork server (never returns then); returns otherwise.
+pub(super) fn serve_if_asked() {
+    if std::env::var_os(FORK_SERVER_ENV).is_none() {
+        return;
+    }
+    std::env::remove_var(FORK_SERVER_ENV);
+    let _ = sys::set_name(b"nstest-forksrv"); // in ps, instead of `exe`
+    let Some(sock) = sys::inherited_fd(SOCKET_FD) else {
+        sys::exit_now(1)
+    };
+    // With a second thread, a fork-like clone could copy a lock held by a thread it lacks: say
+    // nothing, and the harness clones by itself.
+    let Some(one_thread) = sys::single_threaded() else {
+        sys::exit_now(1)
+    };
+    if sys::send_with_fds(sock.as_fd(), b"ready", &[]).is_err() {
+        sys::exit_now(1)
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let (n, fds) = match sys::recv_with_fds(sock.as_fd(), &mut buf) {
+            Ok((0, _)) | Err(_) => sys::exit_now(0), // the harness is gone
+            Ok(got) => got,
+        };
+        let answer = match ForkRequest::decode(&buf[..n]) {
+            Ok(req) if req.fd_count() == fds.len() => {
+                match sys::fork_container(
+                    &one_thread,
+                    CloneFlags::from_bits_retain(req.flags),
+                    &plan(&req, &fds),
+                ) {
+                    Ok(None) => run_container(req.spec),
+                    Ok(Some(cloned)) => Ok((cloned.pid.as_raw(), cloned.pidfd)),
+                    Err(e) => Err(-(e.errno as i32)),
+                }
+            }
+            _ => Err(0),
+        };
+        drop(fds);
+        let sent = match answer {
+            Ok((pid, pidfd)) => {
+                sys::send_with_fds(sock.as_fd(), &pid.to_le_bytes(), &[pidfd.as_raw_fd()])
+            }
+            Err(code) => sys::send_with_fds(sock.as_fd(), &code.to_le_bytes(), &[]),
+        };
+        if sent.is_err() {
+            sys::exit_now(0);
+        }
+    }
+}
+
+/// The [`ChildPlan`] of a request, over the fds that came with it.
+fn plan(req: &ForkRequest, fds: &[OwnedFd]) -> ChildPlan {
+    let mut rest = fds.iter().map(AsRawFd::as_raw_fd);
+    let mapped = req
+        .fd_dsts
+        .iter()
+        .map(|&dst| (rest.next().unwrap_or(-1), dst));
+    let fds = mapped.collect();
+    let netns = if req.netns { rest.next() } else { None };
+    let sync = if req.sync {
+        rest.next().map(|r| (r, -1))
+    } else {
+        None
+    };
+    ChildPlan {
+        fds,
+        life: (LIFE_FD, -1),
+        report_fd: REPORT_FD,
+        writes: req
+            .writes
+            .iter()
+            .map(|(p, c, f)| {
+                let path = std::ffi::CString::new(p.clone()).unwrap_or_default();
+                (path, c.clone(), f.clone())
+            })
+            .collect(),
+        sync,
+        netns,
+        cgroup_ns: req.cgroup_ns.clone(),
+    }
+}
+
+/// In the clone, prepared: the container side, as a re-executed child runs it.
+fn run_container(spec: String) -> ! {
+    std::env::set_var(CHILD_ENV, spec);
+    super::run_if_child();
+    sys::exit_now(1)
+}

@@ -1,0 +1,173 @@
+//! The fork server: one re-executed copy of this binary per run, which clones every container
+//! from itself. A container then starts without an `execve` of its own: the test binary's
+//! loading, relocation and start-up are paid once per run instead of once per test. What the
+//! container does after the clone is the same as after a re-execution (see `child::forkserver`).
+//!
+//! The server is started on first use from a thread that lives as long as the process, so that
+//! the parent-death signal of the server (and of the containers, which are cloned with
+//! `CLONE_PARENT` and so are this process's children) fires only when the harness ends. If the
+//! server cannot be started, or stops answering, the containers are cloned and re-executed from
+//! the harness as before; `NSTEST_FORK_SERVER=off` asks for that from the start.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+
+use nix::sched::CloneFlags;
+use once_cell::sync::OnceCell;
+
+use crate::error::Error;
+use crate::protocol::{ForkRequest, FORK_SERVER_ENV};
+use crate::sys::{self, ChildPlan, Cloned, ExecPlan, SysError};
+
+/// Where the server finds its socket and the read end of the parent-liveness pipe.
+pub(crate) const SOCKET_FD: RawFd = 3;
+pub(crate) const LIFE_FD: RawFd = 4;
+
+/// What starting the server needs from the spawner's once-per-process set-up.
+pub(crate) struct Start<'a> {
+    pub env: &'a [CString],
+    pub argv0: &'a CString,
+    pub life: &'a (OwnedFd, OwnedFd),
+}
+
+/// A running fork server.
+#[derive(Debug)]
+pub(crate) struct Server {
+    /// Our end of its socket; `None` once it failed (the harness clones by itself from then on).
+    sock: Mutex<Option<(OwnedFd, Cloned)>>,
+}
+
+static SERVER: OnceCell<Option<Server>> = OnceCell::new();
+
+/// The fork server, started on first use; `None` if it is off or could not start.
+pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Server> {
+    SERVER
+        .get_or_init(|| {
+            if std::env::var("NSTEST_FORK_SERVER").as_deref() == Ok("off") {
+                return None;
+            }
+            let start = start();
+            let (env, argv0) = (start.env.to_vec(), start.argv0.clone());
+            let life = (start.life.0.as_raw_fd(), start.life.1.as_raw_fd());
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("nstest-forksrv".into())
+                .spawn(move || {
+                    let _ = tx.send(launch(env, argv0, life));
+                    // The server's parent thread: it must outlive every container.
+                    loop {
+                        std::thread::park();
+                    }
+                })
+                .ok()?;
+            let (sock, cloned) = rx.recv().ok()??;
+            Some(Server {
+                sock: Mutex::new(Some((sock, cloned))),
+            })
+        })
+        .as_ref()
+}
+
+/// Clones and re-executes this binary as the server, and waits until it says it is ready.
+fn launch(env: Vec<CString>, argv0: CString, life: (RawFd, RawFd)) -> Option<(OwnedFd, Cloned)> {
+    let (mine, theirs) = sys::seqpacket_pair().ok()?;
+    let mut envp = env;
+    envp.push(CString::new(format!("{FORK_SERVER_ENV}=1")).ok()?);
+    let plan = ExecPlan {
+        exe: c"/proc/self/exe".into(),
+        argv: vec![argv0],
+        envp,
+        // Its failure reaches the socket, where it is no answer: the harness then clones alone.
+        exec_failed_frame: Vec::new(),
+        child: ChildPlan {
+            fds: vec![(theirs.as_raw_fd(), SOCKET_FD), (life.0, LIFE_FD)],
+            life,
+            report_fd: SOCKET_FD,
+            writes: Vec::new(),
+            sync: None,
+            netns: None,
+            cgroup_ns: None,
+        },
+    };
+    let cloned = sys::clone_exec(CloneFlags::empty(), &plan).ok()?;
+    drop(theirs);
+    let mut buf = [0u8; 8];
+    match sys::recv_with_fds(mine.as_fd(), &mut buf) {
+        Ok((5, _)) if &buf[..5] == b"ready" => Some((mine, cloned)),
+        _ => {
+            cloned.kill_and_reap();
+            None
+        }
+    }
+}
+
+impl Server {
+    /// Has the server clone a container. `None`: the server has failed before, or could not be
+    /// sent this request; the caller clones by itself. The server's clone failing (e.g. EPERM)
+    /// is `Error::Namespaces`, as [`sys::clone_exec`] would have said. A server that took the
+    /// request but gave no answer may have cloned a container over these very pipes: this one
+    /// container fails (`Error::Host`), and the next ones are cloned without the server.
+    pub(crate) fn clone_container(
+        &self,
+        flags: CloneFlags,
+        plan: &ChildPlan,
+        spec: &str,
+    ) -> Option<Result<Cloned, Error>> {
+        let mut guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
+        let (sock, _) = guard.as_ref()?;
+        let mut fds: Vec<RawFd> = plan.fds.iter().map(|&(src, _)| src).collect();
+        fds.extend(plan.netns);
+        fds.extend(plan.sync.map(|(r, _)| r));
+        let req = ForkRequest {
+            flags: flags.bits(),
+            fd_dsts: plan.fds.iter().map(|&(_, dst)| dst).collect(),
+            netns: plan.netns.is_some(),
+            sync: plan.sync.is_some(),
+            writes: plan
+                .writes
+                .iter()
+                .map(|(p, c, f)| (p.as_bytes().to_vec(), c.clone(), f.clone()))
+                .collect(),
+            cgroup_ns: plan.cgroup_ns.clone(),
+            spec: spec.to_string(),
+        };
+        if sys::send_with_fds(sock.as_fd(), &req.encode(), &fds).is_err() {
+            Self::stop(&mut guard);
+            return None;
+        }
+        let mut buf = [0u8; 8];
+        let answer = match sys::recv_with_fds(sock.as_fd(), &mut buf) {
+            Ok((4, mut got)) => {
+                let v = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                match (v, got.pop()) {
+                    (pid, Some(pidfd)) if pid > 0 && got.is_empty() => {
+                        return Some(Ok(Cloned {
+                            pid: nix::unistd::Pid::from_raw(pid),
+                            pidfd,
+                        }))
+                    }
+                    (e, None) if e < 0 => {
+                        let errno = nix::errno::Errno::from_raw(-e);
+                        return Some(Err(Error::Namespaces(SysError::new(
+                            sys::clone_call(flags),
+                            errno,
+                        ))));
+                    }
+                    _ => SysError::new("the fork server's answer", nix::errno::Errno::EBADMSG),
+                }
+            }
+            Ok(_) => SysError::new("the fork server's answer", nix::errno::Errno::EPIPE),
+            Err(e) => e,
+        };
+        Self::stop(&mut guard);
+        Some(Err(Error::Host(answer)))
+    }
+
+    /// Stops using a server that failed, and makes sure it is gone.
+    fn stop(guard: &mut Option<(OwnedFd, Cloned)>) {
+        if let Some((_, server)) = guard.take() {
+            server.kill_and_reap();
+        }
+    }
+}
