@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use nix::sched::CloneFlags;
 
 use crate::parent::forkserver::{LIFE_FD, SOCKET_FD};
-use crate::protocol::{ForkRequest, CHILD_ENV, FORK_SERVER_ENV, REPORT_FD};
+use crate::protocol::{ForkRequest, FORK_SERVER_ENV, REPORT_FD};
 use crate::sys::{self, ChildPlan};
 
 /// Serves requests if this process is the fork server (never returns then); returns otherwise.
@@ -96,7 +96,5 @@ fn plan(req: &ForkRequest, fds: &[OwnedFd]) -> ChildPlan {
 
 /// In the clone, prepared: the container side, as a re-executed child runs it.
 fn run_container(spec: String) -> ! {
-    std::env::set_var(CHILD_ENV, spec);
-    super::run_if_child();
-    sys::exit_now(1)
+    super::enter(std::ffi::OsStr::new(&spec))
 }

@@ -37,6 +37,11 @@ pub fn run_if_child() {
     };
     // Single-threaded still: nothing else has run in this process yet.
     std::env::remove_var(CHILD_ENV);
+    enter(&hex)
+}
+
+/// The container side, for the spec `hex` (from [`CHILD_ENV`], or from the fork server).
+fn enter(hex: &std::ffi::OsStr) -> ! {
     let _ = sys::set_cloexec(REPORT_FD);
     name_after_the_binary();
     let mut reporter = Reporter(sys::report_file());
