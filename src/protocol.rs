@@ -607,6 +607,8 @@ impl ChildSpec {
 
 /// The environment variable that makes a re-executed binary the fork server.
 pub(crate) const FORK_SERVER_ENV: &str = "__NSTEST_FORK_SERVER";
+/// The largest [`ForkRequest`] sent to the fork server (larger ones take the exec path).
+pub(crate) const MAX_FORK_REQUEST: usize = 64 << 10;
 
 /// What the harness asks its fork server for: one container, cloned with `flags` and prepared as
 /// a [`crate::sys::ChildPlan`] says. The fds travel beside it (`SCM_RIGHTS`), in this order: one

@@ -353,13 +353,17 @@ pub fn single_threaded() -> Option<SingleThreaded> {
 }
 
 /// `clone(2)` of this single-threaded process with `flags` (namespaces), `CLONE_PARENT` (the
-/// child is our parent's: the harness waits for it) and `CLONE_PIDFD`. In the child, the steps of
-/// `plan`, then every fd above the mapped ones closed; returns `None` there. Returns the child
-/// in the caller.
+/// child is our parent's: the harness waits for it) and `CLONE_PIDFD`. In the child: `close_first`
+/// closed, the steps of `plan`, then every fd above the mapped ones closed; returns `None` there.
+/// Returns the child in the caller.
+///
+/// The clone skips the C library's own fork bookkeeping: in the child, glibc's cached thread id
+/// of the main thread is still the caller's (glibc's `raise` and `abort` ask the kernel instead).
 pub fn fork_container(
     _one_thread: &SingleThreaded,
     flags: CloneFlags,
     plan: &ChildPlan,
+    close_first: &[RawFd],
 ) -> Result<Option<Cloned>> {
     assert!(plan.fds.len() <= 8, "at most 8 fds are mapped");
     let mut pidfd: libc::c_int = -1;
@@ -386,17 +390,28 @@ pub fn fork_container(
     }
     if ret == 0 {
         let highest_dst = plan.fds.iter().map(|&(_, d)| d).max().unwrap_or(2);
-        // SAFETY: we are the fresh clone child, as child_prepare requires. No exec follows, so
-        // what it marked close-on-exec is closed here: the server's socket and the fds it was
-        // sent, which the container must not hold.
+        // SAFETY: we are the fresh clone child, as child_prepare requires; closing fds this
+        // process owns. No exec follows, so what child_prepare marked close-on-exec is closed
+        // here: the fds the server was sent, which the container must not hold. Without
+        // close_range (Linux before 5.9), one by one up to the fd limit.
         unsafe {
+            for &fd in close_first {
+                libc::close(fd);
+            }
             child_prepare(plan);
-            libc::syscall(
+            let first = (highest_dst + 1) as libc::c_uint;
+            if libc::syscall(
                 libc::SYS_close_range,
-                (highest_dst + 1) as libc::c_uint,
+                first,
                 libc::c_uint::MAX,
                 0 as libc::c_uint,
-            );
+            ) != 0
+            {
+                let limit = libc::sysconf(libc::_SC_OPEN_MAX).clamp(0, 1 << 16) as libc::c_int;
+                for fd in first as libc::c_int..limit {
+                    libc::close(fd);
+                }
+            }
         }
         return Ok(None);
     }

@@ -1089,6 +1089,27 @@ fn a_fork_server_killed_mid_run_costs_at_most_one_test() {
 }
 
 #[test]
+fn a_spec_too_big_for_the_fork_server_still_runs() {
+    // 40 000 bytes of environment: over the fork server's 64 KiB request once hex-encoded, so
+    // this container takes the exec path; the run's other containers keep the server.
+    let _serial = serial();
+    let big = format!("BIG={}", "x".repeat(40_000));
+    let out = Command::new(fixture().parent().unwrap().join("run"))
+        .args(["--rootfs", "builtin:busybox", "--env", &big])
+        .args(["sh", "-c", "echo ${#BIG}"])
+        .env("NSTEST_CACHE_DIR", e2e_cache())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.trim(), "40000");
+}
+
+#[test]
 fn every_outcome_is_the_same_without_the_fork_server() {
     // NSTEST_FORK_SERVER=off (also the fall-back when the server cannot start): each container
     // is cloned and re-executed from the harness.

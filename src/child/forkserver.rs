@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use nix::sched::CloneFlags;
 
 use crate::parent::forkserver::{LIFE_FD, SOCKET_FD};
-use crate::protocol::{ForkRequest, FORK_SERVER_ENV, REPORT_FD};
+use crate::protocol::{ForkRequest, FORK_SERVER_ENV, MAX_FORK_REQUEST, REPORT_FD};
 use crate::sys::{self, ChildPlan};
 
 /// Serves requests if this process is the fork server (never returns then); returns otherwise.
@@ -29,19 +29,21 @@ pub(super) fn serve_if_asked() {
     if sys::send_with_fds(sock.as_fd(), b"ready", &[]).is_err() {
         sys::exit_now(1)
     }
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; MAX_FORK_REQUEST];
     loop {
         let (n, fds) = match sys::recv_with_fds(sock.as_fd(), &mut buf) {
-            Ok((0, _)) | Err(_) => sys::exit_now(0), // the harness is gone
+            Ok((0, _)) => sys::exit_now(0), // the harness is gone
             Ok(got) => got,
+            // Truncated: answered as a request that makes no sense.
+            Err(e) if e.errno == nix::errno::Errno::EMSGSIZE => (0, Vec::new()),
+            Err(_) => sys::exit_now(0),
         };
         let answer = match ForkRequest::decode(&buf[..n]) {
             Ok(req) if req.fd_count() == fds.len() => {
-                match sys::fork_container(
-                    &one_thread,
-                    CloneFlags::from_bits_retain(req.flags),
-                    &plan(&req, &fds),
-                ) {
+                let flags = CloneFlags::from_bits_retain(req.flags);
+                // The clone closes the socket first, so that the harness sees a server that
+                // died, even while the clone waits to be released.
+                match sys::fork_container(&one_thread, flags, &plan(&req, &fds), &[SOCKET_FD]) {
                     Ok(None) => run_container(req.spec),
                     Ok(Some(cloned)) => Ok((cloned.pid.as_raw(), cloned.pidfd)),
                     Err(e) => Err(-(e.errno as i32)),

@@ -17,7 +17,7 @@ use nix::sched::CloneFlags;
 use once_cell::sync::OnceCell;
 
 use crate::error::Error;
-use crate::protocol::{ForkRequest, FORK_SERVER_ENV};
+use crate::protocol::{ForkRequest, FORK_SERVER_ENV, MAX_FORK_REQUEST as MAX_REQUEST};
 use crate::sys::{self, ChildPlan, Cloned, ExecPlan, SysError};
 
 /// Where the server finds its socket and the read end of the parent-liveness pipe.
@@ -36,6 +36,9 @@ pub(crate) struct Start<'a> {
 pub(crate) struct Server {
     /// Our end of its socket; `None` once it failed (the harness clones by itself from then on).
     sock: Mutex<Option<(OwnedFd, Cloned)>>,
+    /// The process that started it: a process forked from that one has its own children, and
+    /// clones by itself.
+    owner: nix::unistd::Pid,
 }
 
 static SERVER: OnceCell<Option<Server>> = OnceCell::new();
@@ -44,7 +47,11 @@ static SERVER: OnceCell<Option<Server>> = OnceCell::new();
 pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Server> {
     SERVER
         .get_or_init(|| {
-            if std::env::var("NSTEST_FORK_SERVER").as_deref() == Ok("off") {
+            // Off on request, and off without glibc: the clone skips the C library's fork
+            // bookkeeping, and musl's `raise` would use a stale thread id.
+            if std::env::var("NSTEST_FORK_SERVER").as_deref() == Ok("off")
+                || !cfg!(target_env = "gnu")
+            {
                 return None;
             }
             let start = start();
@@ -64,6 +71,7 @@ pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Serv
             let (sock, cloned) = rx.recv().ok()??;
             Some(Server {
                 sock: Mutex::new(Some((sock, cloned))),
+                owner: nix::unistd::getpid(),
             })
         })
         .as_ref()
@@ -114,6 +122,9 @@ impl Server {
         plan: &ChildPlan,
         spec: &str,
     ) -> Option<Result<Cloned, Error>> {
+        if nix::unistd::getpid() != self.owner {
+            return None;
+        }
         let mut guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
         let (sock, _) = guard.as_ref()?;
         let mut fds: Vec<RawFd> = plan.fds.iter().map(|&(src, _)| src).collect();
@@ -132,7 +143,11 @@ impl Server {
             cgroup_ns: plan.cgroup_ns.clone(),
             spec: spec.to_string(),
         };
-        if sys::send_with_fds(sock.as_fd(), &req.encode(), &fds).is_err() {
+        let req = req.encode();
+        if req.len() > MAX_REQUEST {
+            return None; // a huge spec: the environment takes up to 128 KiB
+        }
+        if sys::send_with_fds(sock.as_fd(), &req, &fds).is_err() {
             Self::stop(&mut guard);
             return None;
         }
@@ -154,7 +169,15 @@ impl Server {
                             errno,
                         ))));
                     }
-                    _ => SysError::new("the fork server's answer", nix::errno::Errno::EBADMSG),
+                    (pid, _) => {
+                        if pid > 0 {
+                            // Cloned, but its pidfd was lost: it is our held child; end it.
+                            let pid = nix::unistd::Pid::from_raw(pid);
+                            let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
+                            let _ = sys::wait_raw(pid);
+                        }
+                        SysError::new("the fork server's answer", nix::errno::Errno::EBADMSG)
+                    }
                 }
             }
             Ok(_) => SysError::new("the fork server's answer", nix::errno::Errno::EPIPE),

@@ -150,8 +150,9 @@ impl Launch<'_> {
                 running.cloned.kill_and_reap();
                 return Err(e);
             }
-            running.release()?;
         }
+        // Also a child of the fork server waits, until the harness holds its pidfd.
+        running.release()?;
         let kill_cgroup = || {
             if let Some(cg) = &cgroup {
                 cg.kill();

@@ -144,7 +144,14 @@ pub(crate) fn spawn(
     } else {
         Vec::new()
     };
-    let (hold_r, hold_w) = pipe_if(hold)?;
+    let server = super::forkserver::get(|| super::forkserver::Start {
+        env: &once.env,
+        argv0: &once.argv0,
+        life: &once.life,
+    });
+    // A child of the fork server is always held: should the server die before it answers,
+    // the child sees the hold pipe closed and ends without running anything.
+    let (hold_r, hold_w) = pipe_if(hold || server.is_some())?;
     let child = ChildPlan {
         fds,
         life: (once.life.0.as_raw_fd(), once.life.1.as_raw_fd()),
@@ -158,11 +165,6 @@ pub(crate) fn spawn(
         cgroup_ns: Some(once.cgroup_ns_frame.clone()),
     };
     let spec_hex = spec.encode();
-    let server = super::forkserver::get(|| super::forkserver::Start {
-        env: &once.env,
-        argv0: &once.argv0,
-        life: &once.life,
-    });
     let cloned = match server.and_then(|s| s.clone_container(flags, &child, &spec_hex)) {
         Some(cloned) => cloned?,
         // No fork server (off, or it failed): clone and re-execute from here.
