@@ -164,20 +164,9 @@ pub fn clone_exec(flags: CloneFlags, plan: &ExecPlan) -> Result<Cloned> {
             ) as libc::c_long
         }
     } else {
-        // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a copy of this
-        // address space. CLONE_PIDFD stores the pidfd into `pidfd`, which outlives the call. In
-        // the child (ret == 0) only async-signal-safe system calls run before execve or _exit:
-        // no allocation, no locks, every pointer used was prepared above.
-        unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                all,
-                0 as libc::c_ulong,
-                &mut pidfd as *mut libc::c_int,
-                0 as libc::c_ulong,
-                0 as libc::c_ulong,
-            )
-        }
+        // SAFETY: in the child (ret == 0) only async-signal-safe system calls run before
+        // execve or _exit: no allocation, no locks, every pointer used was prepared above.
+        unsafe { fork_like_clone(all, &mut pidfd) }
     };
     if ret < 0 {
         return Err(SysError::new(clone_call(flags), Errno::last()));
@@ -186,15 +175,24 @@ pub fn clone_exec(flags: CloneFlags, plan: &ExecPlan) -> Result<Cloned> {
         // SAFETY: we are the clone child; see above. `child_exec` never returns.
         unsafe { child_exec(plan, &argv, &envp) }
     }
-    // SAFETY: the kernel stored a new pidfd owned by nobody else.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    Ok(Cloned {
-        pid: Pid::from_raw(ret as i32),
-        pidfd,
-    })
+    // SAFETY: the clone succeeded (ret > 0) and stored this pidfd.
+    Ok(unsafe { Cloned::from_clone(ret, pidfd) })
 }
 
 impl Cloned {
+    /// The child a clone returned (`ret`, its pid) and the pidfd the kernel stored for it.
+    ///
+    /// # Safety
+    /// `pidfd` is the fd a successful `CLONE_PIDFD` clone just stored, owned by nobody else.
+    unsafe fn from_clone(ret: libc::c_long, pidfd: libc::c_int) -> Self {
+        // SAFETY: the caller's contract.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        Self {
+            pid: Pid::from_raw(ret as i32),
+            pidfd,
+        }
+    }
+
     /// SIGKILL through the pidfd: PID 1 of a PID namespace takes every process of it along.
     pub fn kill(&self) {
         let _ = pidfd_kill(self.pidfd.as_fd(), libc::SIGKILL);
@@ -371,20 +369,9 @@ pub fn fork_container(
         | libc::CLONE_PIDFD as libc::c_ulong
         | libc::CLONE_PARENT as libc::c_ulong
         | libc::SIGCHLD as libc::c_ulong;
-    // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a copy of this
-    // address space. This process has one thread (the SingleThreaded token), so no lock is held
-    // by a thread the child lacks, and the child may go on running any code. CLONE_PIDFD stores
-    // the pidfd into `pidfd`, which outlives the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            all,
-            0 as libc::c_ulong,
-            &mut pidfd as *mut libc::c_int,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    };
+    // SAFETY: this process has one thread (the SingleThreaded token), so no lock is held by a
+    // thread the child lacks, and the child may go on running any code.
+    let ret = unsafe { fork_like_clone(all, &mut pidfd) };
     if ret < 0 {
         return Err(SysError::new(clone_call(flags), Errno::last()));
     }
@@ -415,12 +402,31 @@ pub fn fork_container(
         }
         return Ok(None);
     }
-    // SAFETY: the kernel stored a new pidfd owned by nobody else.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    Ok(Some(Cloned {
-        pid: Pid::from_raw(ret as i32),
-        pidfd,
-    }))
+    // SAFETY: the clone succeeded (ret > 0) and stored this pidfd.
+    Ok(Some(unsafe { Cloned::from_clone(ret, pidfd) }))
+}
+
+/// `clone(2)` without `CLONE_VM` or a new stack (the child runs on a copy of this address space),
+/// with `all` (flags, exit signal; `CLONE_PIDFD` among them): 0 in the child, the child's pid in
+/// the caller, -1 on error.
+///
+/// # Safety
+/// In a process with more than one thread, the child may only make async-signal-safe calls
+/// before `execve` or `_exit` (another thread's locks are copied held).
+unsafe fn fork_like_clone(all: libc::c_ulong, pidfd: &mut libc::c_int) -> libc::c_long {
+    // SAFETY: the raw clone's argument order of x86_64 and aarch64: flags, stack (0: the copy of
+    // the caller's), parent_tid (where CLONE_PIDFD stores the pidfd: `pidfd`, which outlives the
+    // call), child_tid, tls (both unused). The caller vouches for what the child runs.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            all,
+            0 as libc::c_ulong,
+            pidfd as *mut libc::c_int,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    }
 }
 
 /// A connected pair of `AF_UNIX` `SOCK_SEQPACKET` sockets (message boundaries kept), both

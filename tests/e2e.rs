@@ -780,13 +780,20 @@ fn a_rootfs_with_a_symlinked_proc_is_refused() {
 
 /// Runs the 500-test binary; returns whether it succeeded, its stdout and its peak RSS in KiB.
 #[allow(clippy::zombie_processes)] // reaped by wait4 below, for its rusage
+/// The 500-test `e2e-load` example on `threads` threads, with its own cache and TMPDIR.
+fn load_command(threads: &str, cache: &Path, tmp: &Path) -> Command {
+    let mut cmd = Command::new(fixture().parent().unwrap().join("e2e-load"));
+    cmd.args(["--test-threads", threads])
+        .env("NSTEST_CACHE_DIR", cache)
+        .env("TMPDIR", tmp);
+    cmd
+}
+
 fn run_load(threads: &str, cache: &Path, tmp: &Path) -> (bool, String, i64) {
     use std::io::Read;
-    let exe = fixture().parent().unwrap().join("e2e-load");
-    let mut child = Command::new(exe)
-        .args(["--test-threads", threads, "-q"])
-        .env("NSTEST_CACHE_DIR", cache)
-        .env("TMPDIR", tmp)
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below, for its rusage
+    let mut child = load_command(threads, cache, tmp)
+        .arg("-q")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -843,14 +850,10 @@ fn killing_a_parallel_run_at_any_moment_leaves_nothing_behind() {
     let _serial = serial();
     let cache = e2e_cache();
     let tmp = scratch("kill-load-tmp");
-    let exe = fixture().parent().unwrap().join("e2e-load");
     let before = host_state();
     for signal in [libc_sig::SIGINT, libc_sig::SIGTERM, libc_sig::SIGKILL] {
         for delay_ms in [20, 150, 500] {
-            let mut child = Command::new(&exe)
-                .args(["--test-threads", "8"])
-                .env("NSTEST_CACHE_DIR", &cache)
-                .env("TMPDIR", &tmp)
+            let mut child = load_command("8", &cache, &tmp)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -1041,10 +1044,7 @@ fn a_fork_server_killed_mid_run_costs_at_most_one_test() {
     let cache = e2e_cache();
     let tmp = scratch("forksrv-kill-tmp");
     let before = host_state();
-    let child = Command::new(fixture().parent().unwrap().join("e2e-load"))
-        .args(["--test-threads", "2"])
-        .env("NSTEST_CACHE_DIR", &cache)
-        .env("TMPDIR", &tmp)
+    let child = load_command("2", &cache, &tmp)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
