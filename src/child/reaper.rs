@@ -29,11 +29,12 @@ fn stat(pid: &str) -> Option<(i32, i32, char)> {
 
 /// Starts the reaper thread; it lives as long as PID 1 does.
 pub fn start() {
-    let Some((_, own_session, _)) = stat("self") else {
+    let Ok(own_session) = nix::unistd::getsid(None).map(Pid::as_raw) else {
         return;
     };
     let spawned = std::thread::Builder::new()
         .name("nstest-reaper".into())
+        .stack_size(64 << 10) // it reads /proc, no more
         .spawn(move || loop {
             std::thread::sleep(PERIOD);
             let Ok(entries) = std::fs::read_dir("/proc") else {
