@@ -94,7 +94,8 @@ pub fn run_in_libtest(desc: &'static TestDesc) {
     }
     let name = desc.name();
     // The child never reaches libtest's main (nstest enters the container before it); were it
-    // to, these make it run this one test and nothing else.
+    // to, these make it run this one test and nothing else. (Re-executed children only: the
+    // fork server's clones keep its argv.)
     let args = [
         "--exact",
         name.as_str(),

@@ -7,7 +7,7 @@
 //! `newuidmap`/`newgidmap` (Debian's package `uidmap`) are installed, containers get those ranges
 //! as well: inside id `n` (1 ≤ n ≤ count) is the range's `start + n - 1`, so files a tarball gives
 //! to other owners keep them. The helpers take the child's pid, so the parent runs them while
-//! the child waits, before it re-executes itself. `NSTEST_SUBIDS=off` keeps the single-id map.
+//! the child waits, before its set-up. `NSTEST_SUBIDS=off` keeps the single-id map.
 //!
 //! Files owned by subordinate ids are the caller's no more: unpacking such a rootfs, and removing
 //! it again, runs in a user namespace with the same maps (this binary re-executed as a helper

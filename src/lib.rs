@@ -44,8 +44,8 @@
 //!   `oci:dir[:tag]` or `docker-archive:path`, relative to the package's `CARGO_MANIFEST_DIR`;
 //!   or `builtin:busybox` / `builtin:host`.
 //! - `bind = ["host:/container", "…:rw"]`, `env = ["KEY=value"]`, `workdir = "/path"`. The
-//!   environment is otherwise clean: `PATH` for the rootfs, `HOME`, `HOSTNAME`, and `TERM` and
-//!   `RUST_BACKTRACE` passed through.
+//!   environment is otherwise clean: `PATH` for the rootfs, `HOME`, `HOSTNAME`, and `TERM`,
+//!   `RUST_BACKTRACE` and `RUST_LIB_BACKTRACE` passed through.
 //! - `timeout = "500ms" | "10s" | "2m"` (default 60 s, or `NSTEST_TIMEOUT`).
 //! - `net = "loopback"` (default: a new network namespace with only `lo`, up) or `net = "host"`
 //!   (the host's network, shared).
@@ -69,6 +69,7 @@
 //! - `NSTEST_ROOTLESS=1`: use a user namespace even as root (it is always used for other uids).
 //! - `NSTEST_SUBIDS=off`: rootless, map only your own id even where `/etc/subuid` gives a range.
 //! - `NSTEST_UPPER=disk`: each test's writable layer in the cache (on disk), not in memory.
+//! - `NSTEST_NETNS_POOL=off`: as root, no pool of network namespaces made ahead of need.
 //! - `NSTEST_FORK_SERVER=off`: clone and re-execute the binary for each container, instead of
 //!   cloning each from one fork server started once per run.
 //! - `NSTEST_UNAVAILABLE=skip`: where containers cannot be made, report the tests as ignored

@@ -1,7 +1,8 @@
-//! The two messages that cross the container boundary, as bytes.
+//! The messages that cross the container boundary, as bytes.
 //!
-//! - **Parent → child**: a [`ChildSpec`] (what to set up and what to run), hex-encoded into the
-//!   environment variable [`CHILD_ENV`] of the re-executed binary.
+//! - **Parent → child**: a [`ChildSpec`] (what to set up and what to run), hex-encoded: sent to
+//!   the fork server inside a `ForkRequest` (with the fds to place), or, without the server, in
+//!   the environment variable [`CHILD_ENV`] of the re-executed binary.
 //! - **Child → parent**: a stream of [`Message`] frames on a dedicated pipe ([`REPORT_FD`] in the
 //!   child), never on stdout/stderr, so nothing a test prints can forge a result.
 //!

@@ -1,4 +1,4 @@
-//! The container's set-up, run by the re-executed binary as PID 1 of its new namespaces.
+//! The container's set-up, run as PID 1 of its new namespaces.
 //!
 //! Order matters: propagation is made private before any mount; the scratch tmpfs, the root
 //! (overlay, copy, or host binds), `/proc`, `/sys`, `/tmp` and `/dev` are mounted while the old

@@ -63,7 +63,8 @@ pub(crate) struct Launch<'a> {
     pub hostname: &'a str,
     pub net: Net,
     pub run: RunSpec,
-    /// Arguments after argv[0] of the re-executed binary.
+    /// Arguments after argv[0] of the re-executed binary (without the fork server: its clones
+    /// keep the server's argv, argv[0] alone).
     pub args: Vec<String>,
     pub stdio: StdioSetup,
     pub timeout: Option<Duration>,
@@ -138,7 +139,7 @@ impl Launch<'_> {
         let hold = cgroup.is_some() || ranges.is_some();
         let mut running = spawn::spawn(&spec, &self.args, self.stdio, hold)?;
         if hold {
-            // The child waits before it re-executes itself: give it its id maps and cgroups.
+            // The child waits before its set-up: give it its id maps and cgroups.
             let pid = running.cloned.pid;
             let ready = ranges
                 .map_or(Ok(()), |r| r.apply(pid).map_err(Error::IdMap))

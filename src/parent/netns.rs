@@ -3,7 +3,7 @@
 //!
 //! A background thread keeps a few fresh namespaces ready: it `unshare(CLONE_NEWNET)`s itself,
 //! brings `lo` up there, and keeps an fd of the namespace. A container takes one (never shared:
-//! each is handed out once) and enters it with `setns` before it re-executes itself. In a user
+//! each is handed out once) and enters it with `setns` before its set-up. In a user
 //! namespace (rootless) a container could not enter a namespace the host owns: it makes its own.
 
 use std::collections::VecDeque;

@@ -1,6 +1,8 @@
-//! Starting a container: `clone(2)` into new namespaces and re-execute this binary from
-//! `/proc/self/exe` (from the host path, before any root change, so a glibc-linked test binary
-//! runs over a musl rootfs), with its stdio, the report pipe and the [`ChildSpec`] in place.
+//! Starting a container: a `clone(2)` into new namespaces with its stdio, the report pipe and the
+//! [`ChildSpec`] in place. The fork server makes the clone (`super::forkserver`); without it, the
+//! harness clones and the child re-executes this binary from `/proc/self/exe`. Either way the
+//! binary was executed from the host path, before any root change, so a glibc-linked test
+//! binary runs over a musl rootfs.
 //!
 //! Everything that does not change between containers (the environment, argv, `/dev/null`, the
 //! parent-liveness pipe) is prepared once per process.
@@ -46,7 +48,8 @@ pub(crate) struct StdioSetup {
 #[derive(Debug)]
 pub(crate) struct Running {
     pub cloned: Cloned,
-    /// Held back before `execve` until [`Running::release`] (when spawned with `hold`).
+    /// Held back, before its set-up, until [`Running::release`] (spawned with `hold`, or by the
+    /// fork server).
     pub hold: Option<OwnedFd>,
     pub stdout: Option<File>,
     pub stderr: Option<File>,
@@ -90,9 +93,9 @@ static ONCE: Lazy<Result<Once, SysError>> = Lazy::new(|| {
     })
 });
 
-/// Clones and re-executes this binary as the container child for `spec`. With `hold`, the child
-/// waits before it re-executes itself until [`Running::release`] (so the parent can move it into
-/// its cgroups first).
+/// Starts the container child for `spec` (a clone of the fork server, or a clone that
+/// re-executes this binary with `args`). With `hold`, the child waits before its set-up until
+/// [`Running::release`] (so the parent can move it into its cgroups first).
 pub(crate) fn spawn(
     spec: &ChildSpec,
     args: &[String],
