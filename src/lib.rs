@@ -102,10 +102,9 @@
 //! - A container is a clone of the fork server, made when the first container was: its argv is
 //!   `argv[0]` alone, and its umask, resource limits, working directory and inherited stdio are
 //!   the harness's at that moment. A program that changes them between [`Container`]s and wants
-//!   them to follow sets `NSTEST_FORK_SERVER=off`. In such a clone, glibc's cached thread id of
-//!   the main thread is the server's: `pthread_*` calls that name the main thread from inside
-//!   (scheduling, affinity, priority-inheritance mutexes) fail; such tests set it off too. The
-//!   server is used with glibc only.
+//!   them to follow sets `NSTEST_FORK_SERVER=off`. The server is used with glibc only (its
+//!   clones need glibc's thread id rewritten, as glibc's fork does; other C libraries re-execute
+//!   each container).
 //! - In-container backtraces are not symbolized (the binary's host path is not in the rootfs).
 //! - cgroup v2 limits need a cgroup the harness may write whose controllers reach its children
 //!   (as root: the slice above the session scope; rootless: a delegated subtree), else the

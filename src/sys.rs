@@ -166,7 +166,7 @@ pub fn clone_exec(flags: CloneFlags, plan: &ExecPlan) -> Result<Cloned> {
     } else {
         // SAFETY: in the child (ret == 0) only async-signal-safe system calls run before
         // execve or _exit: no allocation, no locks, every pointer used was prepared above.
-        unsafe { fork_like_clone(all, &mut pidfd) }
+        unsafe { fork_like_clone(all, &mut pidfd, std::ptr::null_mut()) }
     };
     if ret < 0 {
         return Err(SysError::new(clone_call(flags), Errno::last()));
@@ -339,15 +339,71 @@ unsafe fn child_prepare(plan: &ChildPlan) {
     }
 }
 
-/// Proof that this process had one thread when it was made (see [`single_threaded`]): what a
-/// fork-like clone that goes on running Rust code needs.
+/// Proof that this process had one thread when it was made (see [`single_threaded`]), and where
+/// glibc keeps that thread's id: what a fork-like clone that goes on running Rust code needs.
 #[derive(Debug)]
-pub struct SingleThreaded(());
+pub struct SingleThreaded {
+    /// glibc's cached thread id of this (main) thread, in its thread descriptor.
+    tid_slot: *mut libc::pid_t,
+}
 
-/// A [`SingleThreaded`] if `/proc/self/task` lists one thread. The holder must start none.
+/// A [`SingleThreaded`] if `/proc/self/task` lists one thread and glibc's cached thread id is
+/// found (see [`glibc_tid_slot`]). The holder must start no thread.
 pub fn single_threaded() -> Option<SingleThreaded> {
     let threads = std::fs::read_dir("/proc/self/task").ok()?.count();
-    (threads == 1).then_some(SingleThreaded(()))
+    if threads != 1 {
+        return None;
+    }
+    Some(SingleThreaded {
+        tid_slot: glibc_tid_slot()?,
+    })
+}
+
+/// Where glibc keeps the calling thread's id (`struct pthread`'s `tid`), which its own `fork`
+/// has the kernel rewrite in the child (`CLONE_CHILD_SETTID`); a raw clone must do the same, or
+/// glibc goes on naming the main thread by the server's id. Found as the one 4-byte slot in the
+/// first KiB of the thread descriptor that holds `gettid()`, and confirmed: glibc's
+/// `pthread_getcpuclockid`, computed from that field, follows a change of the slot. `None`
+/// elsewhere (another C library, another layout).
+fn glibc_tid_slot() -> Option<*mut libc::pid_t> {
+    // From glibc's MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED).
+    let clock_of = |tid: libc::pid_t| ((!(tid as u32) << 3) | 6) as libc::clockid_t;
+    let clock_now = || {
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: pthread_self() is this live thread; `clock` outlives the call.
+        let r = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
+        (r == 0).then_some(clock)
+    };
+    // SAFETY: a plain syscall without arguments.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
+    if clock_now()? != clock_of(tid) {
+        return None;
+    }
+    // SAFETY: pthread_self has no preconditions.
+    let base = unsafe { libc::pthread_self() } as *mut u8;
+    let mut found = None;
+    for offset in (0..1024).step_by(4) {
+        // SAFETY: glibc's thread descriptor of this thread starts at pthread_self() and is over
+        // 2 KiB long (x86_64 and aarch64); 4-byte aligned reads of plain memory.
+        let slot = unsafe { base.add(offset) } as *mut libc::pid_t;
+        // SAFETY: as above.
+        if unsafe { slot.read_volatile() } == tid {
+            if found.is_some() {
+                return None; // two candidates: do not guess
+            }
+            found = Some(slot);
+        }
+    }
+    let slot = found?;
+    // SAFETY: the process has one thread, and glibc reads this field only when asked (the call
+    // just below); it is written back at once.
+    let follows = unsafe {
+        slot.write_volatile(tid ^ 1);
+        let follows = clock_now() == Some(clock_of(tid ^ 1));
+        slot.write_volatile(tid);
+        follows
+    };
+    follows.then_some(slot)
 }
 
 /// `clone(2)` of this single-threaded process with `flags` (namespaces), `CLONE_PARENT` (the
@@ -355,10 +411,11 @@ pub fn single_threaded() -> Option<SingleThreaded> {
 /// closed, the steps of `plan`, then every fd above the mapped ones closed; returns `None` there.
 /// Returns the child in the caller.
 ///
-/// The clone skips the C library's own fork bookkeeping: in the child, glibc's cached thread id
-/// of the main thread is still the caller's (glibc's `raise` and `abort` ask the kernel instead).
+/// Like glibc's own fork, the clone has the kernel write the child's thread id into glibc's
+/// descriptor (`CLONE_CHILD_SETTID`). glibc's other fork bookkeeping (atfork handlers, the
+/// robust-mutex list) is skipped: the server registers no handlers and holds no mutex.
 pub fn fork_container(
-    _one_thread: &SingleThreaded,
+    one_thread: &SingleThreaded,
     flags: CloneFlags,
     plan: &ChildPlan,
     close_first: &[RawFd],
@@ -368,10 +425,12 @@ pub fn fork_container(
     let all = flags.bits() as libc::c_ulong
         | libc::CLONE_PIDFD as libc::c_ulong
         | libc::CLONE_PARENT as libc::c_ulong
+        | libc::CLONE_CHILD_SETTID as libc::c_ulong
         | libc::SIGCHLD as libc::c_ulong;
     // SAFETY: this process has one thread (the SingleThreaded token), so no lock is held by a
-    // thread the child lacks, and the child may go on running any code.
-    let ret = unsafe { fork_like_clone(all, &mut pidfd) };
+    // thread the child lacks, and the child may go on running any code. The kernel writes the
+    // child's tid at `tid_slot`, in the child's copy of this memory, where glibc's fork would.
+    let ret = unsafe { fork_like_clone(all, &mut pidfd, one_thread.tid_slot) };
     if ret < 0 {
         return Err(SysError::new(clone_call(flags), Errno::last()));
     }
@@ -407,23 +466,28 @@ pub fn fork_container(
 }
 
 /// `clone(2)` without `CLONE_VM` or a new stack (the child runs on a copy of this address space),
-/// with `all` (flags, exit signal; `CLONE_PIDFD` among them): 0 in the child, the child's pid in
-/// the caller, -1 on error.
+/// with `all` (flags, exit signal; `CLONE_PIDFD` among them, and `CLONE_CHILD_SETTID` with a
+/// `child_tid`): 0 in the child, the child's pid in the caller, -1 on error.
 ///
 /// # Safety
 /// In a process with more than one thread, the child may only make async-signal-safe calls
-/// before `execve` or `_exit` (another thread's locks are copied held).
-unsafe fn fork_like_clone(all: libc::c_ulong, pidfd: &mut libc::c_int) -> libc::c_long {
+/// before `execve` or `_exit` (another thread's locks are copied held). With
+/// `CLONE_CHILD_SETTID`, `child_tid` points at a `pid_t` of this address space.
+unsafe fn fork_like_clone(
+    all: libc::c_ulong,
+    pidfd: &mut libc::c_int,
+    child_tid: *mut libc::pid_t,
+) -> libc::c_long {
     // SAFETY: the raw clone's argument order of x86_64 and aarch64: flags, stack (0: the copy of
     // the caller's), parent_tid (where CLONE_PIDFD stores the pidfd: `pidfd`, which outlives the
-    // call), child_tid, tls (both unused). The caller vouches for what the child runs.
+    // call), child_tid (the caller's), tls (unused). The caller vouches for what the child runs.
     unsafe {
         libc::syscall(
             libc::SYS_clone,
             all,
             0 as libc::c_ulong,
             pidfd as *mut libc::c_int,
-            0 as libc::c_ulong,
+            child_tid,
             0 as libc::c_ulong,
         )
     }

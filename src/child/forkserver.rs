@@ -21,8 +21,9 @@ pub(super) fn serve_if_asked() {
     let Some(sock) = sys::inherited_fd(SOCKET_FD) else {
         sys::exit_now(1)
     };
-    // With a second thread, a fork-like clone could copy a lock held by a thread it lacks: say
-    // nothing, and the harness clones by itself.
+    // With a second thread, a fork-like clone could copy a lock held by a thread it lacks; without
+    // glibc's thread id slot, clones would keep the server's id: say nothing, and the harness
+    // clones by itself.
     let Some(one_thread) = sys::single_threaded() else {
         sys::exit_now(1)
     };

@@ -47,8 +47,8 @@ static SERVER: OnceCell<Option<Server>> = OnceCell::new();
 pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Server> {
     SERVER
         .get_or_init(|| {
-            // Off on request, and off without glibc: the clone skips the C library's fork
-            // bookkeeping, and musl's `raise` would use a stale thread id.
+            // Off on request, and off without glibc: its clones need the C library's cached
+            // thread id rewritten, which nstest knows how to do for glibc only.
             if std::env::var("NSTEST_FORK_SERVER").as_deref() == Ok("off")
                 || !cfg!(target_env = "gnu")
             {

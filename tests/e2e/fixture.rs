@@ -49,6 +49,13 @@ fn demo_pid_one() {
         .unwrap();
     let comm = std::fs::read_to_string("/proc/1/comm").unwrap();
     assert_eq!(comm.trim_end(), &name[..name.len().min(15)]);
+    // The C library knows the main thread by its id in here (a clone of the fork server has it
+    // rewritten, as fork does): another thread can signal it.
+    // SAFETY: pthread_self has no preconditions.
+    let main = unsafe { libc::pthread_self() };
+    // SAFETY: `main` is this live thread (it joins below); signal 0 only checks it exists.
+    let r = std::thread::spawn(move || unsafe { libc::pthread_kill(main, 0) });
+    assert_eq!(r.join().unwrap(), 0, "pthread_kill(main thread, 0)");
     // A cgroup namespace of its own: its cgroup is the root it sees.
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     assert!(cgroups.lines().all(|l| l.ends_with(":/")), "{cgroups}");
