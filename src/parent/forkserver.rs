@@ -181,7 +181,7 @@ impl Server {
                 }
             }
             Ok(_) => SysError::new("the fork server's answer", nix::errno::Errno::EPIPE),
-            Err(e) => e,
+            Err(e) => SysError::new(format!("the fork server's answer ({})", e.call), e.errno),
         };
         Self::stop(&mut guard);
         Some(Err(Error::Host(answer)))
