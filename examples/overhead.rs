@@ -261,8 +261,9 @@ fn main() {
                 ));
                 // Variants that need other settings for the whole process run in a child of
                 // this benchmark: the copy fallback (copies the whole rootfs per test: kept
-                // short), the network namespace made in each clone (no ready-made pool), and each
-                // container re-executing the binary (no fork server).
+                // short), the network namespace made in each clone (no ready-made pool), each
+                // container re-executing the binary (no fork server), and a user namespace
+                // (rootless: as root, the single-id map 0 -> 0).
                 let big = root.ends_with("nstest-overhead-300mb");
                 let variants = [
                     (
@@ -280,6 +281,7 @@ fn main() {
                         ("NSTEST_FORK_SERVER", "off"),
                         n,
                     ),
+                    ("nstest, overlay, rootless", ("NSTEST_ROOTLESS", "1"), n),
                 ];
                 for (label, (var, value), count) in variants {
                     let out = Command::new(std::env::current_exe().unwrap())

@@ -65,20 +65,30 @@ fn every_outcome_is_the_same_with_subordinate_ids() {
         Path::new("/usr/bin/newuidmap").exists(),
         "this test needs newuidmap/newgidmap: apt-get install uidmap"
     );
-    let run = run_fixture_in(
-        "nobody-subids",
-        AS_NOBODY_WITH_SUBIDS,
-        "e2e-cache-nobody-subids",
-        &["--test-threads", "2"],
-        &[],
-    );
-    check_every_outcome(&run, true);
-    assert!(
-        run.text()
-            .contains("user (rootless; subordinate ids 100000+65536 of /etc/subuid)"),
-        "{}",
-        run.text()
-    );
+    // With the fork server the containers share its user namespace, mapped once; without it
+    // (NSTEST_FORK_SERVER=off) each has its own, mapped by newuidmap/newgidmap while it waits.
+    for (name, env) in [
+        ("nobody-subids", None),
+        (
+            "nobody-subids-no-server",
+            Some(("NSTEST_FORK_SERVER", "off")),
+        ),
+    ] {
+        let run = run_fixture_in(
+            name,
+            AS_NOBODY_WITH_SUBIDS,
+            "e2e-cache-nobody-subids",
+            &["--test-threads", "2"],
+            env.as_slice(),
+        );
+        check_every_outcome(&run, true);
+        assert!(
+            run.text()
+                .contains("user (rootless; subordinate ids 100000+65536 of /etc/subuid)"),
+            "{}",
+            run.text()
+        );
+    }
 }
 
 #[test]
