@@ -105,9 +105,6 @@
 //!   them to follow sets `NSTEST_FORK_SERVER=off`. The server is used with glibc only (its
 //!   clones need glibc's thread id rewritten, as glibc's fork does; other C libraries re-execute
 //!   each container).
-//! - Rootless, the containers of a run share one user namespace, the fork server's (each has its
-//!   own PID, mount, network, UTS, IPC and cgroup namespaces); `NSTEST_FORK_SERVER=off` gives
-//!   each its own.
 //! - In-container backtraces are not symbolized (the binary's host path is not in the rootfs).
 //! - cgroup v2 limits need a cgroup the harness may write whose controllers reach its children
 //!   (as root: the slice above the session scope; rootless: a delegated subtree), else the

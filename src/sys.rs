@@ -88,9 +88,6 @@ pub struct ExecPlan {
     pub child: ChildPlan,
 }
 
-/// A file a clone child writes: `(path, content, failure frame without errno)`.
-pub type FileWrite = (CString, Vec<u8>, Vec<u8>);
-
 /// What a clone child does first, in this order: parent-death signal, liveness check, `setns`,
 /// the wait, fds into place, `unshare(CLONE_NEWCGROUP)`, the writes.
 #[derive(Debug)]
@@ -104,7 +101,7 @@ pub struct ChildPlan {
     pub report_fd: RawFd,
     /// Files written last, in order: `(path, content, failure frame without errno)` (the user
     /// namespace's `setgroups`, `uid_map`, `gid_map`).
-    pub writes: Vec<FileWrite>,
+    pub writes: Vec<(CString, Vec<u8>, Vec<u8>)>,
     /// `(read, write)` of a pipe the child waits on before it goes on (the parent first moves it
     /// into its cgroups); the child exits if the parent closes it without a byte.
     pub sync: Option<(RawFd, RawFd)>,

@@ -354,7 +354,7 @@ fn check_every_outcome(run: &Run, rootless: bool) {
             run.messages.get(test).map(String::as_str).unwrap_or(&text)
         );
     }
-    assert_eq!(run.outcomes.len(), 38, "{text}");
+    assert_eq!(run.outcomes.len(), 39, "{text}");
     let reasons = [
         ("fail_panic", "test panicked at tests/e2e/fixture.rs"),
         ("fail_panic", "plain panic message"),
@@ -410,7 +410,7 @@ fn check_every_outcome(run: &Run, rootless: bool) {
             );
         }
     }
-    let (passed, failed) = if rootless { (21, 16) } else { (22, 15) };
+    let (passed, failed) = if rootless { (22, 16) } else { (23, 15) };
     let summary = format!("test result: FAILED. {passed} passed; {failed} failed; 1 ignored");
     assert!(text.contains(&summary), "{text}");
     let limits: [(&str, &str); 2] = if rootless {
@@ -451,7 +451,7 @@ fn writes_never_cross_tests_even_in_order() {
 fn libtest_flags_work() {
     let run = run_fixture("list", &["--list", "--format", "terse"], &[]);
     let listed = String::from_utf8_lossy(&run.output.stdout);
-    assert_eq!(listed.lines().count(), 38, "{listed}");
+    assert_eq!(listed.lines().count(), 39, "{listed}");
     assert!(listed.lines().all(|l| l.ends_with(": test")), "{listed}");
 
     // What nextest does: list the ignored tests apart, then run each test alone.
@@ -653,7 +653,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     let env = [("NSTEST_ROOTLESS", "1"), ("NSTEST_UNAVAILABLE", "skip")];
     let run = run_fixture_in("skip", WITHOUT_USERNS, "e2e-cache-userns", &[], &env);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 38);
+    assert_eq!(run.outcomes.len(), 39);
     assert!(
         run.outcomes.values().all(|o| o == "ignored"),
         "{}",
@@ -672,7 +672,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     );
     assert_eq!(
         String::from_utf8_lossy(&run.output.stdout).lines().count(),
-        38,
+        39,
         "{}",
         run.text()
     );

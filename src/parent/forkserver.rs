@@ -8,12 +8,6 @@
 //! `CLONE_PARENT` and so are this process's children) fires only when the harness ends. If the
 //! server cannot be started, or stops answering, the containers are cloned and re-executed from
 //! the harness as before; `NSTEST_FORK_SERVER=off` asks for that from the start.
-//!
-//! Rootless, the server runs in a user namespace of its own, mapped once (by
-//! `newuidmap`/`newgidmap` with subordinate ids, or by itself with the single id), and its clones
-//! stay in it: a container no longer pays its own user namespace and the two setuid helper runs
-//! (about 2 ms). They all share that one user namespace, each with its own PID, mount, network,
-//! UTS, IPC and cgroup namespaces.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -24,7 +18,7 @@ use once_cell::sync::OnceCell;
 
 use crate::error::Error;
 use crate::protocol::{ForkRequest, FORK_SERVER_ENV, MAX_FORK_REQUEST as MAX_REQUEST};
-use crate::sys::{self, ChildPlan, Cloned, ExecPlan, FileWrite, SysError};
+use crate::sys::{self, ChildPlan, Cloned, ExecPlan, SysError};
 
 /// Where the server finds its socket and the read end of the parent-liveness pipe.
 pub(crate) const SOCKET_FD: RawFd = 3;
@@ -35,9 +29,6 @@ pub(crate) struct Start<'a> {
     pub env: &'a [CString],
     pub argv0: &'a CString,
     pub life: &'a (OwnedFd, OwnedFd),
-    /// Rootless: the writes that map the caller's own id in a new user namespace (used where
-    /// there are no subordinate ranges).
-    pub userns_writes: Option<&'a [FileWrite]>,
 }
 
 /// A running fork server.
@@ -48,8 +39,6 @@ pub(crate) struct Server {
     /// The process that started it: a process forked from that one has its own children, and
     /// clones by itself.
     owner: nix::unistd::Pid,
-    /// It runs in a user namespace of its own, already mapped, which its clones share.
-    pub(crate) in_userns: bool,
 }
 
 static SERVER: OnceCell<Option<Server>> = OnceCell::new();
@@ -68,13 +57,11 @@ pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Serv
             let start = start();
             let (env, argv0) = (start.env.to_vec(), start.argv0.clone());
             let life = (start.life.0.as_raw_fd(), start.life.1.as_raw_fd());
-            let userns = start.userns_writes.map(<[_]>::to_vec);
-            let in_userns = userns.is_some();
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::Builder::new()
                 .name("nstest-forksrv".into())
                 .spawn(move || {
-                    let _ = tx.send(launch(env, argv0, life, userns));
+                    let _ = tx.send(launch(env, argv0, life));
                     // The server's parent thread: it must outlive every container.
                     loop {
                         std::thread::park();
@@ -85,38 +72,14 @@ pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Serv
             Some(Server {
                 sock: Mutex::new(Some((sock, cloned))),
                 owner: nix::unistd::getpid(),
-                in_userns,
             })
         })
         .as_ref()
 }
 
-/// Clones and re-executes this binary as the server (rootless: in a new user namespace, mapped
-/// before it goes on), and waits until it says it is ready.
-fn launch(
-    env: Vec<CString>,
-    argv0: CString,
-    life: (RawFd, RawFd),
-    userns_writes: Option<Vec<FileWrite>>,
-) -> Option<(OwnedFd, Cloned)> {
+/// Clones and re-executes this binary as the server, and waits until it says it is ready.
+fn launch(env: Vec<CString>, argv0: CString, life: (RawFd, RawFd)) -> Option<(OwnedFd, Cloned)> {
     let (mine, theirs) = sys::seqpacket_pair().ok()?;
-    let ranges = crate::idmap::ranges().filter(|_| userns_writes.is_some());
-    let (hold_r, hold_w) = match ranges {
-        Some(_) => {
-            let (r, w) = sys::pipe().ok()?;
-            (Some(r), Some(w))
-        }
-        None => (None, None),
-    };
-    let flags = match userns_writes {
-        Some(_) => CloneFlags::CLONE_NEWUSER,
-        None => CloneFlags::empty(),
-    };
-    // Subordinate ranges: newuidmap/newgidmap write the maps while the server is held.
-    let writes = match ranges {
-        Some(_) => Vec::new(),
-        None => userns_writes.unwrap_or_default(),
-    };
     let mut envp = env;
     envp.push(CString::new(format!("{FORK_SERVER_ENV}=1")).ok()?);
     let plan = ExecPlan {
@@ -129,24 +92,14 @@ fn launch(
             fds: vec![(theirs.as_raw_fd(), SOCKET_FD), (life.0, LIFE_FD)],
             life,
             report_fd: SOCKET_FD,
-            writes,
-            sync: hold_r
-                .as_ref()
-                .zip(hold_w.as_ref())
-                .map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
+            writes: Vec::new(),
+            sync: None,
             netns: None,
             cgroup_ns: None,
         },
     };
-    let cloned = sys::clone_exec(flags, &plan).ok()?;
-    drop((theirs, hold_r));
-    if let (Some(ranges), Some(hold_w)) = (ranges, hold_w) {
-        let mapped = ranges.apply(cloned.pid).is_ok() && nix::unistd::write(&hold_w, &[1]).is_ok();
-        if !mapped {
-            cloned.kill_and_reap();
-            return None;
-        }
-    }
+    let cloned = sys::clone_exec(CloneFlags::empty(), &plan).ok()?;
+    drop(theirs);
     let mut buf = [0u8; 8];
     match sys::recv_with_fds(mine.as_fd(), &mut buf) {
         Ok((5, _)) if &buf[..5] == b"ready" => Some((mine, cloned)),
@@ -177,19 +130,13 @@ impl Server {
         let mut fds: Vec<RawFd> = plan.fds.iter().map(|&(src, _)| src).collect();
         fds.extend(plan.netns);
         fds.extend(plan.sync.map(|(r, _)| r));
-        let mut flags = flags;
-        let mut writes = &plan.writes[..];
-        if self.in_userns {
-            // Its clones stay in its user namespace, already mapped.
-            flags.remove(CloneFlags::CLONE_NEWUSER);
-            writes = &[];
-        }
         let req = ForkRequest {
             flags: flags.bits(),
             fd_dsts: plan.fds.iter().map(|&(_, dst)| dst).collect(),
             netns: plan.netns.is_some(),
             sync: plan.sync.is_some(),
-            writes: writes
+            writes: plan
+                .writes
                 .iter()
                 .map(|(p, c, f)| (p.as_bytes().to_vec(), c.clone(), f.clone()))
                 .collect(),

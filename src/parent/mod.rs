@@ -142,7 +142,6 @@ impl Launch<'_> {
             // The child waits before its set-up: give it its id maps and cgroups.
             let pid = running.cloned.pid;
             let ready = ranges
-                .filter(|_| running.own_userns)
                 .map_or(Ok(()), |r| r.apply(pid).map_err(Error::IdMap))
                 .and_then(|()| match &cgroup {
                     Some(cg) => cg.place(pid.as_raw()).map_err(Error::Cgroup),

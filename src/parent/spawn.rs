@@ -17,7 +17,7 @@ use once_cell::sync::Lazy;
 
 use crate::error::Error;
 use crate::protocol::{ChildSpec, Message, Step, CHILD_ENV, REPORT_FD};
-use crate::sys::{self, ChildPlan, Cloned, ExecPlan, FileWrite, SysError};
+use crate::sys::{self, ChildPlan, Cloned, ExecPlan, SysError};
 
 /// The namespaces every container gets.
 pub(crate) const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWUTS
@@ -51,9 +51,6 @@ pub(crate) struct Running {
     /// Held back, before its set-up, until [`Running::release`] (spawned with `hold`, or by the
     /// fork server).
     pub hold: Option<OwnedFd>,
-    /// It has a user namespace of its own, whose id maps the caller writes (or has written):
-    /// rootless, unless it shares the fork server's.
-    pub own_userns: bool,
     pub stdout: Option<File>,
     pub stderr: Option<File>,
     pub report: File,
@@ -66,7 +63,7 @@ struct Once {
     /// Read end handed to every child; the write end stays here. A child that finds it closed
     /// knows its parent died before `PR_SET_PDEATHSIG` was in force.
     life: (OwnedFd, OwnedFd),
-    userns_writes: Vec<FileWrite>,
+    userns_writes: Vec<(CString, Vec<u8>, Vec<u8>)>,
     exec_failed_frame: Vec<u8>,
     cgroup_ns_frame: Vec<u8>,
 }
@@ -154,7 +151,6 @@ pub(crate) fn spawn(
         env: &once.env,
         argv0: &once.argv0,
         life: &once.life,
-        userns_writes: spec.userns.then_some(&once.userns_writes[..]),
     });
     // A child of the fork server is always held: should the server die before it answers,
     // the child sees the hold pipe closed and ends without running anything.
@@ -172,12 +168,8 @@ pub(crate) fn spawn(
         cgroup_ns: Some(once.cgroup_ns_frame.clone()),
     };
     let spec_hex = spec.encode();
-    let mut own_userns = spec.userns;
     let cloned = match server.and_then(|s| s.clone_container(flags, &child, &spec_hex)) {
-        Some(cloned) => {
-            own_userns &= !server.is_some_and(|s| s.in_userns);
-            cloned?
-        }
+        Some(cloned) => cloned?,
         // No fork server (off, or it failed): clone and re-execute from here.
         None => {
             let mut envp = once.env.clone();
@@ -203,7 +195,6 @@ pub(crate) fn spawn(
     drop((report_w, out_w, err_w, hold_r));
     Ok(Running {
         hold: hold_w,
-        own_userns,
         cloned,
         stdout: out_r.map(File::from),
         stderr: err_r.map(File::from),
@@ -236,7 +227,7 @@ fn frame_prefix(step: Step, detail: String) -> Vec<u8> {
 
 /// The writes that make the caller root inside a new user namespace: one id mapped, the
 /// caller's own, which needs no setuid helper.
-fn userns_writes() -> Vec<FileWrite> {
+fn userns_writes() -> Vec<(CString, Vec<u8>, Vec<u8>)> {
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
     [
         ("/proc/self/setgroups", "deny".to_string()),

@@ -235,6 +235,27 @@ fn demo_only_documented_fds_are_open() {
 }
 
 #[nstest::test]
+fn demo_namespace_limits_stay_with_the_test() {
+    // Rootless, /proc/sys/user holds the limits of the test's own user namespace: a test may
+    // lower them, and no other test of the run may feel it (the fixture's other tests would
+    // fail to start). As root, /proc/sys is read-only.
+    let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap();
+    let rootless = !uid_map.contains("4294967295");
+    let lowered = std::fs::write("/proc/sys/user/max_mnt_namespaces", "0");
+    if rootless {
+        lowered.unwrap();
+        let more = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS);
+        assert_eq!(
+            more,
+            Err(nix::errno::Errno::ENOSPC),
+            "the limit holds in here"
+        );
+    } else {
+        assert!(lowered.is_err(), "/proc/sys is read-only as root");
+    }
+}
+
+#[nstest::test]
 fn demo_host_wide_proc_knobs_are_read_only() {
     // Each write is harmless even if it went through: the same value back, sysrq's help text.
     let swappiness = std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap();

@@ -65,8 +65,8 @@ fn every_outcome_is_the_same_with_subordinate_ids() {
         Path::new("/usr/bin/newuidmap").exists(),
         "this test needs newuidmap/newgidmap: apt-get install uidmap"
     );
-    // With the fork server the containers share its user namespace, mapped once; without it
-    // (NSTEST_FORK_SERVER=off) each has its own, mapped by newuidmap/newgidmap while it waits.
+    // The maps are given by newuidmap/newgidmap to each container while it waits, whether the
+    // fork server cloned it or the harness did (NSTEST_FORK_SERVER=off).
     for (name, env) in [
         ("nobody-subids", None),
         (
