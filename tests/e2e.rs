@@ -438,7 +438,7 @@ fn writes_never_cross_tests_even_in_order() {
     // Sequential, sorted: a writes, b looks; c deletes /bin /etc /usr, d finds them whole.
     let run = run_fixture("order", &["demo_", "--test-threads", "1"], &[]);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 21, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 22, "{}", run.text());
     // The shared base in the cache is untouched too.
     let cache = e2e_cache().join("bases");
     for base in std::fs::read_dir(cache).unwrap().flatten() {
@@ -487,7 +487,7 @@ fn libtest_flags_work() {
         &[],
     );
     assert!(run.output.status.success(), "{}", run.text());
-    assert!(run.text().contains("19 passed"), "{}", run.text());
+    assert!(run.text().contains("20 passed"), "{}", run.text());
 
     let run = run_fixture("nocapture", &["fail_panic", "--nocapture"], &[]);
     assert!(
@@ -549,7 +549,7 @@ fn the_other_roots_pass_the_same_demos() {
             "{var}={value}:\n{}",
             run.text()
         );
-        assert_eq!(run.outcomes.len(), 21, "{var}={value}:\n{}", run.text());
+        assert_eq!(run.outcomes.len(), 22, "{var}={value}:\n{}", run.text());
     }
     // builtin:host binds the host's /bin /usr /sbin read-only: the demos that write there fail
     // by design; everything else passes.
@@ -559,7 +559,7 @@ fn the_other_roots_pass_the_same_demos() {
         .message("demo_a_writes_a_marker")
         .contains("Read-only file system"));
     let passed = run.outcomes.values().filter(|o| *o == "ok").count();
-    assert_eq!(passed, 19, "{}", run.text());
+    assert_eq!(passed, 20, "{}", run.text());
 }
 
 /// The busybox base in the e2e cache, built by a first run if need be.
@@ -632,7 +632,7 @@ fn without_user_namespaces_each_test_names_the_cause_and_the_fix() {
         &env,
     );
     assert!(!run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 21, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 22, "{}", run.text());
     for test in run.outcomes.keys() {
         assert_eq!(run.outcome(test), "FAILED");
         let msg = run.message(test);
