@@ -273,6 +273,10 @@ unsafe fn child_prepare(plan: &ChildPlan) {
             0,
             0,
         );
+        // No signal blocked, whatever the spawning thread had blocked.
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         if plan.life.1 >= 0 {
             libc::close(plan.life.1);
         }

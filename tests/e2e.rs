@@ -1110,6 +1110,47 @@ fn a_spec_too_big_for_the_fork_server_still_runs() {
 }
 
 #[test]
+fn a_container_blocks_no_signal_whatever_its_spawner_blocked() {
+    // The `run` example starts with SIGTERM and SIGINT blocked (a mask survives exec); the
+    // command in its container, PID 1, must still be stoppable as usual.
+    use std::os::unix::process::CommandExt;
+    let _serial = serial();
+    for server in ["on", "off"] {
+        let mut cmd = Command::new(fixture().parent().unwrap().join("run"));
+        cmd.args([
+            "--rootfs",
+            "builtin:busybox",
+            "grep",
+            "SigBlk",
+            "/proc/self/status",
+        ])
+        .env("NSTEST_CACHE_DIR", e2e_cache())
+        .env("NSTEST_FORK_SERVER", server);
+        // SAFETY: between fork and exec only sigprocmask, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut set = nix::sys::signal::SigSet::empty();
+                set.add(nix::sys::signal::Signal::SIGTERM);
+                set.add(nix::sys::signal::Signal::SIGINT);
+                set.thread_block().map_err(std::io::Error::from)
+            });
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            text.trim(),
+            "SigBlk:\t0000000000000000",
+            "NSTEST_FORK_SERVER={server}"
+        );
+    }
+}
+
+#[test]
 fn every_outcome_is_the_same_without_the_fork_server() {
     // NSTEST_FORK_SERVER=off (also the fall-back when the server cannot start): each container
     // is cloned and re-executed from the harness.
