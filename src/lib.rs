@@ -102,7 +102,8 @@
 //! - A container is a clone of the fork server, made when the first container was: its argv is
 //!   `argv[0]` alone, and its umask, resource limits, working directory and inherited stdio are
 //!   the harness's at that moment. A program that changes them between [`Container`]s and wants
-//!   them to follow sets `NSTEST_FORK_SERVER=off`. The server is used with glibc only (its
+//!   them to follow sets `NSTEST_FORK_SERVER=off`. A program that has run a [`Container`] keeps
+//!   the server (`nstest-forksrv`, idle, about 3 MB) until it exits. The server is used with glibc only (its
 //!   clones need glibc's thread id rewritten, as glibc's fork does; other C libraries re-execute
 //!   each container).
 //! - In-container backtraces are not symbolized (the binary's host path is not in the rootfs).
