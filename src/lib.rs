@@ -100,12 +100,12 @@
 //!   other orphans stay zombies until it ends. The reaper is a thread, so the test's first child
 //!   is PID 3. A test that `setsid`s its own child and waits for it may find it reaped.
 //! - A container is a clone of the fork server, made when the first container was: its argv is
-//!   `argv[0]` alone, and its umask, resource limits, working directory and inherited stdio are
-//!   the harness's at that moment. A program that changes them between [`Container`]s and wants
-//!   them to follow sets `NSTEST_FORK_SERVER=off`. A program that has run a [`Container`] keeps
-//!   the server (`nstest-forksrv`, idle, about 3 MB) until it exits. The server is used with glibc only (its
-//!   clones need glibc's thread id rewritten, as glibc's fork does; other C libraries re-execute
-//!   each container).
+//!   `argv[0]` alone, and its umask, resource limits and inherited stdio are the harness's at
+//!   that moment. A program that changes them between [`Container`]s and wants them to follow
+//!   sets `NSTEST_FORK_SERVER=off`. A program that has run a [`Container`] keeps the server
+//!   (`nstest-forksrv`, idle, about 3 MB) until it exits. The server is used with glibc only
+//!   (its clones need glibc's thread id rewritten, as glibc's fork does; with other C libraries
+//!   each container is re-executed).
 //! - In-container backtraces are not symbolized (the binary's host path is not in the rootfs).
 //! - cgroup v2 limits need a cgroup the harness may write whose controllers reach its children
 //!   (as root: the slice above the session scope; rootless: a delegated subtree), else the
