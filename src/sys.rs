@@ -62,14 +62,21 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 
 /// `/dev/null` opened read-write, close-on-exec.
 pub fn open_dev_null() -> Result<OwnedFd> {
-    let fd = nix::fcntl::open(
-        "/dev/null",
-        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| SysError::new("open(\"/dev/null\", O_RDWR)", e))?;
-    // SAFETY: `open` just returned this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    open_fd("/dev/null", true)
+}
+
+/// `path` opened for reading (and writing with `write`), close-on-exec as std always opens.
+fn open_fd(path: &str, write: bool) -> Result<OwnedFd> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| {
+            let mode = if write { "O_RDWR" } else { "O_RDONLY" };
+            let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+            SysError::new(format!("open({path:?}, {mode})"), errno)
+        })
 }
 
 /// Everything the clone child needs to re-execute itself, prepared in the parent so that the
@@ -887,14 +894,7 @@ pub fn new_netns_with_lo() -> Result<OwnedFd> {
     nix::sched::unshare(CloneFlags::CLONE_NEWNET)
         .map_err(|e| SysError::new("unshare(CLONE_NEWNET)", e))?;
     loopback_up()?;
-    let fd = nix::fcntl::open(
-        "/proc/thread-self/ns/net",
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| SysError::new("open(\"/proc/thread-self/ns/net\")", e))?;
-    // SAFETY: open just returned this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    open_fd("/proc/thread-self/ns/net", false)
 }
 
 /// Whether fd 0 is a terminal.
