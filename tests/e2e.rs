@@ -696,18 +696,8 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
 fn the_container_api_runs_commands_as_pid_one() {
     let _serial = serial();
     let exe = fixture().parent().unwrap().join("container_api");
-    let cache = e2e_cache();
     let before = host_state();
-    let out = Command::new(exe)
-        .env("NSTEST_CACHE_DIR", &cache)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = succeeded(&mut Command::new(exe));
     let expect = [
         "output.stdout: \"api-box\\n1\\n\"",
         "output.stderr: \"oops\\n\"",
@@ -964,6 +954,18 @@ fn json_output_stays_machine_readable() {
     assert_eq!(failed, 13, "{stdout}");
 }
 
+/// Runs an example with the e2e cache; its stdout, once it has succeeded.
+fn succeeded(cmd: &mut Command) -> String {
+    let out = cmd.env("NSTEST_CACHE_DIR", e2e_cache()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// The pids and names of `pid`'s children.
 fn children_of(pid: u32) -> Vec<(u32, String)> {
     let mut kids = Vec::new();
@@ -1094,17 +1096,10 @@ fn a_spec_too_big_for_the_fork_server_still_runs() {
     // this container takes the exec path; the run's other containers keep the server.
     let _serial = serial();
     let big = format!("BIG={}", "x".repeat(40_000));
-    let out = Command::new(fixture().parent().unwrap().join("run"))
-        .args(["--rootfs", "builtin:busybox", "--env", &big])
-        .args(["sh", "-c", "echo ${#BIG}"])
-        .env("NSTEST_CACHE_DIR", e2e_cache())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = succeeded(
+        Command::new(fixture().parent().unwrap().join("run"))
+            .args(["--rootfs", "builtin:busybox", "--env", &big])
+            .args(["sh", "-c", "echo ${#BIG}"]),
     );
     assert_eq!(text.trim(), "40000");
 }
@@ -1135,13 +1130,7 @@ fn a_container_blocks_no_signal_whatever_its_spawner_blocked() {
                 set.thread_block().map_err(std::io::Error::from)
             });
         }
-        let out = cmd.output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = succeeded(&mut cmd);
         assert_eq!(
             text.trim(),
             "SigBlk:\t0000000000000000",
@@ -1174,35 +1163,27 @@ fn the_run_example_takes_rootfs_hostname_bind_net_env_and_workdir() {
     let cache = e2e_cache();
     let before = host_state();
     let script = "hostname; pwd; echo $A; cat /srv/os-release | grep -c ^ID=; ls /sys/class/net | wc -l; echo pid $$";
-    let out = Command::new(&exe)
-        .args([
-            "--rootfs",
-            "builtin:busybox",
-            "--hostname",
-            "web",
-            "--bind",
-            "/etc/os-release:/srv/os-release",
-        ])
-        .args([
-            "--net",
-            "host",
-            "--env",
-            "A=b",
-            "--workdir",
-            "/srv",
-            "sh",
-            "-c",
-            script,
-        ])
-        .env("NSTEST_CACHE_DIR", &cache)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = Command::new(&exe);
+    cmd.args([
+        "--rootfs",
+        "builtin:busybox",
+        "--hostname",
+        "web",
+        "--bind",
+        "/etc/os-release:/srv/os-release",
+    ])
+    .args([
+        "--net",
+        "host",
+        "--env",
+        "A=b",
+        "--workdir",
+        "/srv",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let text = succeeded(&mut cmd);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[..4], ["web", "/srv", "b", "1"], "{text}");
     assert!(
