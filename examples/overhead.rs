@@ -262,7 +262,7 @@ fn main() {
                 // Variants that need other settings for the whole process run in a child of
                 // this benchmark: the copy fallback (copies the whole rootfs per test: kept
                 // short), the network namespace made in each clone (no ready-made pool), each
-                // container re-executing the binary (no fork server), and a user namespace
+                // container a clone of one fork server (opt-in), and a user namespace
                 // (rootless: as root, the single-id map 0 -> 0).
                 let big = root.ends_with("nstest-overhead-300mb");
                 let variants = [
@@ -277,8 +277,8 @@ fn main() {
                         n,
                     ),
                     (
-                        "nstest, overlay, no fork server",
-                        ("NSTEST_FORK_SERVER", "off"),
+                        "nstest, overlay, fork server",
+                        ("NSTEST_FORK_SERVER", "on"),
                         n,
                     ),
                     ("nstest, overlay, rootless", ("NSTEST_ROOTLESS", "1"), n),

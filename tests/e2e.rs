@@ -995,8 +995,8 @@ fn containers_are_cloned_by_one_fork_server_as_the_harness_children() {
         cmd.args(["--rootfs", "builtin:busybox", "sleep", "3"])
             .env("NSTEST_CACHE_DIR", e2e_cache())
             .stdout(Stdio::null());
-        if !server {
-            cmd.env("NSTEST_FORK_SERVER", "off");
+        if server {
+            cmd.env("NSTEST_FORK_SERVER", "on");
         }
         let mut child = cmd.spawn().unwrap();
         let pid = child.id();
@@ -1022,10 +1022,7 @@ fn containers_are_cloned_by_one_fork_server_as_the_harness_children() {
                 "the server keeps no children"
             );
         } else {
-            assert!(
-                servers.is_empty(),
-                "NSTEST_FORK_SERVER=off: no server: {kids:?}"
-            );
+            assert!(servers.is_empty(), "by default, no server: {kids:?}");
         }
         assert!(child.wait().unwrap().success());
         wait_until(
@@ -1047,6 +1044,7 @@ fn a_fork_server_killed_mid_run_costs_at_most_one_test() {
     let tmp = scratch("forksrv-kill-tmp");
     let before = host_state();
     let child = load_command("2", &cache, &tmp)
+        .env("NSTEST_FORK_SERVER", "on")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1099,7 +1097,8 @@ fn a_spec_too_big_for_the_fork_server_still_runs() {
     let text = succeeded(
         Command::new(fixture().parent().unwrap().join("run"))
             .args(["--rootfs", "builtin:busybox", "--env", &big])
-            .args(["sh", "-c", "echo ${#BIG}"]),
+            .args(["sh", "-c", "echo ${#BIG}"])
+            .env("NSTEST_FORK_SERVER", "on"),
     );
     assert_eq!(text.trim(), "40000");
 }
@@ -1140,14 +1139,13 @@ fn a_container_blocks_no_signal_whatever_its_spawner_blocked() {
 }
 
 #[test]
-fn every_outcome_is_the_same_without_the_fork_server() {
-    // NSTEST_FORK_SERVER=off (also the fall-back when the server cannot start): each container
-    // is cloned and re-executed from the harness.
-    let env = [("NSTEST_FORK_SERVER", "off")];
-    let run = run_fixture("no-fork-server", &["--test-threads", "2"], &env);
+fn every_outcome_is_the_same_with_the_fork_server() {
+    // NSTEST_FORK_SERVER=on: each container is a clone of the fork server, not re-executed.
+    let env = [("NSTEST_FORK_SERVER", "on")];
+    let run = run_fixture("fork-server", &["--test-threads", "2"], &env);
     check_every_outcome(&run, false);
     let nobody = run_fixture_in(
-        "nobody-no-fork-server",
+        "nobody-fork-server",
         AS_NOBODY,
         "e2e-cache-nobody",
         &["--test-threads", "2"],
