@@ -14,9 +14,7 @@ use nstest::spec::RootfsSource;
 use sha2::{Digest, Sha256};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("images-{}", std::process::id()))
-        .join(name);
+    let d = common::process_dir("images").join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d

@@ -2,6 +2,8 @@
 //! and the entry, and nothing is written outside nstest's cache (and nothing left inside it).
 //! No containers here: these run as any user.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
@@ -10,7 +12,7 @@ use nstest::spec::RootfsSource;
 
 fn cache_dir() -> PathBuf {
     // Per process: `cargo nextest run` runs each test in a process of its own.
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("rootfs-test-cache-{}", std::process::id()))
+    common::process_dir("rootfs-test-cache")
 }
 
 /// The cache's tmp/ is shared: tests that look at it must not see each other's builds.
