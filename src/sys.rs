@@ -517,6 +517,15 @@ pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
     .map_err(|e| SysError::new("socketpair(AF_UNIX, SOCK_SEQPACKET)", e))
 }
 
+/// Bounds every `sendmsg` and `recvmsg` on `sock` to `limit`: past it they fail with `EAGAIN`.
+pub fn set_socket_timeouts(sock: BorrowedFd<'_>, limit: std::time::Duration) -> Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let tv = nix::sys::time::TimeVal::new(limit.as_secs() as _, limit.subsec_micros() as _);
+    setsockopt(&sock, sockopt::ReceiveTimeout, &tv)
+        .and_then(|()| setsockopt(&sock, sockopt::SendTimeout, &tv))
+        .map_err(|e| SysError::new("setsockopt(SO_RCVTIMEO, SO_SNDTIMEO)", e))
+}
+
 /// Sends one message with `fds` attached (`SCM_RIGHTS`).
 pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};

@@ -1039,9 +1039,26 @@ fn containers_are_cloned_by_one_fork_server_as_the_harness_children() {
 
 #[test]
 fn a_fork_server_killed_mid_run_costs_at_most_one_test() {
+    fork_server_signalled_mid_run(nix::sys::signal::Signal::SIGKILL, "forksrv-kill-tmp");
+}
+
+#[test]
+fn a_fork_server_stopped_mid_run_costs_at_most_one_test() {
+    // Alive but silent (as under a debugger, or stuck): the harness waits for its answer 10 s at
+    // most, then kills it and clones by itself.
+    let text = fork_server_signalled_mid_run(nix::sys::signal::Signal::SIGSTOP, "forksrv-stop-tmp");
+    if text.contains("FAILED") {
+        assert!(text.contains("none within 10s"), "{text}");
+    }
+}
+
+/// Runs the 500 tests of `e2e-load` on 2 threads with the fork server, sends it `sig` 100 ms in,
+/// and checks that the run still ends, within a minute, with every test run and at most one
+/// failed (the one whose request the server held), and the host clean. Returns the output.
+fn fork_server_signalled_mid_run(sig: nix::sys::signal::Signal, tmp_name: &str) -> String {
     let _serial = serial();
     let cache = e2e_cache();
-    let tmp = scratch("forksrv-kill-tmp");
+    let tmp = scratch(tmp_name);
     let before = host_state();
     let child = load_command("2", &cache, &tmp)
         .env("NSTEST_FORK_SERVER", "on")
@@ -1049,6 +1066,7 @@ fn a_fork_server_killed_mid_run_costs_at_most_one_test() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let harness = nix::unistd::Pid::from_raw(child.id() as i32);
     let mut server = None;
     wait_until("the fork server", Duration::from_secs(20), || {
         server = children_of(child.id())
@@ -1057,13 +1075,14 @@ fn a_fork_server_killed_mid_run_costs_at_most_one_test() {
         server.is_some()
     });
     std::thread::sleep(Duration::from_millis(100));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.unwrap().0 as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.unwrap().0 as i32), sig).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    let Ok(out) = rx.recv_timeout(Duration::from_secs(60)) else {
+        let _ = nix::sys::signal::kill(harness, nix::sys::signal::Signal::SIGKILL);
+        panic!("the run did not end within a minute of the fork server's {sig}");
+    };
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
     let count = |what: &str| -> usize {
         let line = text
             .lines()
@@ -1079,13 +1098,14 @@ fn a_fork_server_killed_mid_run_costs_at_most_one_test() {
     };
     let (passed, failed) = (count(" passed"), count(" failed"));
     assert_eq!(passed + failed, 500, "{text}");
-    // The one request the server may have taken when it died fails as nstest's error; the
-    // others are cloned and re-executed by the harness.
+    // The one request the server may have held fails as nstest's error; the others are cloned
+    // and re-executed by the harness.
     assert!(failed <= 1, "{text}");
     if failed == 1 {
         assert!(text.contains("the fork server's answer"), "{text}");
     }
     assert_host_clean(&before, &tmp, &cache);
+    text
 }
 
 #[test]

@@ -20,6 +20,11 @@ use crate::error::Error;
 use crate::protocol::{ForkRequest, FORK_SERVER_ENV, MAX_FORK_REQUEST as MAX_REQUEST};
 use crate::sys::{self, ChildPlan, Cloned, ExecPlan, SysError};
 
+/// How long the harness waits for the server to take a request or answer it. A clone takes
+/// well under a millisecond; a server that is stopped (`SIGSTOP`, a debugger) or stuck costs the
+/// one test whose request it holds, and the harness clones by itself from then on.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where the server finds its socket and the read end of the parent-liveness pipe.
 pub(crate) const SOCKET_FD: RawFd = 3;
 pub(crate) const LIFE_FD: RawFd = 4;
@@ -81,6 +86,7 @@ pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Serv
 /// Clones and re-executes this binary as the server, and waits until it says it is ready.
 fn launch(env: Vec<CString>, argv0: CString, life: (RawFd, RawFd)) -> Option<(OwnedFd, Cloned)> {
     let (mine, theirs) = sys::seqpacket_pair().ok()?;
+    sys::set_socket_timeouts(mine.as_fd(), ANSWER_TIMEOUT).ok()?;
     let mut envp = env;
     envp.push(CString::new(format!("{FORK_SERVER_ENV}=1")).ok()?);
     let plan = ExecPlan {
@@ -153,7 +159,13 @@ impl Server {
             return None;
         }
         let mut buf = [0u8; 8];
-        let answer = match sys::recv_with_fds(sock.as_fd(), &mut buf) {
+        let got = loop {
+            match sys::recv_with_fds(sock.as_fd(), &mut buf) {
+                Err(e) if e.errno == nix::errno::Errno::EINTR => continue,
+                got => break got,
+            }
+        };
+        let answer = match got {
             Ok((4, mut got)) => {
                 let v = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
                 match (v, got.pop()) {
@@ -182,6 +194,10 @@ impl Server {
                 }
             }
             Ok(_) => SysError::new("the fork server's answer", nix::errno::Errno::EPIPE),
+            Err(e) if e.errno == nix::errno::Errno::EAGAIN => SysError::new(
+                format!("the fork server's answer (none within {ANSWER_TIMEOUT:?})"),
+                nix::errno::Errno::ETIMEDOUT,
+            ),
             Err(e) => SysError::new(format!("the fork server's answer ({})", e.call), e.errno),
         };
         Self::stop(&mut guard);
