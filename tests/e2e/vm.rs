@@ -29,10 +29,32 @@ mount -t tmpfs tmp /tmp
 for m in /lib/modules/*.ko; do insmod "$m"; done
 ip link set dummy0 up
 hostname vm
+# Runs the fixture; one still running after 150 s is stuck: say so, with the state, wait channel
+# and kernel stack of every user thread, and end it (the VM then powers off at once).
+watched() {
+  "$@" 2>&1 &
+  fx=$!
+  ( sleep 150
+    kill -0 $fx 2>/dev/null || exit 0
+    echo "VM: stuck"
+    for p in /proc/[0-9]*; do
+      case $(cut -d' ' -f4 $p/stat) in 0|2) continue;; esac
+      for t in $p/task/*; do
+        echo "VM: dump ${t#/proc/} $(cat $t/comm) $(cut -d' ' -f3 $t/stat) $(cat $t/wchan)"
+        sed 's/^/VM: dump    /' $t/stack
+      done
+    done
+    kill -9 $fx ) &
+  wd=$!
+  wait $fx
+  r=$?
+  kill $wd 2>/dev/null
+  return $r
+}
 echo "VM: cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 echo "VM: v1 hierarchies: $(grep -c ' cgroup ' /proc/mounts)"
 echo "VM: start"
-cd /tmp && NSTEST_CACHE_DIR=/tmp/cache /bin/e2e-fixture --test-threads 2 --color never 2>&1
+cd /tmp && watched env NSTEST_CACHE_DIR=/tmp/cache /bin/e2e-fixture --test-threads 2 --color never
 echo "VM: exit: $?"
 echo "VM: cgroups left: $(find /sys/fs/cgroup -name 'nstest-*' | wc -l)"
 # Rootless, with the cgroup subtree delegated as systemd delegates user@<uid>.service: the
@@ -46,8 +68,8 @@ echo "+memory +pids +cpu" > $d/cgroup.subtree_control
 echo "+memory +pids" > $d/app.slice/cgroup.subtree_control
 echo $$ > $d/app.slice/run.scope/cgroup.procs
 echo "VM: start rootless"
-NSTEST_CACHE_DIR=/tmp/cache-nobody /bin/ul-setpriv --reuid=65534 --regid=65534 --clear-groups \
-  /bin/e2e-fixture --test-threads 2 --color never 2>&1
+watched env NSTEST_CACHE_DIR=/tmp/cache-nobody /bin/ul-setpriv --reuid=65534 --regid=65534 \
+  --clear-groups /bin/e2e-fixture --test-threads 2 --color never
 echo "VM: exit rootless: $?"
 echo "VM: cgroups left rootless: $(find /sys/fs/cgroup -name 'nstest-*' | wc -l)"
 poweroff -f
@@ -158,7 +180,7 @@ fn limits_on_a_kernel_with_only_cgroup_v2_in_a_vm() {
         .expect("qemu-system-x86_64: apt-get install -y --no-install-recommends qemu-system-x86");
     let pid = qemu.id() as i32;
     let watchdog = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(300));
+        std::thread::sleep(Duration::from_secs(420));
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
@@ -169,6 +191,12 @@ fn limits_on_a_kernel_with_only_cgroup_v2_in_a_vm() {
     let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
     let tell = || format!("{console}{}", String::from_utf8_lossy(&out.stderr));
     std::fs::write(dir.join("console.log"), tell()).unwrap(); // kept if the test fails
+    assert!(
+        !console.contains("VM: stuck"),
+        "a fixture run in the VM did not end within 150 s; its threads' states and kernel \
+         stacks are the `VM: dump` lines:\n{}",
+        tell()
+    );
     let field = |name: &str| {
         console
             .lines()
