@@ -30,7 +30,7 @@ for m in /lib/modules/*.ko; do insmod "$m"; done
 ip link set dummy0 up
 hostname vm
 # Runs the fixture; one still running after 150 s is stuck: say so, with the state, wait channel
-# and kernel stack of every user thread, and end it (the VM then powers off at once).
+# and kernel stack of every user thread, and end it (the test then fails with that dump).
 watched() {
   "$@" 2>&1 &
   fx=$!
