@@ -107,6 +107,9 @@
 //!   opt-in because the cgroup-v2 VM test once hung with it in 2 of 6 runs (not in 86 runs
 //!   since; cause not found). A server that stops answering costs one test (after 10 s), not
 //!   the run.
+//! - After a timeout's SIGKILL the harness waits for the container's PID 1 to end without a
+//!   limit: a container that SIGKILL cannot end (a task stuck in the kernel, e.g. frozen by a
+//!   cgroup v1 freezer) keeps its test's thread waiting.
 //! - In-container backtraces are not symbolized (the binary's host path is not in the rootfs).
 //! - cgroup v2 limits need a cgroup the harness may write whose controllers reach its children
 //!   (as root: the slice above the session scope; rootless: a delegated subtree), else the
