@@ -284,6 +284,22 @@ unsafe fn child_prepare(plan: &ChildPlan) {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // Nor ignored: an ignored signal survives exec too (`nohup`, a background job of a
+        // script), and a shell cannot trap what it was started ignoring. SIGPIPE stays as it
+        // is: every Rust program ignores it.
+        for sig in 1..=64 {
+            if matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGPIPE) {
+                continue;
+            }
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                let mut default: libc::sigaction = std::mem::zeroed();
+                default.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &default, std::ptr::null_mut());
+            }
+        }
         if plan.life.1 >= 0 {
             libc::close(plan.life.1);
         }
