@@ -60,6 +60,24 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
         .map_err(|e| SysError::new("pipe2(O_CLOEXEC)", e))
 }
 
+/// Puts SIGCHLD back to its default action if this process was started with it ignored (a
+/// disposition survives exec): while it is ignored, the kernel reaps children by itself and
+/// their exit status is lost.
+pub fn unignore_sigchld() {
+    // SAFETY: reads SIGCHLD's disposition into a zeroed struct; replaces it only if it is
+    // SIG_IGN, and then with SIG_DFL: no handler is installed.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+        {
+            let mut default: libc::sigaction = std::mem::zeroed();
+            default.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(libc::SIGCHLD, &default, std::ptr::null_mut());
+        }
+    }
+}
+
 /// `/dev/null` opened read-write, close-on-exec.
 pub fn open_dev_null() -> Result<OwnedFd> {
     open_fd("/dev/null", true)
