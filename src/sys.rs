@@ -64,16 +64,22 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 /// disposition survives exec): while it is ignored, the kernel reaps children by itself and
 /// their exit status is lost.
 pub fn unignore_sigchld() {
-    // SAFETY: reads SIGCHLD's disposition into a zeroed struct; replaces it only if it is
-    // SIG_IGN, and then with SIG_DFL: no handler is installed.
+    unignore(libc::SIGCHLD);
+}
+
+/// Sets `sig` back to its default action if it is ignored; leaves a handler or the default
+/// as it is. Async-signal-safe (two `sigaction` calls at most).
+fn unignore(sig: libc::c_int) {
+    // SAFETY: reads the disposition into a zeroed struct; replaces it only if it is SIG_IGN,
+    // and then with SIG_DFL: no handler is installed.
     unsafe {
         let mut old: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) == 0
+        if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
             && old.sa_sigaction == libc::SIG_IGN
         {
             let mut default: libc::sigaction = std::mem::zeroed();
             default.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(libc::SIGCHLD, &default, std::ptr::null_mut());
+            libc::sigaction(sig, &default, std::ptr::null_mut());
         }
     }
 }
@@ -306,16 +312,8 @@ unsafe fn child_prepare(plan: &ChildPlan) {
         // script), and a shell cannot trap what it was started ignoring. SIGPIPE stays as it
         // is: every Rust program ignores it.
         for sig in 1..=64 {
-            if matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGPIPE) {
-                continue;
-            }
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
-                && old.sa_sigaction == libc::SIG_IGN
-            {
-                let mut default: libc::sigaction = std::mem::zeroed();
-                default.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(sig, &default, std::ptr::null_mut());
+            if !matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGPIPE) {
+                unignore(sig);
             }
         }
         if plan.life.1 >= 0 {
