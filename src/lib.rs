@@ -111,9 +111,9 @@
 //!   limit: a container that SIGKILL cannot end (a task stuck in the kernel, e.g. frozen by a
 //!   cgroup v1 freezer) keeps its test's thread waiting.
 //! - A harness started with SIGCHLD ignored (inherited across exec) has it set back to the
-//!   default action when it starts its first container: nstest needs its containers' exit
-//!   status, which the kernel drops while SIGCHLD is ignored. Code in the same process that
-//!   counted on the kernel reaping its own children has to reap them.
+//!   default action when it starts a container: nstest needs the exit status of its containers
+//!   and helpers, which the kernel drops while SIGCHLD is ignored. Code in the same process
+//!   that counted on the kernel reaping its own children has to reap them.
 //! - In-container backtraces are not symbolized (the binary's host path is not in the rootfs).
 //! - cgroup v2 limits need a cgroup the harness may write whose controllers reach its children
 //!   (as root: the slice above the session scope; rootless: a delegated subtree), else the

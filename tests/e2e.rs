@@ -1127,11 +1127,13 @@ fn a_spec_too_big_for_the_fork_server_still_runs() {
 fn a_container_blocks_and_ignores_no_signal_whatever_its_spawner_did() {
     // The `run` example starts with SIGTERM and SIGINT blocked and SIGHUP, SIGQUIT and SIGCHLD
     // ignored (a mask and an ignored signal survive exec: `nohup`, a script's background job);
-    // it must still get its container's exit status, and the command in the container must be
+    // it must still build its rootfs (an empty cache: the busybox applets are listed by a
+    // child) and get its container's exit status, and the command in the container must be
     // stoppable, and a shell there able to trap them.
     use std::os::unix::process::CommandExt;
     let _serial = serial();
     for server in ["on", "off"] {
+        let cache = scratch("signals-cache");
         let mut cmd = Command::new(fixture().parent().unwrap().join("run"));
         cmd.args([
             "--rootfs",
@@ -1141,7 +1143,7 @@ fn a_container_blocks_and_ignores_no_signal_whatever_its_spawner_did() {
             "SigBlk|SigIgn",
             "/proc/self/status",
         ])
-        .env("NSTEST_CACHE_DIR", e2e_cache())
+        .env("NSTEST_CACHE_DIR", &cache)
         .env("NSTEST_FORK_SERVER", server);
         // SAFETY: between fork and exec only sigprocmask and sigaction, which are
         // async-signal-safe.
@@ -1158,7 +1160,14 @@ fn a_container_blocks_and_ignores_no_signal_whatever_its_spawner_did() {
                 Ok(())
             });
         }
-        let text = succeeded(&mut cmd);
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "NSTEST_FORK_SERVER={server}: {text}{err}"
+        );
+        std::fs::remove_dir_all(&cache).unwrap();
         let mask = |name: &str| {
             let line = text.lines().find_map(|l| l.strip_prefix(name)).unwrap();
             u64::from_str_radix(line.trim(), 16).unwrap()

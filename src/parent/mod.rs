@@ -90,6 +90,9 @@ impl Launch<'_> {
             return Err(Error::NotInitialized);
         }
         crate::spec::validate_hostname(self.hostname)?;
+        // The harness reads the exit status of its containers and helpers (a rootfs builder,
+        // `newuidmap`): with SIGCHLD ignored, the kernel would reap them and drop it.
+        crate::sys::unignore_sigchld();
         let source = match self.rootfs {
             RootfsSource::Default => rootfs::default_source_cached(self.base_dir)?,
             s => s.clone(),
