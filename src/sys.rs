@@ -577,19 +577,23 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> Result
     Ok(())
 }
 
-/// Receives one message into `buf` and the fds attached to it (close-on-exec). `Ok((0, _))` is
-/// the end: the peer closed its socket.
+/// Receives one message into `buf` and the fds attached to it (close-on-exec), retried when a
+/// signal interrupts the wait. `Ok((0, _))` is the end: the peer closed its socket.
 pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Vec<OwnedFd>)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut iov = [std::io::IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!([RawFd; 16]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| SysError::new("recvmsg", e))?;
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            got => break got.map_err(|e| SysError::new("recvmsg", e))?,
+        }
+    };
     let mut fds = Vec::new();
     for c in msg.cmsgs().map_err(|e| SysError::new("recvmsg", e))? {
         if let ControlMessageOwned::ScmRights(raw) = c {

@@ -160,13 +160,7 @@ impl Server {
             return None;
         }
         let mut buf = [0u8; 8];
-        let got = loop {
-            match sys::recv_with_fds(sock.as_fd(), &mut buf) {
-                Err(e) if e.errno == nix::errno::Errno::EINTR => continue,
-                got => break got,
-            }
-        };
-        let answer = match got {
+        let answer = match sys::recv_with_fds(sock.as_fd(), &mut buf) {
             Ok((4, mut got)) => {
                 let v = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
                 match (v, got.pop()) {
