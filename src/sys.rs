@@ -821,7 +821,7 @@ pub fn sethostname(name: &str) -> Result<()> {
     nix::unistd::sethostname(name).map_err(|e| SysError::new(format!("sethostname({name:?})"), e))
 }
 
-/// Brings the loopback interface up (`SIOCSIFFLAGS` on `lo` with `IFF_UP`).
+/// Brings the loopback interface up (`SIOCSIFFLAGS` on `lo` with `IFF_UP`) unless it is up.
 pub fn loopback_up() -> Result<()> {
     // SAFETY: socket(2) with constant arguments; the fd is owned right after.
     let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
@@ -840,7 +840,13 @@ pub fn loopback_up() -> Result<()> {
         return Err(SysError::new("ioctl(SIOCGIFFLAGS, \"lo\")", Errno::last()));
     }
     // SAFETY: the flags member of the union is the one SIOCGIFFLAGS just wrote.
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    if flags & libc::IFF_UP as libc::c_short != 0 {
+        // Already up (a namespace from the pool): setting it would only wait for the kernel's
+        // RTNL lock, which namespaces being made and torn down hold for long stretches.
+        return Ok(());
+    }
+    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
     // SAFETY: SIOCSIFFLAGS reads the same valid ifreq.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
         return Err(SysError::new(
