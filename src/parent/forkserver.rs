@@ -21,8 +21,8 @@ use crate::protocol::{ForkRequest, FORK_SERVER_ENV, MAX_FORK_REQUEST as MAX_REQU
 use crate::sys::{self, ChildPlan, Cloned, ExecPlan, SysError};
 
 /// How long the harness waits for the server to take a request or answer it. A clone takes
-/// well under a millisecond; a server that is stopped (`SIGSTOP`, a debugger) or stuck costs the
-/// one test whose request it holds, and the harness clones by itself from then on.
+/// well under a millisecond; a server that is stopped (`SIGSTOP`, a debugger) or stuck delays the
+/// request it holds by this much; that container is then started again without it.
 const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where the server finds its socket and the read end of the parent-liveness pipe.
@@ -34,6 +34,21 @@ pub(crate) struct Start<'a> {
     pub env: &'a [CString],
     pub argv0: &'a CString,
     pub life: &'a (OwnedFd, OwnedFd),
+}
+
+/// What became of a request to the server.
+pub(crate) enum Answer {
+    /// The request was not sent (the server is off, failed before, or cannot take it): the
+    /// caller clones by itself, with the same plan.
+    NotSent,
+    /// The server cloned the container.
+    Cloned(Cloned),
+    /// The server's clone failed as a clone by the harness would have (`Error::Namespaces`).
+    Refused(Error),
+    /// The server took the request and gave no usable answer; it is stopped now. A clone it may
+    /// have made is held on this plan's pipes and ends without running anything once they
+    /// close: the caller starts over with fresh ones.
+    Lost,
 }
 
 /// A running fork server.
@@ -119,22 +134,21 @@ fn launch(env: Vec<CString>, argv0: CString, life: (RawFd, RawFd)) -> Option<(Ow
 }
 
 impl Server {
-    /// Has the server clone a container. `None`: the server has failed before, or could not be
-    /// sent this request; the caller clones by itself. The server's clone failing (e.g. EPERM)
-    /// is `Error::Namespaces`, as [`sys::clone_exec`] would have said. A server that took the
-    /// request but gave no answer may have cloned a container over these very pipes: this one
-    /// container fails (`Error::Host`), and the next ones are cloned without the server.
+    /// Has the server clone a container. Once it fails (killed, stopped, stuck), it is stopped,
+    /// the run is told once, and every container from then on is cloned by the harness.
     pub(crate) fn clone_container(
         &self,
         flags: CloneFlags,
         plan: &ChildPlan,
         spec: &str,
-    ) -> Option<Result<Cloned, Error>> {
+    ) -> Answer {
         if nix::unistd::getpid() != self.owner {
-            return None;
+            return Answer::NotSent;
         }
         let mut guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
-        let (sock, _) = guard.as_ref()?;
+        let Some((sock, _)) = guard.as_ref() else {
+            return Answer::NotSent;
+        };
         let mut fds: Vec<RawFd> = plan.fds.iter().map(|&(src, _)| src).collect();
         fds.extend(plan.netns);
         fds.extend(plan.sync.map(|(r, _)| r));
@@ -153,11 +167,11 @@ impl Server {
         };
         let req = req.encode();
         if req.len() > MAX_REQUEST {
-            return None; // a huge spec: the environment takes up to 128 KiB
+            return Answer::NotSent; // a huge spec: the environment takes up to 128 KiB
         }
-        if sys::send_with_fds(sock.as_fd(), &req, &fds).is_err() {
-            Self::stop(&mut guard);
-            return None;
+        if let Err(e) = sys::send_with_fds(sock.as_fd(), &req, &fds) {
+            Self::stop(&mut guard, &e);
+            return Answer::NotSent;
         }
         let mut buf = [0u8; 8];
         let answer = match sys::recv_with_fds(sock.as_fd(), &mut buf) {
@@ -165,17 +179,17 @@ impl Server {
                 let v = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
                 match (v, got.pop()) {
                     (pid, Some(pidfd)) if pid > 0 && got.is_empty() => {
-                        return Some(Ok(Cloned {
+                        return Answer::Cloned(Cloned {
                             pid: nix::unistd::Pid::from_raw(pid),
                             pidfd,
-                        }))
+                        })
                     }
                     (e, None) if e < 0 => {
                         let errno = nix::errno::Errno::from_raw(-e);
-                        return Some(Err(Error::Namespaces(SysError::new(
+                        return Answer::Refused(Error::Namespaces(SysError::new(
                             sys::clone_call(flags),
                             errno,
-                        ))));
+                        )));
                     }
                     (pid, _) => {
                         if pid > 0 {
@@ -184,25 +198,28 @@ impl Server {
                             let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
                             let _ = sys::wait_raw(pid);
                         }
-                        SysError::new("the fork server's answer", nix::errno::Errno::EBADMSG)
+                        SysError::new("its answer", nix::errno::Errno::EBADMSG)
                     }
                 }
             }
-            Ok(_) => SysError::new("the fork server's answer", nix::errno::Errno::EPIPE),
+            Ok(_) => SysError::new("its answer", nix::errno::Errno::EPIPE),
             Err(e) if e.errno == nix::errno::Errno::EAGAIN => SysError::new(
-                format!("the fork server's answer (none within {ANSWER_TIMEOUT:?})"),
+                format!("its answer (none within {ANSWER_TIMEOUT:?})"),
                 nix::errno::Errno::ETIMEDOUT,
             ),
-            Err(e) => SysError::new(format!("the fork server's answer ({})", e.call), e.errno),
+            Err(e) => SysError::new(format!("its answer ({})", e.call), e.errno),
         };
-        Self::stop(&mut guard);
-        Some(Err(Error::Host(answer)))
+        Self::stop(&mut guard, &answer);
+        Answer::Lost
     }
 
-    /// Stops using a server that failed, and makes sure it is gone.
-    fn stop(guard: &mut Option<(OwnedFd, Cloned)>) {
+    /// Stops using a server that failed, makes sure it is gone, and says so once.
+    fn stop(guard: &mut Option<(OwnedFd, Cloned)>, why: &SysError) {
         if let Some((_, server)) = guard.take() {
             server.kill_and_reap();
+            super::note_once(&format!(
+                "the fork server failed ({why}); containers are cloned and re-executed by the harness from now on"
+            ));
         }
     }
 }

@@ -15,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use nix::sched::CloneFlags;
 use once_cell::sync::Lazy;
 
+use super::forkserver::Answer;
 use crate::error::Error;
 use crate::protocol::{ChildSpec, Message, Step, CHILD_ENV, REPORT_FD};
 use crate::sys::{self, ChildPlan, Cloned, ExecPlan, SysError};
@@ -168,10 +169,17 @@ pub(crate) fn spawn(
         cgroup_ns: Some(once.cgroup_ns_frame.clone()),
     };
     let spec_hex = spec.encode();
-    let cloned = match server.and_then(|s| s.clone_container(flags, &child, &spec_hex)) {
-        Some(cloned) => cloned?,
+    let answer = server.map_or(Answer::NotSent, |s| {
+        s.clone_container(flags, &child, &spec_hex)
+    });
+    let cloned = match answer {
+        Answer::Cloned(cloned) => cloned,
+        Answer::Refused(e) => return Err(e),
+        // The server is stopped now, and this attempt's pipes go with this frame (a clone the
+        // server may have made is held on them, and ends unreleased): start over without it.
+        Answer::Lost => return spawn(spec, args, stdio, hold),
         // No fork server (off, or it failed): clone and re-execute from here.
-        None => {
+        Answer::NotSent => {
             let mut envp = once.env.clone();
             envp.push(CString::new(format!("{CHILD_ENV}={spec_hex}")).expect("hex has no NUL"));
             let plan = ExecPlan {
