@@ -12,6 +12,8 @@
 //! mnt/              an empty directory: each container mounts its private tmpfs here,
 //!                   in its own mount namespace, so the host never sees that mount
 //! owners/<key>      owners an unprivileged unpack could not give (no subordinate ids)
+//! keys/<name>       a source file's key, named by the file's device, inode, size, mtime and
+//!                   ctime, so that a process finds it without reading the file again
 //! lock              flock(2)ed while a base is built, so concurrent runs build it once
 //! use.lock          held shared by every process that uses the cache; `prune` needs it alone
 //! ```
@@ -322,6 +324,7 @@ impl Cache {
             }
         }
         remove_tree(&self.root.join("owners"));
+        remove_tree(&self.root.join("keys"));
         Ok(entries)
     }
 }
@@ -332,6 +335,87 @@ fn maker_gone(tag: &str) -> Option<i32> {
     let (pid, ns) = crate::sys::parse_owner_tag(tag)?;
     let ours = ns.map_or(true, |ns| ns == crate::sys::pid_ns_inode());
     (ours && crate::sys::pid_is_dead(pid)).then_some(pid)
+}
+
+impl Cache {
+    /// [`file_key`] of `path`, remembered in `keys/` under the file's device, inode, size,
+    /// mtime and ctime: every process of a run needs the key (with `cargo nextest`, every test
+    /// is a process), and hashing the file each time costs time that grows with its size. Any
+    /// write to the file changes its ctime, so a remembered key is never that of older content;
+    /// a file changed within the last two seconds is hashed and not remembered (its next write
+    /// could land within the same timestamp).
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("nstest-doc-key-{}", std::process::id()));
+    /// let cache = nstest::rootfs::cache::Cache::open(dir.join("cache")).unwrap();
+    /// std::fs::write(dir.join("f"), b"content").unwrap();
+    /// let key = cache.file_key("tar", &dir.join("f")).unwrap();
+    /// assert_eq!(key, nstest::rootfs::cache::file_key("tar", &dir.join("f")).unwrap());
+    /// # std::fs::remove_dir_all(dir).unwrap();
+    /// ```
+    pub fn file_key(&self, prefix: &str, path: &Path) -> Result<String, RootfsError> {
+        let Ok(before) = fs::metadata(path) else {
+            return file_key(prefix, path); // names the error
+        };
+        let name = memo_name(prefix, &before);
+        let memo = self.root.join("keys").join(&name);
+        if let Ok(key) = fs::read_to_string(&memo) {
+            if is_key(prefix, &key) {
+                return Ok(key);
+            }
+        }
+        let key = file_key(prefix, path)?;
+        let unchanged = fs::metadata(path).is_ok_and(|after| memo_name(prefix, &after) == name);
+        if unchanged && settled(&before, std::time::SystemTime::now()) {
+            // Best effort: without it the next process hashes the file again.
+            let tmp = self
+                .root
+                .join("tmp")
+                .join(format!("key-{name}.{}", crate::sys::owner_tag()));
+            let _ = fs::create_dir_all(self.root.join("keys"))
+                .and_then(|()| fs::write(&tmp, &key))
+                .and_then(|()| fs::rename(&tmp, &memo))
+                .inspect_err(|_| {
+                    let _ = fs::remove_file(&tmp);
+                });
+        }
+        Ok(key)
+    }
+}
+
+/// The name a file's key is remembered under: its identity and times.
+fn memo_name(prefix: &str, m: &fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{prefix}-{:x}-{:x}-{}-{}.{}-{}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
+}
+
+/// Whether `s` is a key [`file_key`] makes with `prefix`.
+fn is_key(prefix: &str, s: &str) -> bool {
+    s.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Whether the file's last change is far enough behind `now` (two seconds) that a change to
+/// come cannot carry the same mtime and ctime.
+fn settled(m: &fs::Metadata, now: std::time::SystemTime) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, UNIX_EPOCH};
+    let at = |secs: i64, nsec: i64| {
+        UNIX_EPOCH + Duration::new(secs.max(0) as u64, nsec.clamp(0, 999_999_999) as u32)
+    };
+    let latest = at(m.mtime(), m.mtime_nsec()).max(at(m.ctime(), m.ctime_nsec()));
+    now.duration_since(latest)
+        .is_ok_and(|age| age >= Duration::from_secs(2))
 }
 
 /// The cache key of a file's content: `<prefix>-<sha256>`.
@@ -427,5 +511,55 @@ mod tests {
         );
         assert_eq!(maker_gone("99999999"), Some(99999999), "a name of old");
         assert_eq!(maker_gone("garbage"), None);
+    }
+
+    #[test]
+    fn a_file_key_is_remembered_until_the_file_changes() {
+        let dir = std::env::temp_dir().join(format!("nstest-keys-{}", std::process::id()));
+        let cache = Cache::open(dir.join("cache")).unwrap();
+        // Written when the repository was checked out: long settled.
+        let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let key = cache.file_key("tar", &old).unwrap();
+        assert_eq!(key, file_key("tar", &old).unwrap());
+        let memo = dir
+            .join("cache/keys")
+            .join(memo_name("tar", &fs::metadata(&old).unwrap()));
+        assert_eq!(fs::read_to_string(&memo).unwrap(), key);
+        // The remembered key is what a later call gets: the file is not read again.
+        let planted = format!("tar-{}", "0".repeat(32));
+        fs::write(&memo, &planted).unwrap();
+        assert_eq!(cache.file_key("tar", &old).unwrap(), planted);
+        // A memo that is not a key of this prefix is ignored.
+        fs::write(&memo, "junk").unwrap();
+        assert_eq!(cache.file_key("tar", &old).unwrap(), key);
+        fs::write(&memo, &planted).unwrap();
+        assert_eq!(
+            cache.file_key("busybox", &old).unwrap(),
+            file_key("busybox", &old).unwrap()
+        );
+
+        // A file written just now is hashed and not remembered, and each write is seen.
+        let fresh = dir.join("fresh");
+        fs::write(&fresh, "one").unwrap();
+        let one = cache.file_key("tar", &fresh).unwrap();
+        fs::write(&fresh, "two").unwrap();
+        let two = cache.file_key("tar", &fresh).unwrap();
+        assert_ne!(one, two);
+        assert_eq!(two, file_key("tar", &fresh).unwrap());
+        let remembered = fs::read_dir(dir.join("cache/keys")).unwrap().count();
+        assert_eq!(remembered, 2, "the two keys of the settled file only");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_is_settled_two_seconds_after_its_last_change() {
+        let f = std::env::temp_dir().join(format!("nstest-settled-{}", std::process::id()));
+        fs::write(&f, "x").unwrap();
+        let m = fs::metadata(&f).unwrap();
+        let now = std::time::SystemTime::now();
+        assert!(!settled(&m, now));
+        assert!(!settled(&m, now + std::time::Duration::from_millis(1500)));
+        assert!(settled(&m, now + std::time::Duration::from_secs(3)));
+        fs::remove_file(&f).unwrap();
     }
 }

@@ -342,7 +342,7 @@ fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
         RootfsSource::Host => Base::Host,
         RootfsSource::Busybox => {
             let bb = busybox_path().ok_or(RootfsError::NoBusybox)?;
-            let key = cache::file_key("busybox", bb)?;
+            let key = cache.file_key("busybox", bb)?;
             built(cache.get_or_build(&key, |tmp| busybox::build(bb, tmp))?)
         }
         RootfsSource::Dir(path) => {
@@ -354,7 +354,7 @@ fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
         }
         RootfsSource::Tar(path) => {
             let path = existing(path)?;
-            let key = owned_key(cache::file_key("tar", &path)?);
+            let key = owned_key(cache.file_key("tar", &path)?);
             built(cache.get_or_build(&key, |tmp| {
                 let mut owners = Owners::default();
                 unpack::unpack(&path, tmp, &mut owners)?;
@@ -381,7 +381,7 @@ fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
         }
         RootfsSource::DockerArchive(path) => {
             let path = existing(path)?;
-            let key = owned_key(cache::file_key("docker", &path)?);
+            let key = owned_key(cache.file_key("docker", &path)?);
             built(cache.get_or_build(&key, |tmp| {
                 let scratch = cache.scratch_dir(&key);
                 let mut owners = Owners::default();
