@@ -13,7 +13,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 use crate::parent;
 use crate::registry::{self, TestDesc};
-use crate::runner::run_desc;
+use crate::runner::{run_desc, Failure};
 
 /// The whole `main` of a `harness = false` test binary.
 pub fn main() -> ! {
@@ -44,18 +44,18 @@ pub fn main() -> ! {
     let nocapture = args.nocapture;
     // Like libtest: the output of a passing test is shown only with --show-output.
     let show_output = args.show_output;
-    let unavailable = match parent::probe::check() {
-        Ok(()) => None,
-        Err(reason) => Some(reason.as_str()),
-    };
     let skip = matches!(std::env::var("NSTEST_UNAVAILABLE").as_deref(), Ok("skip"));
+    // With NSTEST_UNAVAILABLE=skip the probe runs first, since its answer decides what is
+    // listed as ignored (nextest asks `--list` before it runs anything). Otherwise it runs only
+    // when a test's container cannot be made, to say why (see `explained`): a process that
+    // runs one test (nextest runs each in its own) does not pay for a container more.
+    let unavailable = if skip {
+        parent::probe::check().as_ref().err().map(String::as_str)
+    } else {
+        None
+    };
     if let (Some(reason), false) = (unavailable, args.list) {
-        let what = if skip {
-            "every test is skipped (NSTEST_UNAVAILABLE=skip)"
-        } else {
-            "every test fails"
-        };
-        eprintln!("nstest: {what}: {reason}");
+        eprintln!("nstest: every test is skipped (NSTEST_UNAVAILABLE=skip): {reason}");
     }
     let trials = tests
         .into_iter()
@@ -70,16 +70,14 @@ pub fn main() -> ! {
                     }
                     // A limit that cannot be applied here: skipped like the whole run would be.
                     Err(f) if f.unavailable && skip => Ok(Completion::ignored_with(f.message)),
-                    Err(f) => Err(Failed::from(f.message)),
+                    Err(f) => Err(Failed::from(explained(f))),
                 })
                 .with_ignored_flag(desc.ignore)
             }
-            Some(reason) if skip => {
+            Some(reason) => {
                 Trial::ignorable_test(desc.name(), move || Ok(Completion::ignored_with(reason)))
                     .with_ignored_flag(true)
             }
-            Some(reason) => Trial::test(desc.name(), move || Err(Failed::from(reason)))
-                .with_ignored_flag(desc.ignore),
         })
         .collect();
     libtest_mimic::run(&args, trials).exit()
@@ -89,9 +87,6 @@ pub fn main() -> ! {
 /// the test in its container, prints its output (libtest captures it as usual), and panics with
 /// the reason if it failed.
 pub fn run_in_libtest(desc: &'static TestDesc) {
-    if let Err(reason) = parent::probe::check() {
-        panic!("{reason}");
-    }
     let name = desc.name();
     // The child never reaches libtest's main (nstest enters the container before it); were it
     // to, these make it run this one test and nothing else. (Re-executed children only: the
@@ -105,8 +100,23 @@ pub fn run_in_libtest(desc: &'static TestDesc) {
     ];
     match run_desc(desc, true, &args) {
         Ok(output) => print_output(output),
-        Err(failure) => panic!("{}", failure.message),
+        Err(failure) => panic!("{}", explained(failure)),
     }
+}
+
+/// What a failed test reports. When nstest could not make its container, the probe (one
+/// container over `builtin:host`, run once per process, on the first such failure) tells whether
+/// containers can be made here at all; if not, its one line naming the cause and the fix
+/// replaces the test's own error, and the run is told once.
+fn explained(failure: Failure) -> String {
+    if failure.setup {
+        if let Err(reason) = parent::probe::check() {
+            static TOLD: std::sync::Once = std::sync::Once::new();
+            TOLD.call_once(|| eprintln!("nstest: every test fails: {reason}"));
+            return reason.clone();
+        }
+    }
+    failure.message
 }
 
 fn print_output(output: String) {

@@ -441,7 +441,7 @@ pub enum RunSpec {
     Test(String),
     /// `execve` of this command line (PATH looked up inside the container).
     Command(Vec<OsString>),
-    /// Nothing: set the container up, report, exit. The start-up probe.
+    /// Nothing: set the container up, report, exit. The probe.
     Probe,
 }
 

@@ -21,6 +21,8 @@ pub(crate) struct Failure {
     pub message: String,
     /// It could not run here at all (a resource limit this machine cannot apply).
     pub unavailable: bool,
+    /// nstest could not make its container (not the test failing): the probe may know why.
+    pub setup: bool,
 }
 
 impl From<String> for Failure {
@@ -28,6 +30,7 @@ impl From<String> for Failure {
         Self {
             message,
             unavailable: false,
+            setup: false,
         }
     }
 }
@@ -205,6 +208,7 @@ pub(crate) fn run_desc(
     let error = |e: crate::Error| Failure {
         unavailable: matches!(e, crate::Error::Cgroup(_)),
         message: format!("nstest could not run this test: {e}"),
+        setup: false,
     };
     let settings = Settings::of(desc).map_err(error)?;
     let (stdout, stderr) = if capture {
@@ -244,6 +248,7 @@ pub(crate) fn run_desc(
     .map_err(|e| {
         let mut f = error(e);
         f.message = explain(f.message);
+        f.setup = true;
         f
     })?;
     let verdict = parent::judge_test(&finished, settings.timeout);
@@ -260,17 +265,20 @@ pub(crate) fn run_desc(
         (None, _) => String::new(),
     };
     let mut output = String::from_utf8_lossy(&finished.stdout.into_bytes()).into_owned();
-    let mut fail = |reason: String| {
+    let mut fail = |reason: String, setup: bool| {
         if !output.is_empty() && !output.ends_with('\n') {
             output.push('\n');
         }
         output.push_str(&explain(reason));
         output.push_str(&kept);
-        Err(Failure::from(output.clone()))
+        Err(Failure {
+            setup,
+            ..Failure::from(output.clone())
+        })
     };
     match verdict {
         Verdict::Passed => Ok(output),
-        Verdict::Failed(reason) => fail(reason),
-        Verdict::Error(e) => fail(error(e).message),
+        Verdict::Failed(reason) => fail(reason, false),
+        Verdict::Error(e) => fail(error(e).message, true),
     }
 }

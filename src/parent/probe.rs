@@ -1,4 +1,5 @@
-//! The start-up probe: can containers be made here at all, and if not, why?
+//! The probe: can containers be made here at all, and if not, why? Run once per process, when
+//! a test's container could not be made (or first thing with `NSTEST_UNAVAILABLE=skip`).
 //!
 //! `unshare` succeeding proves nothing (Ubuntu's AppArmor lets `CLONE_NEWUSER` through and then
 //! refuses what the namespace is for), so the probe runs the same sequence a real test does —
@@ -164,7 +165,7 @@ pub(crate) fn explain(e: &Error, m: &Machine) -> String {
         Error::IdMap(m) => format!("`{}` failed: {}", m.command, m.detail),
         other => other.to_string(),
     };
-    format!("namespaces are not available: {cause}; fix: {fix} (the start-up probe saw: {seen})")
+    format!("namespaces are not available: {cause}; fix: {fix} (the probe saw: {seen})")
 }
 
 #[cfg(test)]
