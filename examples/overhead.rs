@@ -9,7 +9,9 @@
 //! Per-test cost is measured sequentially (`--test-threads 1`: each run timed, median and p95)
 //! and in parallel on every core (throughput: wall time / tests). "cores busy" is how many cores
 //! the whole machine kept busy meanwhile (/proc/stat: helper threads and kernel workers count).
-//! Peak memory is the largest resident set of a container's PID 1.
+//! Peak memory is the largest resident set of a container's PID 1. "a process per test" runs
+//! each test as `cargo nextest run` does: this binary started as a harness
+//! (`<binary> --exact trivial --nocapture`), once per test (nextest's own work not included).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,6 +36,7 @@ enum What {
     InProcess,
     Nstest,
     NstestHostNet,
+    NstestProcess,
     Unshare,
     Bwrap,
 }
@@ -46,6 +49,11 @@ fn run_once(what: What, root: &Path) {
         }
         What::NstestHostNet => nstest::__private::run_isolated(&__NSTEST_DESC_trivial_host_net)
             .expect("trivial test passes"),
+        What::NstestProcess => tool(
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "trivial", "--nocapture"])
+                .env(AS_HARNESS, "1"),
+        ),
         What::Unshare => tool(
             Command::new("unshare")
                 .args([
@@ -68,6 +76,9 @@ fn run_once(what: What, root: &Path) {
         ])),
     }
 }
+
+/// Set for a child that is to be a test binary's harness (`nstest::main!()`).
+const AS_HARNESS: &str = "OVERHEAD_AS_HARNESS";
 
 fn tool(cmd: &mut Command) {
     let st = cmd
@@ -190,6 +201,9 @@ fn roots() -> Vec<(String, PathBuf)> {
 
 fn main() {
     nstest::init();
+    if std::env::var_os(AS_HARNESS).is_some() {
+        nstest::__private::harness_main();
+    }
     // `copy` child: the same measurement with NSTEST_OVERLAY=off, in a fresh process.
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
@@ -312,6 +326,10 @@ fn main() {
                         ));
                     }
                 }
+                rows.push((
+                    "nstest, a process per test",
+                    measure(What::NstestProcess, &root, n.min(100), threads),
+                ));
                 rows.push(("unshare + chroot", base));
                 if let Some(bw) = bw {
                     rows.push(("bwrap", bw));
