@@ -293,6 +293,10 @@ pub(crate) struct Usage {
 impl TestCgroup {
     /// Makes the cgroups for `limits` and writes the limits. Nothing is made for no limits.
     pub(crate) fn create(limits: &Limits) -> Result<Option<Self>, CgroupError> {
+        if limits.is_empty() {
+            // Before `RUN`: a run without limits never looks for its cgroups.
+            return Ok(None);
+        }
         Self::create_in(&RUN, limits)
     }
 
