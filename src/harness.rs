@@ -21,7 +21,7 @@ pub fn main() -> ! {
     let args = Arguments::from_args();
     let tests = registry::tests();
     if !args.list {
-        if let Some(first) = tests.first() {
+        if let Some((_, first)) = tests.first() {
             eprintln!(
                 "nstest: rootfs {} ({}); namespaces uts, pid, mount, ipc, net, cgroup{}",
                 crate::rootfs::describe_default(Path::new(first.manifest_dir)),
@@ -59,9 +59,9 @@ pub fn main() -> ! {
     }
     let trials = tests
         .into_iter()
-        .map(|desc| match unavailable {
+        .map(|(name, desc)| match unavailable {
             None => {
-                Trial::ignorable_test(desc.name(), move || match run_desc(desc, !nocapture, &[]) {
+                Trial::ignorable_test(name, move || match run_desc(desc, !nocapture, &[]) {
                     Ok(output) => {
                         if show_output {
                             print_output(output);
@@ -75,7 +75,7 @@ pub fn main() -> ! {
                 .with_ignored_flag(desc.ignore)
             }
             Some(reason) => {
-                Trial::ignorable_test(desc.name(), move || Ok(Completion::ignored_with(reason)))
+                Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
                     .with_ignored_flag(true)
             }
         })

@@ -59,22 +59,34 @@ impl TestDesc {
             None => self.fn_name.to_string(),
         }
     }
+
+    /// Whether [`TestDesc::name`] is `name`, without building it (a container looks its test up
+    /// among all of the binary's).
+    fn is_named(&self, name: &str) -> bool {
+        let Some(prefix) = name.strip_suffix(self.fn_name) else {
+            return false;
+        };
+        match self.module_path.split_once("::") {
+            Some((_, rest)) => prefix.strip_suffix("::") == Some(rest),
+            None => prefix.is_empty(),
+        }
+    }
 }
 
 /// Every `#[nstest::test]` linked into this binary.
 #[linkme::distributed_slice]
 pub static TESTS: [TestDesc];
 
-/// The registered tests, sorted by name as libtest sorts them.
-pub fn tests() -> Vec<&'static TestDesc> {
-    let mut v: Vec<&'static TestDesc> = TESTS.iter().collect();
-    v.sort_by_cached_key(|d| d.name());
+/// The registered tests with their names, sorted by name as libtest sorts them.
+pub fn tests() -> Vec<(String, &'static TestDesc)> {
+    let mut v: Vec<_> = TESTS.iter().map(|d| (d.name(), d)).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
 
 /// The registered test called `name`.
 pub fn find(name: &str) -> Option<&'static TestDesc> {
-    TESTS.iter().find(|d| d.name() == name)
+    TESTS.iter().find(|d| d.is_named(name))
 }
 
 /// The return types a test may have: `()` or `Result<(), E: Debug>`, as with `#[test]`.
@@ -92,5 +104,45 @@ impl TestResult for () {
 impl<E: Debug> TestResult for Result<(), E> {
     fn into_result(self) -> Result<(), String> {
         self.map_err(|e| format!("{e:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ShouldPanic, TestDesc};
+
+    fn desc(module_path: &'static str, fn_name: &'static str) -> TestDesc {
+        TestDesc {
+            module_path,
+            fn_name,
+            run: || Ok(()),
+            ignore: false,
+            should_panic: ShouldPanic::No,
+            hostname: None,
+            rootfs: None,
+            net: crate::spec::Net::Loopback,
+            memory: None,
+            pids: None,
+            cpus: None,
+            timeout_ms: None,
+            bind: &[],
+            env: &[],
+            workdir: None,
+            manifest_dir: "",
+        }
+    }
+
+    #[test]
+    fn a_test_is_named_as_libtest_names_it_and_found_by_that_name_only() {
+        let nested = desc("krate::a::b", "t");
+        assert_eq!(nested.name(), "a::b::t");
+        assert!(nested.is_named("a::b::t"));
+        for other in ["b::t", "a::bt", "t", "a::b::tt", "x::a::b::t", "a::b::", ""] {
+            assert!(!nested.is_named(other), "{other}");
+        }
+        let top = desc("krate", "t");
+        assert_eq!(top.name(), "t");
+        assert!(top.is_named("t"));
+        assert!(!top.is_named("krate::t") && !top.is_named("::t"));
     }
 }
