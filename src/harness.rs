@@ -104,12 +104,13 @@ pub fn run_in_libtest(desc: &'static TestDesc) {
     }
 }
 
-/// What a failed test reports. When nstest could not make its container, the probe (one
-/// container over `builtin:host`, run once per process, on the first such failure) tells whether
-/// containers can be made here at all; if not, its one line naming the cause and the fix
-/// replaces the test's own error, and the run is told once.
+/// What a failed test reports. When nstest could not make its container and no container of
+/// this process has been made yet, the probe (one container over `builtin:host`, run once per
+/// process, on the first such failure) tells whether containers can be made here at all; if
+/// not, its one line naming the cause and the fix replaces the test's own error, and the run is
+/// told once.
 fn explained(failure: Failure) -> String {
-    if failure.setup {
+    if failure.setup && !parent::probe::one_was_made() {
         if let Err(reason) = parent::probe::check() {
             static TOLD: std::sync::Once = std::sync::Once::new();
             TOLD.call_once(|| eprintln!("nstest: every test fails: {reason}"));

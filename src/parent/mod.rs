@@ -180,6 +180,9 @@ impl Launch<'_> {
             &kill_cgroup,
             &mut on_message,
         )?;
+        if finished.setup_done() {
+            probe::made_one();
+        }
         if let Some(cg) = &cgroup {
             finished.limits = cg.explain(&cg.usage());
         }

@@ -8,6 +8,7 @@
 //! line naming the cause found on this machine and the setting that fixes it.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -17,6 +18,21 @@ use super::{rootless, setup_error, Launch, Out, StdioSetup};
 use crate::error::Error;
 use crate::protocol::{RunSpec, Step};
 use crate::spec::{Net, RootfsSource};
+
+/// Set once a container of this process has finished its set-up: containers can be made here,
+/// whatever fails later (a limit of the moment such as ENOSPC under load must not be blamed on
+/// the machine).
+static ONE_WAS_MADE: AtomicBool = AtomicBool::new(false);
+
+/// Records that a container of this process finished its set-up.
+pub(crate) fn made_one() {
+    ONE_WAS_MADE.store(true, Ordering::Relaxed);
+}
+
+/// Whether a container of this process has finished its set-up.
+pub(crate) fn one_was_made() -> bool {
+    ONE_WAS_MADE.load(Ordering::Relaxed)
+}
 
 /// `Err(reason)` when containers cannot be made here.
 pub(crate) fn check() -> &'static Result<(), String> {
