@@ -17,7 +17,7 @@ use once_cell::sync::Lazy;
 
 use super::forkserver::Answer;
 use crate::error::Error;
-use crate::protocol::{ChildSpec, Message, Step, CHILD_ENV, REPORT_FD};
+use crate::protocol::{ChildSpec, Message, RunSpec, Step, CHILD_ENV, REPORT_FD};
 use crate::sys::{self, ChildPlan, Cloned, ExecPlan, SysError};
 
 /// The namespaces every container gets.
@@ -130,7 +130,8 @@ pub(crate) fn spawn(
 
     let mut flags = NAMESPACES;
     // A ready-made network namespace (root only: in a user namespace the container makes its own).
-    let netns = if spec.host_net || spec.userns {
+    // The probe takes none: it would start the pool in a process that runs one test.
+    let netns = if spec.host_net || spec.userns || matches!(spec.run, RunSpec::Probe) {
         None
     } else {
         super::netns::take()
