@@ -343,7 +343,7 @@ impl Cache {
     /// is a process), and hashing the file each time costs time that grows with its size. Any
     /// write to the file changes its ctime, so a remembered key is never that of older content;
     /// a file changed within the last two seconds is hashed and not remembered (its next write
-    /// could land within the same timestamp).
+    /// could land within the same timestamp), nor is one whose times have no nanoseconds.
     ///
     /// ```
     /// let dir = std::env::temp_dir().join(format!("nstest-doc-key-{}", std::process::id()));
@@ -406,15 +406,27 @@ fn is_key(prefix: &str, s: &str) -> bool {
 }
 
 /// Whether the file's last change is far enough behind `now` (two seconds) that a change to
-/// come cannot carry the same mtime and ctime.
+/// come cannot carry the same mtime and ctime. Never on a filesystem that keeps whole seconds
+/// (both nanosecond parts 0), where a clock stepped back could repeat them.
 fn settled(m: &fs::Metadata, now: std::time::SystemTime) -> bool {
     use std::os::unix::fs::MetadataExt;
+    settled_at(
+        (m.mtime(), m.mtime_nsec()),
+        (m.ctime(), m.ctime_nsec()),
+        now,
+    )
+}
+
+/// [`settled`] for an mtime and a ctime as (seconds, nanoseconds).
+fn settled_at(mtime: (i64, i64), ctime: (i64, i64), now: std::time::SystemTime) -> bool {
     use std::time::{Duration, UNIX_EPOCH};
-    let at = |secs: i64, nsec: i64| {
+    if mtime.1 == 0 && ctime.1 == 0 {
+        return false;
+    }
+    let at = |(secs, nsec): (i64, i64)| {
         UNIX_EPOCH + Duration::new(secs.max(0) as u64, nsec.clamp(0, 999_999_999) as u32)
     };
-    let latest = at(m.mtime(), m.mtime_nsec()).max(at(m.ctime(), m.ctime_nsec()));
-    now.duration_since(latest)
+    now.duration_since(at(mtime).max(at(ctime)))
         .is_ok_and(|age| age >= Duration::from_secs(2))
 }
 
@@ -561,5 +573,10 @@ mod tests {
         assert!(!settled(&m, now + std::time::Duration::from_millis(1500)));
         assert!(settled(&m, now + std::time::Duration::from_secs(3)));
         fs::remove_file(&f).unwrap();
+        // Whole seconds only (a coarse filesystem): never, however old.
+        let epoch = std::time::UNIX_EPOCH;
+        let later = epoch + std::time::Duration::from_secs(1_000_000);
+        assert!(!settled_at((1000, 0), (1000, 0), later));
+        assert!(settled_at((1000, 0), (1000, 5), later));
     }
 }
