@@ -6,7 +6,7 @@
 //! each v1 hierarchy, and on v2 under the nearest cgroup that passes the controllers on (see
 //! `v2_parent`); a test's is `t<n>` below it, made before the container starts, removed after
 //! it ends — always. Run cgroups of our PID namespace whose pid is dead (a killed harness) are
-//! removed by the next run, which says so.
+//! removed by the next run that sets a limit, which says so.
 
 use std::fmt;
 use std::fs;
