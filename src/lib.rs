@@ -104,7 +104,7 @@
 //!   inherited stdio are the harness's at that moment. A program that has run a [`Container`]
 //!   keeps the server (`nstest-forksrv`, idle, about 3 MB) until it exits. The server is used
 //!   with glibc only (its clones need glibc's thread id rewritten, as glibc's fork does). It is
-//!   opt-in because the cgroup-v2 VM test once hung with it in 2 of 6 runs (not in 96 runs
+//!   opt-in because the cgroup-v2 VM test once hung with it in 2 of 6 runs (not in 126 runs
 //!   since; cause not found). A server that dies or stops answering costs no test: the harness
 //!   waits 10 s at most, says so once, and clones the containers itself from then on.
 //! - After a timeout's SIGKILL the harness waits for the container's PID 1 to end without a

@@ -68,7 +68,7 @@ pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Serv
     SERVER
         .get_or_init(|| {
             // Opt-in (`NSTEST_FORK_SERVER=on`): the cgroup-v2 VM test hung with it in 2 of 6
-            // runs, and not in 96 runs since; cause not found. Off without glibc: its clones
+            // runs, and not in 126 runs since; cause not found. Off without glibc: its clones
             // need the C library's cached thread id rewritten, which nstest knows how to do for
             // glibc only.
             if std::env::var("NSTEST_FORK_SERVER").as_deref() != Ok("on")
