@@ -743,6 +743,62 @@ fn inherited_fds_never_reach_a_test() {
 }
 
 #[test]
+fn etc_hostname_and_hosts_follow_the_hostname_whatever_the_rootfs_etc_is() {
+    // Over an overlay the two files go into its writable layer before it is mounted when the
+    // rootfs has a real /etc (the layer's /etc keeps its mode); a symlinked /etc is followed
+    // inside the container, as it always was. Neither rootfs is changed.
+    let base = busybox_base();
+    let dir = scratch("etc-kinds");
+    let copy = |name: &str| {
+        let root = dir.join(name);
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg(&base)
+            .arg(&root)
+            .status()
+            .unwrap()
+            .success());
+        root
+    };
+    let plain = copy("plain");
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o750);
+    std::fs::set_permissions(plain.join("etc"), mode).unwrap();
+    let linked = copy("linked");
+    std::fs::create_dir(linked.join("private")).unwrap();
+    std::fs::rename(linked.join("etc"), linked.join("private/etc")).unwrap();
+    std::os::unix::fs::symlink("private/etc", linked.join("etc")).unwrap();
+    let before = std::fs::read_to_string(base.join("etc/hostname")).unwrap();
+    let run = |root: &Path, script: &str| {
+        succeeded(
+            Command::new(fixture().parent().unwrap().join("run"))
+                .arg("--rootfs")
+                .arg(root)
+                .args(["--hostname", "etc-kinds", "sh", "-c", script]),
+        )
+    };
+    let hosts =
+        "grep -c '^127.0.1.1.etc-kinds$' /etc/hosts; grep -c '^127.0.0.1.localhost' /etc/hosts";
+    assert_eq!(
+        run(
+            &plain,
+            &format!("stat -c %a /etc; cat /etc/hostname; {hosts}; head -1 /etc/passwd")
+        ),
+        "750\netc-kinds\n1\n1\nroot:x:0:0:root:/root:/bin/sh\n"
+    );
+    assert_eq!(
+        run(
+            &linked,
+            &format!("readlink /etc; cat /etc/hostname /private/etc/hostname; {hosts}")
+        ),
+        "private/etc\netc-kinds\netc-kinds\n1\n1\n"
+    );
+    for root in [&plain, &linked] {
+        let hostname = std::fs::read_to_string(root.join("etc/hostname")).unwrap();
+        assert_eq!(hostname, before, "{}", root.display());
+    }
+}
+
+#[test]
 fn a_rootfs_with_a_symlinked_proc_is_refused() {
     let base = busybox_base();
     let root = scratch("symlinked-proc").join("root");
@@ -768,8 +824,6 @@ fn a_rootfs_with_a_symlinked_proc_is_refused() {
     );
 }
 
-/// Runs the 500-test binary; returns whether it succeeded, its stdout and its peak RSS in KiB.
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, for its rusage
 /// The 500-test `e2e-load` example on `threads` threads, with its own cache and TMPDIR.
 fn load_command(threads: &str, cache: &Path, tmp: &Path) -> Command {
     let mut cmd = Command::new(fixture().parent().unwrap().join("e2e-load"));
@@ -779,6 +833,7 @@ fn load_command(threads: &str, cache: &Path, tmp: &Path) -> Command {
     cmd
 }
 
+/// Runs the 500-test binary; returns whether it succeeded, its stdout and its peak RSS in KiB.
 fn run_load(threads: &str, cache: &Path, tmp: &Path) -> (bool, String, i64) {
     use std::io::Read;
     #[allow(clippy::zombie_processes)] // reaped by wait4 below, for its rusage
