@@ -563,6 +563,17 @@ fn the_other_roots_pass_the_same_demos() {
 }
 
 /// The busybox base in the e2e cache, built by a first run if need be.
+/// A copy of the busybox base at `root` (`cp -a`), for a test to alter as its rootfs.
+fn busybox_copy(root: &Path) {
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(busybox_base())
+        .arg(root)
+        .status()
+        .unwrap()
+        .success());
+}
+
 fn busybox_base() -> PathBuf {
     let run = run_fixture("warm", &["demo_pid_one"], &[]);
     assert!(run.output.status.success(), "{}", run.text());
@@ -751,13 +762,7 @@ fn etc_hostname_and_hosts_follow_the_hostname_whatever_the_rootfs_etc_is() {
     let dir = scratch("etc-kinds");
     let copy = |name: &str| {
         let root = dir.join(name);
-        assert!(Command::new("cp")
-            .arg("-a")
-            .arg(&base)
-            .arg(&root)
-            .status()
-            .unwrap()
-            .success());
+        busybox_copy(&root);
         root
     };
     let plain = copy("plain");
@@ -800,15 +805,8 @@ fn etc_hostname_and_hosts_follow_the_hostname_whatever_the_rootfs_etc_is() {
 
 #[test]
 fn a_rootfs_with_a_symlinked_proc_is_refused() {
-    let base = busybox_base();
     let root = scratch("symlinked-proc").join("root");
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(&base)
-        .arg(&root)
-        .status()
-        .unwrap()
-        .success());
+    busybox_copy(&root);
     std::fs::remove_dir(root.join("proc")).unwrap();
     std::os::unix::fs::symlink("/etc", root.join("proc")).unwrap();
     let run = run_fixture(
@@ -942,18 +940,11 @@ fn limits_that_cannot_be_applied_are_skipped_with_nstest_unavailable_skip() {
 
 #[test]
 fn a_bind_target_through_a_rootfs_symlink_is_refused() {
-    let base = busybox_base();
     let scratch_dir = scratch("symlinked-bind");
     let root = scratch_dir.join("root");
     let aim = scratch_dir.join("host-side");
     std::fs::create_dir(&aim).unwrap();
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(&base)
-        .arg(&root)
-        .status()
-        .unwrap()
-        .success());
+    busybox_copy(&root);
     // The rootfs's /host points at a host directory: the bind must not land there.
     std::os::unix::fs::symlink(&aim, root.join("host")).unwrap();
     let run = run_fixture(
