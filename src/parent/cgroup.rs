@@ -297,14 +297,11 @@ impl TestCgroup {
             // Before `RUN`: a run without limits never looks for its cgroups.
             return Ok(None);
         }
-        Self::create_in(&RUN, limits)
+        Self::create_in(&RUN, limits).map(Some)
     }
 
-    /// [`TestCgroup::create`] under the run cgroups `run`.
-    fn create_in(run: &Run, limits: &Limits) -> Result<Option<Self>, CgroupError> {
-        if limits.is_empty() {
-            return Ok(None);
-        }
+    /// [`TestCgroup::create`] under the run cgroups `run`, for `limits` that set something.
+    fn create_in(run: &Run, limits: &Limits) -> Result<Self, CgroupError> {
         let name = format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed));
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         *live += 1;
@@ -334,7 +331,7 @@ impl TestCgroup {
             // On error, dropping `cg` removes what was made.
             cg.make(controller, dir, &name)?;
         }
-        Ok(Some(cg))
+        Ok(cg)
     }
 
     fn make(&mut self, controller: &'static str, dir: &Dir, name: &str) -> Result<(), CgroupError> {
@@ -593,7 +590,7 @@ mod tests {
             pids: Some(16),
             cpus: Some(0.5),
         };
-        let cg = TestCgroup::create_in(&run, &limits).unwrap().unwrap();
+        let cg = TestCgroup::create_in(&run, &limits).unwrap();
         let read = |p: &PathBuf, f: &str| fs::read_to_string(p.join(f)).unwrap();
         let (m, p, c) = (
             &cg.memory.as_ref().unwrap().0,
@@ -657,7 +654,7 @@ mod tests {
             cpus: Some(0.25),
             ..Limits::default()
         };
-        let cg = TestCgroup::create_in(&run, &limits).unwrap().unwrap();
+        let cg = TestCgroup::create_in(&run, &limits).unwrap();
         let c = &cg.cpu.as_ref().unwrap().0;
         assert_eq!(
             fs::read_to_string(c.join("cpu.cfs_quota_us")).unwrap(),
