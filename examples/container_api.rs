@@ -1,4 +1,5 @@
-//! The `Container` API end to end: `output()`, `status()`, a timeout and a missing command.
+//! The `Container` API end to end: `output()`, `status()`, a timeout, a missing command, a
+//! spec too big for the fork server.
 //! Prints one `key: value` line per check; `tests/e2e.rs` runs it and reads them.
 
 use std::time::{Duration, Instant};
@@ -76,4 +77,36 @@ fn main() {
         Err(e) => println!("hostname.error: {e}"),
         Ok(o) => println!("hostname.error: unexpected {o:?}"),
     }
+
+    // 40 000 bytes of environment: over the fork server's 64 KiB request once hex-encoded, so
+    // this container is cloned and re-executed here instead; the server stays for the others.
+    let out = Container::new("sh")
+        .args(["-c", "echo ${#BIG}"])
+        .env("BIG", "x".repeat(40_000))
+        .output()
+        .unwrap();
+    println!(
+        "big_env.length: {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    println!("big_env.fork_server_running: {}", fork_server_running());
+}
+
+/// Whether one of this process's children is nstest's fork server (it names itself).
+fn fork_server_running() -> bool {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .any(|kid| {
+            std::fs::read_to_string(format!("/proc/{kid}/comm"))
+                .is_ok_and(|c| c.trim() == "nstest-forksrv")
+        })
 }

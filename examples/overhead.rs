@@ -276,8 +276,8 @@ fn main() {
                 // Variants that need other settings for the whole process run in a child of
                 // this benchmark: the copy fallback (copies the whole rootfs per test: kept
                 // short), the network namespace made in each clone (no ready-made pool), each
-                // container a clone of one fork server (opt-in), and a user namespace
-                // (rootless: as root, the single-id map 0 -> 0).
+                // container cloned and re-executed by the harness (no fork server), and a user
+                // namespace (rootless: as root, the single-id map 0 -> 0).
                 let big = root.ends_with("nstest-overhead-300mb");
                 let variants = [
                     (
@@ -291,8 +291,8 @@ fn main() {
                         n,
                     ),
                     (
-                        "nstest, overlay, fork server",
-                        ("NSTEST_FORK_SERVER", "on"),
+                        "nstest, overlay, no fork server",
+                        ("NSTEST_FORK_SERVER", "off"),
                         n,
                     ),
                     ("nstest, overlay, rootless", ("NSTEST_ROOTLESS", "1"), n),

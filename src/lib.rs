@@ -70,16 +70,17 @@
 //! - `NSTEST_SUBIDS=off`: rootless, map only your own id even where `/etc/subuid` gives a range.
 //! - `NSTEST_UPPER=disk`: each test's writable layer in the cache (on disk), not in memory.
 //! - `NSTEST_NETNS_POOL=off`: as root, no pool of network namespaces made ahead of need.
-//! - `NSTEST_FORK_SERVER=on` (opt-in): clone each container from one fork server started once
-//!   per run, instead of cloning and re-executing the binary for each.
+//! - `NSTEST_FORK_SERVER=off`: clone and re-execute the binary for each container, instead of
+//!   cloning each from one fork server started once per run (the default, from a process's
+//!   second container on).
 //! - `NSTEST_UNAVAILABLE=skip`: where containers cannot be made, report the tests as ignored
 //!   (with the reason) instead of failed.
 //!
 //! ## How it works, in brief
 //!
 //! For each test the harness `clone(2)`s into new UTS, PID, mount, IPC and network namespaces
-//! and re-executes the test binary from `/proc/self/exe` (with `NSTEST_FORK_SERVER=on`, a fork
-//! server started once per run clones itself instead). The child, PID 1 of its namespace,
+//! and re-executes the test binary from `/proc/self/exe` (from a run's second container on, a
+//! fork server started once per run clones itself instead). The child, PID 1 of its namespace,
 //! makes every mount private, mounts an overlay of the (once unpacked, shared read-only) rootfs
 //! with its writable layer on a tmpfs, mounts `/proc`, `/sys` (read-only), `/tmp` and a minimal
 //! `/dev`, `pivot_root`s into it, sets the hostname, brings up `lo`, runs the one test, and
@@ -99,14 +100,15 @@
 //! - The test runs as PID 1: orphans of another session (daemons) are reaped while it runs;
 //!   other orphans stay zombies until it ends. The reaper is a thread, so the test's first child
 //!   is PID 3. A test that `setsid`s its own child and waits for it may find it reaped.
-//! - With `NSTEST_FORK_SERVER=on`, a container is a clone of the fork server, made when the
-//!   first container was: its argv is `argv[0]` alone, and its umask, resource limits and
-//!   inherited stdio are the harness's at that moment. A program that has run a [`Container`]
-//!   keeps the server (`nstest-forksrv`, idle, about 3 MB) until it exits. The server is used
-//!   with glibc only (its clones need glibc's thread id rewritten, as glibc's fork does). It is
-//!   opt-in because the cgroup-v2 VM test once hung with it in 2 of 6 runs (not in 126 runs
-//!   since; cause not found). A server that dies or stops answering costs no test: the harness
-//!   waits 10 s at most, says so once, and clones the containers itself from then on.
+//! - From a process's second container on, a container is a clone of the fork server, made
+//!   when that container was: its argv is `argv[0]` alone, and its umask, resource limits and
+//!   inherited stdio are the harness's at that moment. A program that has run two
+//!   [`Container`]s keeps the server (`nstest-forksrv`, idle, about 3 MB) until it exits. The
+//!   server is used with glibc only (its clones need glibc's thread id rewritten, as glibc's
+//!   fork does). In its first weeks, while opt-in, the cgroup-v2 VM test hung with it in 2 of 6
+//!   runs, and not in the 126 runs since; the cause was not found. A server that dies or stops
+//!   answering now costs no test: the harness waits 10 s at most, says so once, and clones the
+//!   containers itself from then on. `NSTEST_FORK_SERVER=off` turns it off.
 //! - After a timeout's SIGKILL the harness waits for the container's PID 1 to end without a
 //!   limit: a container that SIGKILL cannot end (a task stuck in the kernel, e.g. frozen by a
 //!   cgroup v1 freezer) keeps its test's thread waiting.

@@ -354,7 +354,7 @@ fn check_every_outcome(run: &Run, rootless: bool) {
             run.messages.get(test).map(String::as_str).unwrap_or(&text)
         );
     }
-    assert_eq!(run.outcomes.len(), 39, "{text}");
+    assert_eq!(run.outcomes.len(), 40, "{text}");
     let reasons = [
         ("fail_panic", "test panicked at tests/e2e/fixture.rs"),
         ("fail_panic", "plain panic message"),
@@ -410,7 +410,7 @@ fn check_every_outcome(run: &Run, rootless: bool) {
             );
         }
     }
-    let (passed, failed) = if rootless { (22, 16) } else { (23, 15) };
+    let (passed, failed) = if rootless { (23, 16) } else { (24, 15) };
     let summary = format!("test result: FAILED. {passed} passed; {failed} failed; 1 ignored");
     assert!(text.contains(&summary), "{text}");
     let limits: [(&str, &str); 2] = if rootless {
@@ -438,7 +438,7 @@ fn writes_never_cross_tests_even_in_order() {
     // Sequential, sorted: a writes, b looks; c deletes /bin /etc /usr, d finds them whole.
     let run = run_fixture("order", &["demo_", "--test-threads", "1"], &[]);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 22, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 23, "{}", run.text());
     // The shared base in the cache is untouched too.
     let cache = e2e_cache().join("bases");
     for base in std::fs::read_dir(cache).unwrap().flatten() {
@@ -451,7 +451,7 @@ fn writes_never_cross_tests_even_in_order() {
 fn libtest_flags_work() {
     let run = run_fixture("list", &["--list", "--format", "terse"], &[]);
     let listed = String::from_utf8_lossy(&run.output.stdout);
-    assert_eq!(listed.lines().count(), 39, "{listed}");
+    assert_eq!(listed.lines().count(), 40, "{listed}");
     assert!(listed.lines().all(|l| l.ends_with(": test")), "{listed}");
 
     // What nextest does: list the ignored tests apart, then run each test alone.
@@ -487,7 +487,7 @@ fn libtest_flags_work() {
         &[],
     );
     assert!(run.output.status.success(), "{}", run.text());
-    assert!(run.text().contains("20 passed"), "{}", run.text());
+    assert!(run.text().contains("21 passed"), "{}", run.text());
 
     let run = run_fixture("nocapture", &["fail_panic", "--nocapture"], &[]);
     assert!(
@@ -549,7 +549,7 @@ fn the_other_roots_pass_the_same_demos() {
             "{var}={value}:\n{}",
             run.text()
         );
-        assert_eq!(run.outcomes.len(), 22, "{var}={value}:\n{}", run.text());
+        assert_eq!(run.outcomes.len(), 23, "{var}={value}:\n{}", run.text());
     }
     // builtin:host binds the host's /bin /usr /sbin read-only: the demos that write there fail
     // by design; everything else passes.
@@ -559,7 +559,7 @@ fn the_other_roots_pass_the_same_demos() {
         .message("demo_a_writes_a_marker")
         .contains("Read-only file system"));
     let passed = run.outcomes.values().filter(|o| *o == "ok").count();
-    assert_eq!(passed, 20, "{}", run.text());
+    assert_eq!(passed, 21, "{}", run.text());
 }
 
 /// The busybox base in the e2e cache, built by a first run if need be.
@@ -643,7 +643,7 @@ fn without_user_namespaces_each_test_names_the_cause_and_the_fix() {
         &env,
     );
     assert!(!run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 22, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 23, "{}", run.text());
     for test in run.outcomes.keys() {
         assert_eq!(run.outcome(test), "FAILED");
         let msg = run.message(test);
@@ -664,7 +664,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     let env = [("NSTEST_ROOTLESS", "1"), ("NSTEST_UNAVAILABLE", "skip")];
     let run = run_fixture_in("skip", WITHOUT_USERNS, "e2e-cache-userns", &[], &env);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 39);
+    assert_eq!(run.outcomes.len(), 40);
     assert!(
         run.outcomes.values().all(|o| o == "ignored"),
         "{}",
@@ -683,7 +683,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     );
     assert_eq!(
         String::from_utf8_lossy(&run.output.stdout).lines().count(),
-        39,
+        40,
         "{}",
         run.text()
     );
@@ -722,6 +722,8 @@ fn the_container_api_runs_commands_as_pid_one() {
         "bind.stdout: \"/work/dir\\nhi\\n\"",
         "bind.rw_reached_host: true",
         "net.Loopback.same_as_host: false",
+        "big_env.length: 40000",
+        "big_env.fork_server_running: true",
     ];
     for line in expect {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
@@ -1034,43 +1036,56 @@ fn children_of(pid: u32) -> Vec<(u32, String)> {
 
 #[test]
 fn containers_are_cloned_by_one_fork_server_as_the_harness_children() {
+    // By default a run's containers, from its second on, are cloned by one fork server with
+    // CLONE_PARENT: they are the harness's own children and the server keeps none. With
+    // NSTEST_FORK_SERVER=off there is no server. Both runs sample the harness's children.
     let _serial = serial();
-    let exe = fixture().parent().unwrap().join("run");
+    let cache = e2e_cache();
     for server in [true, false] {
-        let mut cmd = Command::new(&exe);
-        cmd.args(["--rootfs", "builtin:busybox", "sleep", "3"])
-            .env("NSTEST_CACHE_DIR", e2e_cache())
-            .stdout(Stdio::null());
-        if server {
-            cmd.env("NSTEST_FORK_SERVER", "on");
+        let tmp = scratch("forksrv-tree-tmp");
+        let mut cmd = load_command("2", &cache, &tmp);
+        cmd.arg("-q").stdout(Stdio::null()).stderr(Stdio::null());
+        if !server {
+            cmd.env("NSTEST_FORK_SERVER", "off");
         }
         let mut child = cmd.spawn().unwrap();
-        let pid = child.id();
-        let mut kids = Vec::new();
-        wait_until(
-            "the container to run sleep",
-            Duration::from_secs(20),
-            || {
-                kids = children_of(pid);
-                kids.iter().any(|(_, comm)| comm == "sleep")
-            },
-        );
-        let servers: Vec<u32> = kids
-            .iter()
-            .filter(|(_, comm)| comm == "nstest-forksrv")
-            .map(|k| k.0)
-            .collect();
+        let (mut servers, mut containers, mut theirs) = (BTreeSet::new(), 0, Vec::new());
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            for (pid, comm) in children_of(child.id()) {
+                // A container is PID 1 of its own PID namespace (just cloned, it still has
+                // the server's name); the server is in the harness's.
+                let nspid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("NSpid:")
+                            .map(|p| p.split_whitespace().count())
+                    });
+                match nspid {
+                    Some(2) => containers += 1,
+                    Some(1) if comm == "nstest-forksrv" => {
+                        servers.insert(pid);
+                        theirs.extend(children_of(pid));
+                    }
+                    _ => {}
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert!(status.success());
+        assert!(containers > 0, "no container seen as the harness's child");
         if server {
-            // The container is the harness's own child (CLONE_PARENT), not the server's.
-            assert_eq!(servers.len(), 1, "one fork server: {kids:?}");
+            assert_eq!(servers.len(), 1, "one fork server per run: {servers:?}");
             assert!(
-                children_of(servers[0]).is_empty(),
-                "the server keeps no children"
+                theirs.is_empty(),
+                "the server keeps no children: {theirs:?}"
             );
         } else {
-            assert!(servers.is_empty(), "by default, no server: {kids:?}");
+            assert!(servers.is_empty(), "NSTEST_FORK_SERVER=off: {servers:?}");
         }
-        assert!(child.wait().unwrap().success());
         wait_until(
             "the fork server to end with the harness",
             Duration::from_secs(5),
@@ -1096,7 +1111,7 @@ fn a_fork_server_stopped_mid_run_costs_no_test() {
     assert!(text.contains("none within 10s"), "{text}");
 }
 
-/// Runs the 500 tests of `e2e-load` on 2 threads with the fork server, sends it `sig` 100 ms in,
+/// Runs the 500 tests of `e2e-load` on 2 threads, sends their fork server `sig` 100 ms in,
 /// and checks that the run still ends, within a minute, with every test passed (the test whose
 /// request the server held is started again without it), the run told once, and the host
 /// clean. Returns the output.
@@ -1106,7 +1121,6 @@ fn fork_server_signalled_mid_run(sig: nix::sys::signal::Signal, tmp_name: &str) 
     let tmp = scratch(tmp_name);
     let before = host_state();
     let child = load_command("2", &cache, &tmp)
-        .env("NSTEST_FORK_SERVER", "on")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1139,91 +1153,87 @@ fn fork_server_signalled_mid_run(sig: nix::sys::signal::Signal, tmp_name: &str) 
 }
 
 #[test]
-fn a_spec_too_big_for_the_fork_server_still_runs() {
-    // 40 000 bytes of environment: over the fork server's 64 KiB request once hex-encoded, so
-    // this container takes the exec path; the run's other containers keep the server.
-    let _serial = serial();
-    let big = format!("BIG={}", "x".repeat(40_000));
-    let text = succeeded(
-        Command::new(fixture().parent().unwrap().join("run"))
-            .args(["--rootfs", "builtin:busybox", "--env", &big])
-            .args(["sh", "-c", "echo ${#BIG}"])
-            .env("NSTEST_FORK_SERVER", "on"),
-    );
-    assert_eq!(text.trim(), "40000");
-}
-
-#[test]
 fn a_container_blocks_and_ignores_no_signal_whatever_its_spawner_did() {
-    // The `run` example starts with SIGTERM and SIGINT blocked and SIGHUP, SIGQUIT and SIGCHLD
-    // ignored (a mask and an ignored signal survive exec: `nohup`, a script's background job);
-    // it must still build its rootfs (an empty cache: the busybox applets are listed by a
-    // child) and get its container's exit status, and the command in the container must be
-    // stoppable, and a shell there able to trap them.
-    use std::os::unix::process::CommandExt;
+    // The `run` example and the fixture start with SIGTERM and SIGINT blocked and SIGHUP,
+    // SIGQUIT and SIGCHLD ignored (a mask and an ignored signal survive exec: `nohup`, a
+    // script's background job). The example must still build its rootfs (an empty cache: the
+    // busybox applets are listed by a child) and get its container's exit status, and the
+    // command in the container must be stoppable, and a shell there able to trap them. The
+    // example's one container is cloned and re-executed by the harness; the fixture's fourth
+    // test (`demo_n` matches four) by the fork server, or by the harness when it is off.
     let _serial = serial();
+    let cache = scratch("signals-cache");
+    let mut cmd = Command::new(fixture().parent().unwrap().join("run"));
+    cmd.args([
+        "--rootfs",
+        "builtin:busybox",
+        "grep",
+        "-E",
+        "SigBlk|SigIgn",
+        "/proc/self/status",
+    ])
+    .env("NSTEST_CACHE_DIR", &cache);
+    let out = blocking_and_ignoring_signals(&mut cmd).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{err}");
+    std::fs::remove_dir_all(&cache).unwrap();
+    let mask = |name: &str| {
+        let line = text.lines().find_map(|l| l.strip_prefix(name)).unwrap();
+        u64::from_str_radix(line.trim(), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{text}");
+    // Bit n-1 is signal n. (glibc's posix_spawn, as cargo runs tests, leaves its internal
+    // signal 32 ignored; the C library keeps that one for itself.)
+    let ignored = [libc::SIGHUP, libc::SIGQUIT, libc::SIGCHLD]
+        .iter()
+        .fold(0, |m, s| m | 1 << (s - 1));
+    assert_eq!(mask("SigIgn:") & ignored, 0, "{text}");
+
     for server in ["on", "off"] {
-        let cache = scratch("signals-cache");
-        let mut cmd = Command::new(fixture().parent().unwrap().join("run"));
-        cmd.args([
-            "--rootfs",
-            "builtin:busybox",
-            "grep",
-            "-E",
-            "SigBlk|SigIgn",
-            "/proc/self/status",
-        ])
-        .env("NSTEST_CACHE_DIR", &cache)
-        .env("NSTEST_FORK_SERVER", server);
-        // SAFETY: between fork and exec only sigprocmask and sigaction, which are
-        // async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                use nix::sys::signal::{signal, SigHandler, SigSet, Signal};
-                let mut set = SigSet::empty();
-                set.add(Signal::SIGTERM);
-                set.add(Signal::SIGINT);
-                set.thread_block()?;
-                signal(Signal::SIGHUP, SigHandler::SigIgn)?;
-                signal(Signal::SIGQUIT, SigHandler::SigIgn)?;
-                signal(Signal::SIGCHLD, SigHandler::SigIgn)?;
-                Ok(())
-            });
-        }
-        let out = cmd.output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "NSTEST_FORK_SERVER={server}: {text}{err}"
-        );
-        std::fs::remove_dir_all(&cache).unwrap();
-        let mask = |name: &str| {
-            let line = text.lines().find_map(|l| l.strip_prefix(name)).unwrap();
-            u64::from_str_radix(line.trim(), 16).unwrap()
-        };
-        assert_eq!(mask("SigBlk:"), 0, "NSTEST_FORK_SERVER={server}: {text}");
-        // Bit n-1 is signal n. (glibc's posix_spawn, as cargo runs tests, leaves its internal
-        // signal 32 ignored; the C library keeps that one for itself.)
-        let ignored = [libc::SIGHUP, libc::SIGQUIT, libc::SIGCHLD]
-            .iter()
-            .fold(0, |m, s| m | 1 << (s - 1));
+        let mut cmd = Command::new(fixture());
+        cmd.args(["demo_n", "--test-threads", "1"])
+            .env("NSTEST_CACHE_DIR", e2e_cache())
+            .env("NSTEST_FORK_SERVER", server);
+        let run = Run::parse(blocking_and_ignoring_signals(&mut cmd).output().unwrap());
+        assert_eq!(run.outcomes.len(), 4, "{}", run.text());
         assert_eq!(
-            mask("SigIgn:") & ignored,
-            0,
-            "NSTEST_FORK_SERVER={server}: {text}"
+            run.outcome("demo_no_signal_is_blocked_or_ignored"),
+            "ok",
+            "NSTEST_FORK_SERVER={server}: {}",
+            run.text()
         );
     }
 }
 
+/// `cmd`, set to start with SIGTERM and SIGINT blocked and SIGHUP, SIGQUIT and SIGCHLD ignored.
+fn blocking_and_ignoring_signals(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only sigprocmask and sigaction, which are
+    // async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            use nix::sys::signal::{signal, SigHandler, SigSet, Signal};
+            let mut set = SigSet::empty();
+            set.add(Signal::SIGTERM);
+            set.add(Signal::SIGINT);
+            set.thread_block()?;
+            signal(Signal::SIGHUP, SigHandler::SigIgn)?;
+            signal(Signal::SIGQUIT, SigHandler::SigIgn)?;
+            signal(Signal::SIGCHLD, SigHandler::SigIgn)?;
+            Ok(())
+        })
+    }
+}
+
 #[test]
-fn every_outcome_is_the_same_with_the_fork_server() {
-    // NSTEST_FORK_SERVER=on: each container is a clone of the fork server, not re-executed.
-    let env = [("NSTEST_FORK_SERVER", "on")];
-    let run = run_fixture("fork-server", &["--test-threads", "2"], &env);
+fn every_outcome_is_the_same_without_the_fork_server() {
+    // NSTEST_FORK_SERVER=off: each container is cloned and re-executed by the harness.
+    let env = [("NSTEST_FORK_SERVER", "off")];
+    let run = run_fixture("no-fork-server", &["--test-threads", "2"], &env);
     check_every_outcome(&run, false);
     let nobody = run_fixture_in(
-        "nobody-fork-server",
+        "nobody-no-fork-server",
         AS_NOBODY,
         "e2e-cache-nobody",
         &["--test-threads", "2"],

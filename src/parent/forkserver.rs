@@ -7,7 +7,8 @@
 //! the parent-death signal of the server (and of the containers, which are cloned with
 //! `CLONE_PARENT` and so are this process's children) fires only when the harness ends. If the
 //! server cannot be started, or stops answering, the containers are cloned and re-executed from
-//! the harness as before. It is opt-in, with `NSTEST_FORK_SERVER=on`.
+//! the harness as before. It is on by default, from a process's second container (see
+//! `spawn`); `NSTEST_FORK_SERVER=off` turns it off.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -67,11 +68,9 @@ static SERVER: OnceCell<Option<Server>> = OnceCell::new();
 pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Server> {
     SERVER
         .get_or_init(|| {
-            // Opt-in (`NSTEST_FORK_SERVER=on`): the cgroup-v2 VM test hung with it in 2 of 6
-            // runs, and not in 126 runs since; cause not found. Off without glibc: its clones
-            // need the C library's cached thread id rewritten, which nstest knows how to do for
-            // glibc only.
-            if std::env::var("NSTEST_FORK_SERVER").as_deref() != Ok("on")
+            // Off with `NSTEST_FORK_SERVER=off`, and without glibc: its clones need the C
+            // library's cached thread id rewritten, which nstest knows how to do for glibc only.
+            if std::env::var("NSTEST_FORK_SERVER").as_deref() == Ok("off")
                 || !cfg!(target_env = "gnu")
             {
                 return None;

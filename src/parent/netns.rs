@@ -8,7 +8,6 @@
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use once_cell::sync::Lazy;
@@ -53,13 +52,8 @@ static POOL: Lazy<Option<&'static Pool>> = Lazy::new(|| {
 });
 
 /// A fresh network namespace with `lo` up, if one is ready; `None`: make one in the clone.
-/// The pool starts at the second container of a process: a process that starts one (nextest
-/// runs each test in a process of its own) would only make namespaces it never uses.
+/// The first call starts the pool.
 pub(crate) fn take() -> Option<OwnedFd> {
-    static FIRST: AtomicBool = AtomicBool::new(true);
-    if FIRST.swap(false, Ordering::Relaxed) {
-        return None;
-    }
     let pool = (*POOL)?;
     let fd = pool
         .ready

@@ -11,6 +11,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sched::CloneFlags;
 use once_cell::sync::Lazy;
@@ -129,9 +130,13 @@ pub(crate) fn spawn(
     fds.push((report_w.as_raw_fd(), REPORT_FD));
 
     let mut flags = NAMESPACES;
+    // What pays off over many containers (the network-namespace pool, the fork server) starts
+    // at a process's second one: a process that starts one (nextest runs each test in a process
+    // of its own) would only pay for it. The probe neither starts them nor counts.
+    static STARTED_ONE: AtomicBool = AtomicBool::new(false);
+    let first = matches!(spec.run, RunSpec::Probe) || !STARTED_ONE.swap(true, Ordering::Relaxed);
     // A ready-made network namespace (root only: in a user namespace the container makes its own).
-    // The probe takes none: it would start the pool in a process that runs one test.
-    let netns = if spec.host_net || spec.userns || matches!(spec.run, RunSpec::Probe) {
+    let netns = if spec.host_net || spec.userns || first {
         None
     } else {
         super::netns::take()
@@ -149,11 +154,15 @@ pub(crate) fn spawn(
     } else {
         Vec::new()
     };
-    let server = super::forkserver::get(|| super::forkserver::Start {
-        env: &once.env,
-        argv0: &once.argv0,
-        life: &once.life,
-    });
+    let server = if first {
+        None
+    } else {
+        super::forkserver::get(|| super::forkserver::Start {
+            env: &once.env,
+            argv0: &once.argv0,
+            life: &once.life,
+        })
+    };
     // A child of the fork server is always held: should the server die before it answers,
     // the child sees the hold pipe closed and ends without running anything.
     let (hold_r, hold_w) = pipe_if(hold || server.is_some())?;

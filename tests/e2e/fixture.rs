@@ -235,6 +235,31 @@ fn demo_only_documented_fds_are_open() {
 }
 
 #[nstest::test]
+fn demo_no_signal_is_blocked_or_ignored() {
+    // Whatever the harness's spawner blocked or ignored (a signal mask and an ignored signal
+    // survive exec: `nohup`, a script's background job), the test's thread starts with no
+    // signal blocked and these at their default, however its container was cloned.
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let mask = |name: &str| {
+        let line = status.lines().find_map(|l| l.strip_prefix(name)).unwrap();
+        u64::from_str_radix(line.trim(), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{status}");
+    // Bit n-1 is signal n. (Rust's runtime ignores SIGPIPE itself, and glibc's posix_spawn,
+    // as cargo runs tests, leaves its internal signal 32 ignored.)
+    let ignored = [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTERM,
+        libc::SIGCHLD,
+    ]
+    .iter()
+    .fold(0, |m, s| m | 1 << (s - 1));
+    assert_eq!(mask("SigIgn:") & ignored, 0, "{status}");
+}
+
+#[nstest::test]
 fn demo_namespace_limits_stay_with_the_test() {
     // Rootless, /proc/sys/user holds the limits of the test's own user namespace: a test may
     // lower them, and no other test of the run may feel it (the fixture's other tests would

@@ -66,12 +66,12 @@ fn every_outcome_is_the_same_with_subordinate_ids() {
         "this test needs newuidmap/newgidmap: apt-get install uidmap"
     );
     // The maps are given by newuidmap/newgidmap to each container while it waits, whether the
-    // harness cloned it or the fork server did (NSTEST_FORK_SERVER=on).
+    // fork server cloned it (the default) or the harness did (NSTEST_FORK_SERVER=off).
     for (name, env) in [
         ("nobody-subids", None),
         (
-            "nobody-subids-fork-server",
-            Some(("NSTEST_FORK_SERVER", "on")),
+            "nobody-subids-no-fork-server",
+            Some(("NSTEST_FORK_SERVER", "off")),
         ),
     ] {
         let run = run_fixture_in(
