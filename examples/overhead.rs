@@ -2,7 +2,7 @@
 //! bubblewrap, on the same extracted rootfs. Run as root:
 //!
 //! ```text
-//! cargo run --release --example overhead            # the full table (about a minute)
+//! cargo run --release --example overhead            # the full table (about ten minutes)
 //! cargo run --release --example overhead -- quick   # 10 and 100 tests only
 //! ```
 //!
