@@ -17,6 +17,8 @@ fn main() {
     println!("output.stdout: {:?}", String::from_utf8_lossy(&out.stdout));
     println!("output.stderr: {:?}", String::from_utf8_lossy(&out.stderr));
     println!("output.code: {:?}", out.status.code());
+    // A process's first container is cloned by the harness: no fork server for it alone.
+    println!("output.fork_server_running: {}", fork_server_running());
 
     let status = Container::new("true")
         .stdout(nstest::Stdio::Null)

@@ -102,10 +102,10 @@
 //!   is PID 3. A test that `setsid`s its own child and waits for it may find it reaped.
 //! - From a process's second container on, each container is a clone of the fork server,
 //!   started at that second container: its argv is `argv[0]` alone, and its umask, resource
-//!   limits and inherited stdio are the harness's when the server started. A program that has run two
-//!   [`Container`]s keeps the server (`nstest-forksrv`, idle, about 3 MB) until it exits. The
-//!   server is used with glibc only (its clones need glibc's thread id rewritten, as glibc's
-//!   fork does). While it was opt-in, the cgroup-v2 VM test hung with it in 2 of 6
+//!   limits and inherited stdio are the harness's when the server started. A program that has
+//!   run two [`Container`]s keeps the server (`nstest-forksrv`, idle, about 3 MB) until it
+//!   exits. The server is used with glibc only (its clones need glibc's thread id rewritten,
+//!   as glibc's fork does). While it was opt-in, the cgroup-v2 VM test hung with it in 2 of 6
 //!   runs, and not in the 126 runs since; the cause was not found. A server that dies or stops
 //!   answering now costs no test: the harness waits 10 s at most, says so once, and clones the
 //!   containers itself from then on. `NSTEST_FORK_SERVER=off` turns it off.

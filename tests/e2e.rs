@@ -708,11 +708,12 @@ fn the_container_api_runs_commands_as_pid_one() {
     let _serial = serial();
     let exe = fixture().parent().unwrap().join("container_api");
     let before = host_state();
-    let text = succeeded(&mut Command::new(exe));
+    let text = succeeded(Command::new(exe).env_remove("NSTEST_FORK_SERVER"));
     let expect = [
         "output.stdout: \"api-box\\n1\\n\"",
         "output.stderr: \"oops\\n\"",
         "output.code: Some(3)",
+        "output.fork_server_running: false",
         "status.success: true",
         "timeout.error: timed out after 300ms",
         "timeout.fast: true",
@@ -740,19 +741,24 @@ fn inherited_fds_never_reach_a_test() {
         "-c",
         "exec 7</dev/null 8>/dev/null; exec \"$0\" \"$@\"",
     ];
-    let run = run_fixture_in(
-        "fds",
-        LEAKY,
-        "e2e-cache",
-        &["demo_only_documented_fds_are_open"],
-        &[],
-    );
-    assert_eq!(
-        run.outcome("demo_only_documented_fds_are_open"),
-        "ok",
-        "{}",
-        run.text()
-    );
+    // "only" matches four tests, this one third: its container is cloned by the fork server,
+    // or by the harness when the server is off.
+    for server in ["on", "off"] {
+        let run = run_fixture_in(
+            "fds",
+            LEAKY,
+            "e2e-cache",
+            &["only", "--test-threads", "1"],
+            &[("NSTEST_FORK_SERVER", server)],
+        );
+        assert_eq!(run.outcomes.len(), 4, "{}", run.text());
+        assert_eq!(
+            run.outcome("demo_only_documented_fds_are_open"),
+            "ok",
+            "NSTEST_FORK_SERVER={server}: {}",
+            run.text()
+        );
+    }
 }
 
 #[test]
@@ -1045,28 +1051,33 @@ fn containers_are_cloned_by_one_fork_server_as_the_harness_children() {
         let tmp = scratch("forksrv-tree-tmp");
         let mut cmd = load_command("2", &cache, &tmp);
         cmd.arg("-q").stdout(Stdio::null()).stderr(Stdio::null());
-        if !server {
-            cmd.env("NSTEST_FORK_SERVER", "off");
-        }
+        cmd.env("NSTEST_FORK_SERVER", if server { "on" } else { "off" });
         let mut child = cmd.spawn().unwrap();
-        let (mut servers, mut containers, mut theirs) = (BTreeSet::new(), 0, Vec::new());
+        // How many PID namespaces deep a process is, as this test's /proc sees it.
+        let depth = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("NSpid:")
+                        .map(|p| p.split_whitespace().count())
+                })
+        };
+        let harness = depth(child.id()).unwrap();
+        let (mut servers, mut containers, mut theirs) =
+            (BTreeSet::new(), BTreeSet::new(), Vec::new());
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
             }
             for (pid, comm) in children_of(child.id()) {
-                // A container is PID 1 of its own PID namespace (just cloned, it still has
+                // A container is PID 1 of a PID namespace of its own (just cloned, it still has
                 // the server's name); the server is in the harness's.
-                let nspid = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .unwrap_or_default()
-                    .lines()
-                    .find_map(|l| {
-                        l.strip_prefix("NSpid:")
-                            .map(|p| p.split_whitespace().count())
-                    });
-                match nspid {
-                    Some(2) => containers += 1,
-                    Some(1) if comm == "nstest-forksrv" => {
+                match depth(pid) {
+                    Some(d) if d == harness + 1 => {
+                        containers.insert(pid);
+                    }
+                    Some(d) if d == harness && comm == "nstest-forksrv" => {
                         servers.insert(pid);
                         theirs.extend(children_of(pid));
                     }
@@ -1076,7 +1087,11 @@ fn containers_are_cloned_by_one_fork_server_as_the_harness_children() {
             std::thread::sleep(Duration::from_millis(2));
         };
         assert!(status.success());
-        assert!(containers > 0, "no container seen as the harness's child");
+        // The first is the harness's own clone either way; with the server, the others are its.
+        assert!(
+            containers.len() >= 2,
+            "containers seen as the harness's children: {containers:?}"
+        );
         if server {
             assert_eq!(servers.len(), 1, "one fork server per run: {servers:?}");
             assert!(
@@ -1121,6 +1136,7 @@ fn fork_server_signalled_mid_run(sig: nix::sys::signal::Signal, tmp_name: &str) 
     let tmp = scratch(tmp_name);
     let before = host_state();
     let child = load_command("2", &cache, &tmp)
+        .env_remove("NSTEST_FORK_SERVER")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1190,17 +1206,20 @@ fn a_container_blocks_and_ignores_no_signal_whatever_its_spawner_did() {
         .fold(0, |m, s| m | 1 << (s - 1));
     assert_eq!(mask("SigIgn:") & ignored, 0, "{text}");
 
-    for server in ["on", "off"] {
+    for server in [None, Some("off")] {
         let mut cmd = Command::new(fixture());
         cmd.args(["demo_n", "--test-threads", "1"])
             .env("NSTEST_CACHE_DIR", e2e_cache())
-            .env("NSTEST_FORK_SERVER", server);
+            .env_remove("NSTEST_FORK_SERVER");
+        if let Some(value) = server {
+            cmd.env("NSTEST_FORK_SERVER", value);
+        }
         let run = Run::parse(blocking_and_ignoring_signals(&mut cmd).output().unwrap());
         assert_eq!(run.outcomes.len(), 4, "{}", run.text());
         assert_eq!(
             run.outcome("demo_no_signal_is_blocked_or_ignored"),
             "ok",
-            "NSTEST_FORK_SERVER={server}: {}",
+            "NSTEST_FORK_SERVER={server:?}: {}",
             run.text()
         );
     }
