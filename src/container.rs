@@ -236,8 +236,9 @@ impl Container {
         self
     }
 
-    /// Kill the container (its whole PID namespace) after this long; the call then returns
-    /// [`Error::TimedOut`]. Default: no limit.
+    /// Kill the container (its whole PID namespace) after this long, counted from its start; the
+    /// call then returns [`Error::TimedOut`], or [`Error::SetupTimedOut`] if the command had not
+    /// started yet. Default: no limit.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -353,17 +354,11 @@ impl Container {
             shell_on_failure: false,
         }
         .run()?;
-        if let Some(e) = parent::setup_error(&finished) {
+        if let Some(e) = parent::setup_failure(&finished, self.timeout) {
             return Err(e);
         }
         if finished.timed_out {
             return Err(Error::TimedOut(self.timeout.unwrap_or_default()));
-        }
-        if !finished.setup_done() {
-            return Err(match finished.protocol_error {
-                Some(e) => Error::Protocol(e),
-                None => Error::DiedDuringSetup(finished.status),
-            });
         }
         Ok(Output {
             status: finished.status,

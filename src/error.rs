@@ -44,6 +44,9 @@ pub enum Error {
     },
     /// The child died before it finished setting up, without saying why.
     DiedDuringSetup(ExitStatus),
+    /// The container's set-up did not finish within the timeout (given here); it was killed with
+    /// its whole PID namespace before the test or command started.
+    SetupTimedOut(std::time::Duration),
     /// The command did not finish in time and was killed with its whole PID namespace.
     TimedOut(std::time::Duration),
     /// The host side of a `bind` does not exist or cannot be reached.
@@ -93,6 +96,11 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Self::DiedDuringSetup(status) => write!(f, "the container died during setup, before it could report ({})", describe_status(*status)),
+            Self::SetupTimedOut(d) => write!(
+                f,
+                "the container's set-up did not finish within the timeout of {}, so its test or command never started (a copy of a large rootfs, NSTEST_OVERLAY=off, or a mount that hangs?); raise the timeout (the `timeout` option, NSTEST_TIMEOUT)",
+                crate::spec::format_duration(*d)
+            ),
             Self::TimedOut(d) => write!(f, "timed out after {}", crate::spec::format_duration(*d)),
             Self::Protocol(e) => write!(f, "garbled report from the container: {e}"),
             Self::Cgroup(e) => write!(f, "{e}"),

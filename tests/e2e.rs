@@ -507,6 +507,20 @@ fn nstest_timeout_sets_the_default() {
     assert!(run
         .message("hangs_with_a_child")
         .contains("timed out after 300ms"));
+
+    // A timeout that ends the container before its set-up is done (the copy fallback takes
+    // longer than 1 ms) is nstest's error, not the test's failure.
+    let run = run_fixture(
+        "setup-timeout",
+        &["demo_pid_one", "--exact"],
+        &[("NSTEST_TIMEOUT", "1ms"), ("NSTEST_OVERLAY", "off")],
+    );
+    assert_eq!(run.outcome("demo_pid_one"), "FAILED");
+    let message = run.message("demo_pid_one");
+    assert!(
+        message.starts_with("nstest could not run this test: the container's set-up did not finish within the timeout of 1ms"),
+        "{message}"
+    );
 }
 
 #[test]

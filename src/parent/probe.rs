@@ -14,10 +14,13 @@ use std::time::Duration;
 use nix::errno::Errno;
 use once_cell::sync::Lazy;
 
-use super::{rootless, setup_error, Launch, Out, StdioSetup};
+use super::{rootless, setup_failure, Launch, Out, StdioSetup};
 use crate::error::Error;
 use crate::protocol::{RunSpec, Step};
 use crate::spec::{Net, RootfsSource};
+
+/// How long the probe's container may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Set once a container of this process has finished its set-up: containers can be made here,
 /// whatever fails later (a limit of the moment such as ENOSPC under load must not be blamed on
@@ -54,7 +57,7 @@ fn run() -> Result<(), Error> {
             stdout: Out::Null,
             stderr: Out::Null,
         },
-        timeout: Some(Duration::from_secs(30)),
+        timeout: Some(TIMEOUT),
         capture_limit: Some(0),
         limits: crate::spec::Limits::default(),
         binds: Vec::new(),
@@ -64,13 +67,10 @@ fn run() -> Result<(), Error> {
         shell_on_failure: false,
     }
     .run()?;
-    if let Some(e) = setup_error(&finished) {
-        return Err(e);
+    match setup_failure(&finished, Some(TIMEOUT)) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    if !finished.setup_done() {
-        return Err(Error::DiedDuringSetup(finished.status));
-    }
-    Ok(())
 }
 
 /// What the machine says about namespaces.
