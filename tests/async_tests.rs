@@ -4,6 +4,11 @@
 #[nstest::test(hostname = "async-box")]
 async fn an_async_test_runs_as_pid_one() {
     assert_eq!(std::process::id(), 1);
+    // Without `flavor`, the runtime is a current-thread one.
+    assert_eq!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::CurrentThread
+    );
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert_eq!(
         std::fs::read_to_string("/etc/hostname").unwrap(),
@@ -24,7 +29,10 @@ async fn multi_thread_flavor_and_loopback_network() -> Result<(), Box<dyn std::e
     let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
     tokio::net::TcpStream::connect(addr).await?;
     accept.await??;
-    assert!(tokio::runtime::Handle::current().metrics().num_workers() >= 1);
+    assert_eq!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::MultiThread
+    );
     Ok(())
 }
 
