@@ -236,35 +236,24 @@ impl RootfsSource {
     /// assert!(matches!(RootfsSource::parse("oci:img:3.20", base), Ok(RootfsSource::Oci { .. })));
     /// ```
     pub fn parse(s: &str, base: &Path) -> Result<Self, SpecError> {
-        match s {
-            "" => return Err(SpecError::EmptyRootfs),
-            "builtin:busybox" => return Ok(Self::Busybox),
-            "builtin:host" => return Ok(Self::Host),
-            _ if s.starts_with("builtin:") => {
-                return Err(SpecError::UnknownBuiltin(s.to_string()));
+        let s = match grammar::rootfs(s) {
+            None if s.starts_with("builtin:") => {
+                return Err(SpecError::UnknownBuiltin(s.to_string()))
             }
-            _ => {}
-        }
-        if let Some(rest) = s.strip_prefix("oci:") {
-            // `oci:dir:tag`; a last part with a '/' is part of the directory, not a tag.
-            let (dir, tag) = match rest.rsplit_once(':') {
-                Some((d, t)) if !t.is_empty() && !t.contains('/') => (d, Some(t.to_string())),
-                _ => (rest, None),
-            };
-            if dir.is_empty() {
-                return Err(SpecError::EmptyRootfs);
+            None => return Err(SpecError::EmptyRootfs),
+            Some(grammar::Rootfs::Busybox) => return Ok(Self::Busybox),
+            Some(grammar::Rootfs::Host) => return Ok(Self::Host),
+            Some(grammar::Rootfs::Oci { dir, tag }) => {
+                return Ok(Self::Oci {
+                    dir: base.join(dir),
+                    tag: tag.map(str::to_string),
+                })
             }
-            return Ok(Self::Oci {
-                dir: base.join(dir),
-                tag,
-            });
-        }
-        if let Some(rest) = s.strip_prefix("docker-archive:") {
-            if rest.is_empty() {
-                return Err(SpecError::EmptyRootfs);
+            Some(grammar::Rootfs::DockerArchive(path)) => {
+                return Ok(Self::DockerArchive(base.join(path)))
             }
-            return Ok(Self::DockerArchive(base.join(rest)));
-        }
+            Some(grammar::Rootfs::Path(path)) => path,
+        };
         let path = base.join(s);
         if TAR_SUFFIXES.iter().any(|x| s.ends_with(x)) {
             Ok(Self::Tar(path))

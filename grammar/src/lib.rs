@@ -23,6 +23,8 @@ pub const HOSTNAME_FIX: &str =
 pub const WORKDIR_FIX: &str = "write an absolute path without '..'";
 /// The fix for a network other than the two there are.
 pub const NET_FIX: &str = "use \"loopback\" (the default) or \"host\"";
+/// The fix for a rootfs string that names nothing.
+pub const ROOTFS_FIX: &str = "name builtin:busybox, builtin:host, a .tar (.tar.gz, .tgz, .tar.zst, .tar.xz), a directory, oci:dir[:tag] or docker-archive:path";
 
 /// Splits a leading whole number from its unit: `"64M"` is `(64, "M")`.
 fn number_and_unit(s: &str) -> Option<(u64, &str)> {
@@ -120,9 +122,88 @@ pub fn host_net(s: &str) -> Option<bool> {
     }
 }
 
+/// What a rootfs string names, as far as its spelling tells (whether a path exists, and is a
+/// directory or an archive, is for the run time to find out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rootfs<'a> {
+    /// `builtin:busybox`.
+    Busybox,
+    /// `builtin:host`.
+    Host,
+    /// `oci:dir` or `oci:dir:tag` (a last part with a `/` belongs to the directory).
+    Oci {
+        /// The layout directory, as written.
+        dir: &'a str,
+        /// The tag, if given.
+        tag: Option<&'a str>,
+    },
+    /// `docker-archive:path`.
+    DockerArchive(&'a str),
+    /// Anything else: a path to an archive or a directory.
+    Path(&'a str),
+}
+
+/// Reads a rootfs string; `None` if it is empty, a `builtin:` other than the two there are, or
+/// an `oci:` or `docker-archive:` without a path.
+pub fn rootfs(s: &str) -> Option<Rootfs<'_>> {
+    if let Some(name) = s.strip_prefix("builtin:") {
+        return match name {
+            "busybox" => Some(Rootfs::Busybox),
+            "host" => Some(Rootfs::Host),
+            _ => None,
+        };
+    }
+    if let Some(rest) = s.strip_prefix("oci:") {
+        let (dir, tag) = match rest.rsplit_once(':') {
+            Some((d, t)) if !t.is_empty() && !t.contains('/') => (d, Some(t)),
+            _ => (rest, None),
+        };
+        return (!dir.is_empty()).then_some(Rootfs::Oci { dir, tag });
+    }
+    if let Some(path) = s.strip_prefix("docker-archive:") {
+        return (!path.is_empty()).then_some(Rootfs::DockerArchive(path));
+    }
+    (!s.is_empty()).then_some(Rootfs::Path(s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rootfs_strings() {
+        assert_eq!(rootfs("builtin:busybox"), Some(Rootfs::Busybox));
+        assert_eq!(rootfs("builtin:host"), Some(Rootfs::Host));
+        assert_eq!(
+            rootfs("oci:img:3.20"),
+            Some(Rootfs::Oci {
+                dir: "img",
+                tag: Some("3.20")
+            })
+        );
+        assert_eq!(
+            rootfs("oci:a:b/c"),
+            Some(Rootfs::Oci {
+                dir: "a:b/c",
+                tag: None
+            })
+        );
+        assert_eq!(
+            rootfs("docker-archive:save.tar"),
+            Some(Rootfs::DockerArchive("save.tar"))
+        );
+        assert_eq!(rootfs("alpine.tar.gz"), Some(Rootfs::Path("alpine.tar.gz")));
+        for bad in [
+            "",
+            "builtin:",
+            "builtin:busybx",
+            "oci:",
+            "oci::tag",
+            "docker-archive:",
+        ] {
+            assert_eq!(rootfs(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn durations() {

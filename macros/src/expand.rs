@@ -74,6 +74,12 @@ fn parse_options_spanned(attr: TokenStream) -> syn::Result<(Options, Option<Span
                         "empty rootfs: name a .tar, .tar.gz or a directory",
                     ));
                 }
+                if grammar::rootfs(&lit.value()).is_none() {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!("invalid rootfs {:?}: {}", lit.value(), grammar::ROOTFS_FIX),
+                    ));
+                }
                 if opts.rootfs.replace(lit.value()).is_some() {
                     return Err(dup());
                 }
@@ -91,7 +97,13 @@ fn parse_options_spanned(attr: TokenStream) -> syn::Result<(Options, Option<Span
                 }
             }
             "bind" | "env" => {
-                let array: syn::ExprArray = meta.value()?.parse()?;
+                let value: Expr = meta.value()?.parse()?;
+                let Expr::Array(array) = value else {
+                    return Err(syn::Error::new(
+                        value.span(),
+                        format!("expected an array of strings: `{name} = [\"…\", \"…\"]`"),
+                    ));
+                };
                 let mut items = Vec::new();
                 for elem in &array.elems {
                     let Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) = elem else {
@@ -531,13 +543,15 @@ mod tests {
         assert!(err(quote!(hostname = "a_b")).contains("invalid hostname"));
         assert!(err(quote!(hostname = "a", hostname = "b")).contains("given twice"));
         assert!(err(quote!(rootfs = "")).contains("empty rootfs"));
+        assert!(err(quote!(rootfs = "builtin:busybx")).contains("invalid rootfs"));
+        assert!(err(quote!(rootfs = "oci:")).contains("invalid rootfs"));
         assert!(err(quote!(net = "bridge")).contains("invalid net"));
         assert!(err(quote!(memory = "64MB")).contains("invalid memory size"));
         assert!(err(quote!(pids = 0)).contains("pids limit of 0"));
         assert!(err(quote!(cpus = 0.0)).contains("above 0"));
         assert!(err(quote!(cpus = "half")).contains("number of CPUs"));
         assert!(err(quote!(bind = ["data"])).contains("invalid bind"));
-        assert!(err(quote!(bind = "a:/b")).contains("expected square brackets"));
+        assert!(err(quote!(bind = "a:/b")).contains("expected an array of strings: `bind = ["));
         assert!(err(quote!(env = ["1X=y"])).contains("invalid env"));
         assert!(err(quote!(env = [KEY])).contains("string literal"));
         assert!(err(quote!(workdir = "rel")).contains("invalid workdir"));

@@ -1,0 +1,4 @@
+#[nstest::test(flavor = "green")]
+fn t() {}
+
+nstest::main!();

@@ -1,0 +1,4 @@
+#[nstest::test(rootfs = "builtin:busybx")]
+fn t() {}
+
+nstest::main!();

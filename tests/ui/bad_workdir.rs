@@ -1,0 +1,4 @@
+#[nstest::test(workdir = "relative/dir")]
+fn t() {}
+
+nstest::main!();

@@ -1,0 +1,4 @@
+#[nstest::test(bind = "data:/data")]
+fn t() {}
+
+nstest::main!();

@@ -1,0 +1,4 @@
+#[nstest::test(cpus = "half")]
+fn t() {}
+
+nstest::main!();

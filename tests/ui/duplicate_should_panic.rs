@@ -1,0 +1,6 @@
+#[nstest::test]
+#[should_panic]
+#[should_panic(expected = "boom")]
+fn t() {}
+
+nstest::main!();

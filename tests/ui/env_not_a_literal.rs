@@ -1,0 +1,4 @@
+#[nstest::test(env = [KEY])]
+fn t() {}
+
+nstest::main!();

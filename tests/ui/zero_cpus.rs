@@ -1,0 +1,4 @@
+#[nstest::test(cpus = 0.0)]
+fn t() {}
+
+nstest::main!();
