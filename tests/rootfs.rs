@@ -231,6 +231,19 @@ fn a_missing_rootfs_names_the_path_and_the_fix() {
         "{msg}"
     );
     assert!(msg.contains("NSTEST_ROOTFS"), "{msg}");
+
+    // One that is there but cannot be reached keeps its cause (here a symlink loop).
+    let d = dir("unreachable");
+    let looped = d.join("loop.tar");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    let err = rootfs::prepare(&RootfsSource::Tar(looped.clone())).unwrap_err();
+    match &err {
+        RootfsError::Read { path, source } => {
+            assert_eq!(path, &looped);
+            assert_eq!(source.raw_os_error(), Some(libc::ELOOP), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

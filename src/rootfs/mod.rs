@@ -460,8 +460,16 @@ fn settle_owners(
     applied.map_err(RootfsError::Owners)
 }
 
+/// `path`, resolved; a path that is not there is `NotFound`, one that cannot be reached
+/// (permissions, a symlink loop) keeps its error.
 fn existing(path: &Path) -> Result<PathBuf, RootfsError> {
-    path.canonicalize().map_err(|_| RootfsError::NotFound {
-        path: path.to_path_buf(),
+    path.canonicalize().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => RootfsError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => RootfsError::Read {
+            path: path.to_path_buf(),
+            source: Arc::new(e),
+        },
     })
 }
