@@ -744,7 +744,6 @@ pub fn bind(src: &Path, target: &Path, ro: bool) -> Result<()> {
     Ok(())
 }
 
-/// Creates at `target` a device node like the one at `host` (same type, numbers and mode).
 /// The inode of this process's PID namespace: pids are comparable only within one.
 pub fn pid_ns_inode() -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -774,31 +773,32 @@ pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Creates at `target` a device node like the one at `host` (same type, numbers and mode).
 pub fn mknod_like(host: &Path, target: &Path) -> Result<()> {
-    use nix::sys::stat::{mknod, stat, Mode, SFlag};
-    let st = stat(host)
+    let st = nix::sys::stat::stat(host)
         .map_err(|e| SysError::new(format!("stat({:?})", host.display().to_string()), e))?;
-    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-    let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
-    mknod(target, kind, mode, st.st_rdev).map_err(|e| {
+    mknod_exact(target, st.st_mode, st.st_rdev)
+}
+
+/// Creates at `target` a fifo or device node of `mode` (its file type and permission bits,
+/// as `st_mode` holds them) and device number `rdev`, with exactly those permission bits.
+pub fn mknod_exact(target: &Path, mode: u32, rdev: u64) -> Result<()> {
+    use nix::sys::stat::{fchmodat, mknod, FchmodatFlags, Mode, SFlag};
+    let kind = SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits());
+    let perms = Mode::from_bits_truncate(mode & 0o7777);
+    mknod(target, kind, perms, rdev).map_err(|e| {
         SysError::new(
             format!(
-                "mknod({:?}, {kind:?}, {:o}, {})",
+                "mknod({:?}, {kind:?}, {:o}, {rdev})",
                 target.display().to_string(),
-                mode.bits(),
-                st.st_rdev
+                perms.bits(),
             ),
             e,
         )
     })?;
-    // mknod applies the umask; the node gets the host's mode exactly.
-    nix::sys::stat::fchmodat(
-        None,
-        target,
-        mode,
-        nix::sys::stat::FchmodatFlags::FollowSymlink,
-    )
-    .map_err(|e| SysError::new(format!("chmod({:?})", target.display().to_string()), e))
+    // mknod applies the umask; the node gets the mode exactly.
+    fchmodat(None, target, perms, FchmodatFlags::FollowSymlink)
+        .map_err(|e| SysError::new(format!("chmod({:?})", target.display().to_string()), e))
 }
 
 /// `chdir(new_root)`, `pivot_root(".", ".")`, detach the old root stacked on top, `chdir("/")`.

@@ -4,8 +4,6 @@ use std::fs;
 use std::os::unix::fs::{lchown, symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::sys::stat::{mknod, Mode, SFlag};
-
 /// Copies the tree at `src` into the existing directory `dst`: regular files, directories,
 /// symlinks (never followed), fifos and device nodes, with their modes and, where permitted,
 /// owners. On failure returns the path that could not be copied.
@@ -47,15 +45,8 @@ fn copy_dir(
         } else if ft.is_file() {
             fs::copy(&from, &to).map_err(at(&from))?;
         } else if ft.is_fifo() || (privileged && (ft.is_char_device() || ft.is_block_device())) {
-            let kind = if ft.is_fifo() {
-                SFlag::S_IFIFO
-            } else if ft.is_char_device() {
-                SFlag::S_IFCHR
-            } else {
-                SFlag::S_IFBLK
-            };
-            mknod(&to, kind, Mode::from_bits_truncate(m.mode()), m.rdev())
-                .map_err(|e| (to.clone(), e.into()))?;
+            crate::sys::mknod_exact(&to, m.mode(), m.rdev())
+                .map_err(|e| (to.clone(), std::io::Error::from(e.errno)))?;
         } else {
             continue; // sockets, and device nodes without privileges
         }
@@ -69,4 +60,27 @@ fn copy_dir(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    #[test]
+    fn a_fifo_keeps_its_mode_whatever_the_umask() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, dst) = (d.path().join("src"), d.path().join("dst"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&dst).unwrap();
+        let fifo = src.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+        let copied = super::copy_tree(&src, &dst);
+        nix::sys::stat::umask(old);
+        copied.unwrap();
+        let m = std::fs::symlink_metadata(dst.join("fifo")).unwrap();
+        assert!(m.file_type().is_fifo());
+        assert_eq!(m.permissions().mode() & 0o7777, 0o666);
+    }
 }
