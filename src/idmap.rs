@@ -105,10 +105,7 @@ pub(crate) fn ranges() -> Option<&'static Ranges> {
 }
 
 fn discover() -> Option<Ranges> {
-    let off = matches!(
-        std::env::var("NSTEST_SUBIDS").as_deref(),
-        Ok("off" | "0" | "false" | "no")
-    );
+    let off = crate::spec::env_switch("NSTEST_SUBIDS") == Some(false);
     if off || !crate::parent::rootless() {
         return None;
     }

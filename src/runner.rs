@@ -188,10 +188,7 @@ struct RunEnv {
 static RUN_ENV: once_cell::sync::Lazy<RunEnv> = once_cell::sync::Lazy::new(|| RunEnv {
     timeout: spec::env_timeout(),
     limits: Limits::default().with_env_defaults(),
-    keep: matches!(
-        std::env::var("NSTEST_KEEP").as_deref(),
-        Ok("1" | "true" | "yes")
-    ),
+    keep: spec::env_switch("NSTEST_KEEP") == Some(true),
     shell: parent::shell::wanted(),
 });
 

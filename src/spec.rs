@@ -424,6 +424,20 @@ pub fn hostname_for_test(fn_name: &str) -> String {
     }
 }
 
+/// A switch variable (`NSTEST_KEEP=1`, `NSTEST_OVERLAY=off`): `Some(true)` for `1`, `true`, `yes`
+/// or `on`; `Some(false)` for `0`, `false`, `no` or `off`; `None` when unset or anything else.
+pub(crate) fn env_switch(name: &str) -> Option<bool> {
+    switch_value(std::env::var(name).ok()?.as_str())
+}
+
+fn switch_value(v: &str) -> Option<bool> {
+    match v {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 /// `NSTEST_TIMEOUT`, if set.
 ///
 /// ```
@@ -443,6 +457,19 @@ pub fn env_timeout() -> Result<Option<Duration>, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn switches_take_the_usual_words() {
+        for on in ["1", "true", "yes", "on"] {
+            assert_eq!(switch_value(on), Some(true), "{on}");
+        }
+        for off in ["0", "false", "no", "off"] {
+            assert_eq!(switch_value(off), Some(false), "{off}");
+        }
+        for neither in ["", "2", "Off", "maybe"] {
+            assert_eq!(switch_value(neither), None, "{neither}");
+        }
+    }
 
     // The grammar's cases are nstest-grammar's tests; these check the types and errors on top.
     #[test]

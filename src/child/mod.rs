@@ -106,8 +106,9 @@ fn enter(hex: &std::ffi::OsStr) -> ! {
 
 /// The variables passed through from the harness into the otherwise clean environment.
 const PASS_THROUGH: [&str; 3] = ["TERM", "RUST_BACKTRACE", "RUST_LIB_BACKTRACE"];
-/// `PATH` inside the container: what an Alpine or Debian root expects.
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// `PATH` inside the container (the test's, and `NSTEST_SHELL`'s shell): what an Alpine or
+/// Debian root expects.
+pub(crate) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A clean environment: `PATH` for the rootfs, `HOME`, `HOSTNAME`, the pass-through variables
 /// and the test's own `env`. Runs while the process is still single-threaded.

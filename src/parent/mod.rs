@@ -24,22 +24,14 @@ pub(crate) use supervise::Finished;
 
 /// `NSTEST_OVERLAY=off` (or `0`): every container gets a private copy of its rootfs, as when
 /// overlayfs is refused. Read once per run.
-static OVERLAY: Lazy<bool> = Lazy::new(|| {
-    !matches!(
-        std::env::var("NSTEST_OVERLAY").as_deref(),
-        Ok("off" | "0" | "false" | "no")
-    )
-});
+static OVERLAY: Lazy<bool> = Lazy::new(|| crate::spec::env_switch("NSTEST_OVERLAY") != Some(false));
 
 /// Rootless mode: the effective uid is not 0, or `NSTEST_ROOTLESS=1`. Containers then also get
 /// a user namespace in which the caller is root.
 pub(crate) fn rootless() -> bool {
     static ROOTLESS: Lazy<bool> = Lazy::new(|| {
         !nix::unistd::geteuid().is_root()
-            || matches!(
-                std::env::var("NSTEST_ROOTLESS").as_deref(),
-                Ok("1" | "true" | "yes")
-            )
+            || crate::spec::env_switch("NSTEST_ROOTLESS") == Some(true)
     });
     *ROOTLESS
 }

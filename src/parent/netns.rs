@@ -24,7 +24,7 @@ struct Pool {
 }
 
 static POOL: Lazy<Option<&'static Pool>> = Lazy::new(|| {
-    if std::env::var("NSTEST_NETNS_POOL").as_deref() == Ok("off") {
+    if crate::spec::env_switch("NSTEST_NETNS_POOL") == Some(false) {
         return None;
     }
     let pool: &'static Pool = Box::leak(Box::new(Pool {

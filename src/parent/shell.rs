@@ -15,10 +15,7 @@ use crate::sys::{self, Cloned};
 
 /// `NSTEST_SHELL=1`, and a terminal to talk to.
 pub(crate) fn wanted() -> bool {
-    matches!(
-        std::env::var("NSTEST_SHELL").as_deref(),
-        Ok("1" | "true" | "yes")
-    ) && sys::stdin_is_terminal()
+    crate::spec::env_switch("NSTEST_SHELL") == Some(true) && sys::stdin_is_terminal()
 }
 
 /// Runs an interactive shell in the container of `cloned` and waits for it to exit.
@@ -42,10 +39,7 @@ pub(crate) fn open(cloned: &Cloned, test: &str, userns: bool, host_net: bool) {
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", "/bin/sh; :"])
         .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
+        .env("PATH", crate::child::PATH)
         .env("HOME", "/root")
         .env("PS1", format!("[{test}] \\w # "));
     if let Ok(term) = std::env::var("TERM") {
