@@ -251,7 +251,8 @@ impl Container {
         self
     }
 
-    /// Standard input: [`Stdio::Inherit`] (default) or [`Stdio::Null`].
+    /// Standard input: [`Stdio::Inherit`] or [`Stdio::Null`] (default: inherit for `status`, null
+    /// for `output`, as with `std::process::Command`).
     ///
     /// ```no_run
     /// nstest::Container::new("cat").stdin(nstest::Stdio::Null).status()?;

@@ -982,8 +982,9 @@ pub fn report_file() -> std::fs::File {
     unsafe { std::fs::File::from_raw_fd(crate::protocol::REPORT_FD) }
 }
 
-// SAFETY: runs before `main`, in every binary that links nstest. It only acts in a re-executed
-// container child (the `__NSTEST_CHILD` variable is set), where it never returns; it uses the
+// SAFETY: runs before `main`, in every binary that links nstest. It only acts in a process the
+// harness started with one of its variables set: a re-executed container child
+// (`__NSTEST_CHILD`), the fork server, or the id-map helper; there it never returns. It uses the
 // environment, files and system calls, none of which depends on the Rust runtime's `main`
 // set-up. This is what lets `#[nstest::test]` work in ordinary libtest targets and `Container`
 // in any binary.

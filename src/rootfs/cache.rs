@@ -103,18 +103,24 @@ impl Cache {
                 }
             }
         }
+        self.remove_stale_tmp(false);
+    }
+
+    /// Removes the `tmp/<name>.<tag>` entries whose maker is gone; with `untagged`, also any
+    /// entry without a tag (safe only under the build lock, where no build is under way).
+    fn remove_stale_tmp(&self, untagged: bool) {
         let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
             return;
         };
         for e in entries.flatten() {
             let name = e.file_name();
-            let gone = name
-                .to_str()
-                .and_then(|n| n.rsplit_once('.'))
-                .and_then(|(_, tag)| maker_gone(tag));
+            let gone = match name.to_str().and_then(|n| n.rsplit_once('.')) {
+                Some((_, tag)) => maker_gone(tag).map(|pid| format!(" (pid {pid})")),
+                None => untagged.then(String::new),
+            };
             if let Some(pid) = gone {
                 eprintln!(
-                    "nstest: removed {}, left by a run that was killed (pid {pid})",
+                    "nstest: removed {}, left by a run that was killed{pid}",
                     e.path().display()
                 );
                 remove_tree(&e.path());
@@ -182,24 +188,8 @@ impl Cache {
         }
         // We hold the lock: a build in tmp/ whose process is gone was interrupted. (Other
         // entries there — scratch dirs, containers' layers — belong to live runs.)
+        self.remove_stale_tmp(true);
         let tmp_root = self.root.join("tmp");
-        for stale in fs::read_dir(&tmp_root)
-            .map_err(io_err(&tmp_root))?
-            .flatten()
-            .filter(|e| {
-                let name = e.file_name();
-                match name.to_str().and_then(|n| n.rsplit_once('.')) {
-                    Some((_, tag)) => maker_gone(tag).is_some(),
-                    None => true,
-                }
-            })
-        {
-            eprintln!(
-                "nstest: removing {} left by an interrupted run",
-                stale.path().display()
-            );
-            remove_tree(&stale.path());
-        }
         let tmp = tmp_root.join(format!("{key}.{}", crate::sys::owner_tag()));
         fs::create_dir(&tmp).map_err(io_err(&tmp))?;
         if let Err(e) = build(&tmp) {
