@@ -57,6 +57,8 @@ pub struct IdMapError {
     pub command: String,
     /// What it said (its stderr), or how it ended.
     pub detail: String,
+    /// The errno, where a system call failed (starting a helper, a pipe, a clone).
+    pub errno: Option<nix::errno::Errno>,
 }
 
 /// The part of using subordinate ids that failed.
@@ -185,6 +187,7 @@ impl Ranges {
                     kind: IdMapStep::Map,
                     command: command.clone(),
                     detail: e.to_string(),
+                    errno: e.raw_os_error().map(nix::errno::Errno::from_raw),
                 })?;
             Ok::<_, IdMapError>((command, child))
         };
@@ -201,6 +204,7 @@ impl Ranges {
                 kind: IdMapStep::Map,
                 command: command.clone(),
                 detail: e.to_string(),
+                errno: e.raw_os_error().map(nix::errno::Errno::from_raw),
             })?;
             if !out.status.success() {
                 return Err(IdMapError {
@@ -211,6 +215,7 @@ impl Ranges {
                         String::from_utf8_lossy(&out.stderr).trim(),
                         out.status
                     ),
+                    errno: None,
                 });
             }
         }
@@ -226,14 +231,18 @@ impl Ranges {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        let fail = |kind, detail: String| IdMapError {
+        let fail = |kind, detail: String, errno| IdMapError {
             kind,
             command: command.clone(),
             detail,
+            errno,
         };
-        let host = |e: sys::SysError| fail(IdMapStep::Host, e.to_string());
+        let host = |e: sys::SysError| fail(IdMapStep::Host, e.to_string(), Some(e.errno));
         let cstr = |b: &[u8]| {
-            CString::new(b).map_err(|_| fail(IdMapStep::Host, "a path with a NUL byte".into()))
+            CString::new(b).map_err(|_| {
+                let nul = Some(nix::errno::Errno::EINVAL);
+                fail(IdMapStep::Host, "a path with a NUL byte".into(), nul)
+            })
         };
         let null = sys::open_dev_null().map_err(host)?;
         let (err_r, err_w) = sys::pipe().map_err(host)?;
@@ -284,6 +293,7 @@ impl Ranges {
                     "{} (wait status {status:#x})",
                     String::from_utf8_lossy(&stderr).trim()
                 ),
+                None,
             ));
         }
         Ok(())

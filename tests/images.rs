@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 
+use nstest::rootfs::image::ImageError;
 use nstest::rootfs::{self, Base, RootfsError};
 use nstest::spec::RootfsSource;
 use sha2::{Digest, Sha256};
@@ -209,6 +210,10 @@ fn an_oci_layout_with_two_layers_and_whiteouts() {
             .contains("no image tagged \"nope\" (tags: test)"),
         "{err}"
     );
+    assert!(
+        matches!(&err, RootfsError::Image { reason: ImageError::NoSuchTag { tag, .. }, .. } if tag == "nope"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -235,7 +240,8 @@ fn a_missing_or_corrupt_layer_is_refused_and_nothing_is_left() {
     })
     .unwrap_err();
     assert!(
-        matches!(err, RootfsError::Image { .. }) && err.to_string().contains("missing blob"),
+        matches!(&err, RootfsError::Image { reason: ImageError::MissingBlob(d), .. } if d == &layers[1])
+            && err.to_string().contains("missing blob"),
         "{err}"
     );
 
@@ -250,6 +256,11 @@ fn a_missing_or_corrupt_layer_is_refused_and_nothing_is_left() {
     std::fs::write(&path, bytes).unwrap();
     let err = rootfs::prepare(&RootfsSource::Oci { dir, tag: None }).unwrap_err();
     assert!(err.to_string().contains("corrupt blob"), "{err}");
+    assert!(
+        matches!(&err, RootfsError::Image { reason: ImageError::CorruptBlob { expected, .. }, .. }
+            if layers[0].ends_with(expected.as_str())),
+        "{err:?}"
+    );
 
     let save = tmp("docker-missing").join("save.tar");
     let mut b = tar::Builder::new(std::fs::File::create(&save).unwrap());
@@ -268,6 +279,10 @@ fn a_missing_or_corrupt_layer_is_refused_and_nothing_is_left() {
     assert!(
         err.to_string().contains("missing layer gone/layer.tar"),
         "{err}"
+    );
+    assert!(
+        matches!(&err, RootfsError::Image { reason: ImageError::MissingLayer(l), .. } if l == "gone/layer.tar"),
+        "{err:?}"
     );
 
     let cache = Path::new(&std::env::var_os("NSTEST_CACHE_DIR").unwrap()).join("tmp");

@@ -266,6 +266,7 @@ mod tests {
                     kind: crate::idmap::IdMapStep::Map,
                     command: "/usr/bin/newuidmap 42 0 1000 1 1 100000 65536".into(),
                     detail: "newuidmap: write to uid_map failed: Operation not permitted".into(),
+                    errno: None,
                 }),
                 Machine {
                     rootless: true,

@@ -41,10 +41,94 @@ struct Manifest {
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-fn bad(path: &Path, what: impl Into<String>) -> RootfsError {
+/// Why an image was refused, by the step that found it out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImageError {
+    /// A JSON file (`index.json`, a manifest, `manifest.json`) is not what the format says.
+    NotJson(String),
+    /// A digest is not `<algorithm>:<hex>`.
+    MalformedDigest(String),
+    /// A digest of another algorithm than sha256.
+    UnsupportedDigest(String),
+    /// A blob the image names is not in the layout.
+    MissingBlob(String),
+    /// A blob's content does not have the digest it is stored under.
+    CorruptBlob {
+        /// The sha256 its name says.
+        expected: String,
+        /// The sha256 of its content.
+        actual: String,
+    },
+    /// The directory has no `oci-layout` file.
+    NotOciLayout,
+    /// No image carries the tag asked for.
+    NoSuchTag {
+        /// The tag asked for.
+        tag: String,
+        /// The tags there are.
+        tags: String,
+    },
+    /// The layout holds several images and no tag was given.
+    SeveralImages {
+        /// The tags there are.
+        tags: String,
+    },
+    /// An image index without a manifest for this machine (`linux/<arch>`).
+    NoImageForArch(&'static str),
+    /// A manifest without layers.
+    NoLayers,
+    /// The archive has no `manifest.json`.
+    NotDockerArchive,
+    /// `manifest.json` lists no image.
+    NoImageInManifest,
+    /// A layer path of `manifest.json` that leaves the archive (`..`, absolute).
+    LayerOutside {
+        /// The layer path.
+        layer: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A layer `manifest.json` lists is not in the archive.
+    MissingLayer(String),
+}
+
+impl std::fmt::Display for ImageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotJson(e) => write!(f, "not the JSON expected: {e}"),
+            Self::MalformedDigest(d) => write!(f, "malformed digest {d:?}"),
+            Self::UnsupportedDigest(d) => write!(f, "unsupported digest {d:?} (sha256 only)"),
+            Self::MissingBlob(d) => {
+                write!(f, "missing blob {d} (a layer or manifest was not copied?)")
+            }
+            Self::CorruptBlob { expected, actual } => {
+                write!(f, "corrupt blob: its sha256 is {actual}, not {expected}")
+            }
+            Self::NotOciLayout => f.write_str("not an OCI image layout (no oci-layout file)"),
+            Self::NoSuchTag { tag, tags } => write!(f, "no image tagged {tag:?} (tags: {tags})"),
+            Self::SeveralImages { tags } => {
+                write!(
+                    f,
+                    "several images: name one as oci:<dir>:<tag> (tags: {tags})"
+                )
+            }
+            Self::NoImageForArch(arch) => write!(f, "no linux/{arch} image in the index"),
+            Self::NoLayers => f.write_str("the image has no layers"),
+            Self::NotDockerArchive => f.write_str("not a `docker save` archive (no manifest.json)"),
+            Self::NoImageInManifest => f.write_str("manifest.json lists no image"),
+            Self::LayerOutside { layer, why } => write!(f, "layer {layer:?}: {why}"),
+            Self::MissingLayer(l) => write!(f, "missing layer {l}"),
+        }
+    }
+}
+
+impl std::error::Error for ImageError {}
+
+fn bad(path: &Path, reason: ImageError) -> RootfsError {
     RootfsError::Image {
         path: path.to_path_buf(),
-        reason: what.into(),
+        reason,
     }
 }
 
@@ -53,33 +137,25 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RootfsError
         path: path.into(),
         source: Arc::new(e),
     })?;
-    serde_json::from_slice(&text).map_err(|e| bad(path, format!("not the JSON expected: {e}")))
+    serde_json::from_slice(&text).map_err(|e| bad(path, ImageError::NotJson(e.to_string())))
 }
 
 /// The blob of `digest` (`sha256:<hex>`) in the layout at `dir`, checked against its digest.
 fn blob(dir: &Path, digest: &str) -> Result<PathBuf, RootfsError> {
     let (alg, hex) = digest
         .split_once(':')
-        .ok_or_else(|| bad(dir, format!("malformed digest {digest:?}")))?;
+        .ok_or_else(|| bad(dir, ImageError::MalformedDigest(digest.into())))?;
     if alg != "sha256" || hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad(
-            dir,
-            format!("unsupported digest {digest:?} (sha256 only)"),
-        ));
+        return Err(bad(dir, ImageError::UnsupportedDigest(digest.into())));
     }
     let path = dir.join("blobs").join(alg).join(hex);
     if !path.is_file() {
-        return Err(bad(
-            dir,
-            format!("missing blob {digest} (a layer or manifest was not copied?)"),
-        ));
+        return Err(bad(dir, ImageError::MissingBlob(digest.into())));
     }
     let actual = sha256_file(&path)?;
     if actual != hex {
-        return Err(bad(
-            &path,
-            format!("corrupt blob: its sha256 is {actual}, not {hex}"),
-        ));
+        let expected = hex.to_string();
+        return Err(bad(&path, ImageError::CorruptBlob { expected, actual }));
     }
     Ok(path)
 }
@@ -115,7 +191,7 @@ fn this_arch() -> &'static str {
 /// ```
 pub fn oci_manifest(dir: &Path, tag: Option<&str>) -> Result<String, RootfsError> {
     if !dir.join("oci-layout").is_file() {
-        return Err(bad(dir, "not an OCI image layout (no oci-layout file)"));
+        return Err(bad(dir, ImageError::NotOciLayout));
     }
     let index: Index = read_json(&dir.join("index.json"))?;
     let pick = |ms: &[Descriptor]| -> Result<Descriptor, RootfsError> {
@@ -134,20 +210,12 @@ pub fn oci_manifest(dir: &Path, tag: Option<&str>) -> Result<String, RootfsError
             [one] => Ok((*one).clone()),
             [] => Err(bad(
                 dir,
-                format!(
-                    "no image tagged {:?} (tags: {})",
-                    tag.unwrap_or(""),
-                    tags(ms)
-                ),
+                ImageError::NoSuchTag {
+                    tag: tag.unwrap_or("").into(),
+                    tags: tags(ms),
+                },
             )),
-            _ => Err(bad(
-                dir,
-                format!(
-                    "several images: name one as oci:{}:<tag> (tags: {})",
-                    dir.display(),
-                    tags(ms)
-                ),
-            )),
+            _ => Err(bad(dir, ImageError::SeveralImages { tags: tags(ms) })),
         }
     };
     let mut desc = pick(&index.manifests)?;
@@ -163,7 +231,7 @@ pub fn oci_manifest(dir: &Path, tag: Option<&str>) -> Result<String, RootfsError
                     .is_some_and(|p| p.os == "linux" && p.architecture == this_arch())
             })
             .cloned()
-            .ok_or_else(|| bad(dir, format!("no linux/{} image in the index", this_arch())))?;
+            .ok_or_else(|| bad(dir, ImageError::NoImageForArch(this_arch())))?;
     }
     Ok(desc.digest)
 }
@@ -195,7 +263,7 @@ pub fn build_oci(
 ) -> Result<(), RootfsError> {
     let manifest: Manifest = read_json(&blob(dir, digest)?)?;
     if manifest.layers.is_empty() {
-        return Err(bad(dir, "the image has no layers"));
+        return Err(bad(dir, ImageError::NoLayers));
     }
     for layer in &manifest.layers {
         unpack::apply_layer(&blob(dir, &layer.digest)?, dest, owners)?;
@@ -226,21 +294,20 @@ pub fn build_docker_archive(
     unpack::unpack(archive, scratch, &mut Owners::default())?;
     let manifest = scratch.join("manifest.json");
     if !manifest.is_file() {
-        return Err(bad(
-            archive,
-            "not a `docker save` archive (no manifest.json)",
-        ));
+        return Err(bad(archive, ImageError::NotDockerArchive));
     }
     let images: Vec<SaveEntry> = read_json(&manifest)?;
     let image = images
         .first()
-        .ok_or_else(|| bad(archive, "manifest.json lists no image"))?;
+        .ok_or_else(|| bad(archive, ImageError::NoImageInManifest))?;
     for layer in &image.layers {
-        unpack::check_inside(Path::new(layer))
-            .map_err(|r| bad(archive, format!("layer {layer:?}: {r}")))?;
+        unpack::check_inside(Path::new(layer)).map_err(|why| {
+            let layer = layer.clone();
+            bad(archive, ImageError::LayerOutside { layer, why })
+        })?;
         let path = scratch.join(layer);
         if !path.is_file() {
-            return Err(bad(archive, format!("missing layer {layer}")));
+            return Err(bad(archive, ImageError::MissingLayer(layer.clone())));
         }
         unpack::apply_layer(&path, dest, owners)?;
     }

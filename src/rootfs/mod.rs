@@ -71,7 +71,10 @@ pub enum RootfsError {
     },
     /// An image (OCI layout, `docker save` archive) is not what it should be: a missing or
     /// corrupt blob or layer, a manifest that does not parse, no image of that tag.
-    Image { path: PathBuf, reason: String },
+    Image {
+        path: PathBuf,
+        reason: image::ImageError,
+    },
     /// The cache directory could not be written.
     Cache {
         path: PathBuf,
