@@ -1,7 +1,7 @@
 //! The container side: PID 1 of its new namespaces, a clone of the fork server or a re-executed
 //! binary.
 //!
-//! [`run_if_child`] runs before `main` (a constructor in `sys.rs`). In a normal run it returns at
+//! [`run_if_child`] runs before `main` (a constructor in `sys/mod.rs`). In a normal run it returns at
 //! once. In the fork server it serves and never returns; the server's clones enter the container
 //! side with their spec. In a re-executed container child (the [`CHILD_ENV`] variable is set) it
 //! enters it too: sets the container up, says so on the report fd, runs the one test (or execs
