@@ -125,6 +125,8 @@
 //!   sets out to escape is not contained without a user namespace.
 
 #![warn(missing_docs)]
+// `unsafe` lives in `sys` only (each block with a `// SAFETY:` comment).
+#![deny(unsafe_code)]
 // The examples of `init` and `Container` show `main` on purpose: that is where `init` goes.
 #![allow(clippy::needless_doctest_main)]
 
@@ -142,6 +144,7 @@ mod registry;
 pub mod rootfs;
 mod runner;
 pub mod spec;
+#[allow(unsafe_code)]
 mod sys;
 
 pub use container::{Container, Stdio};
@@ -179,8 +182,10 @@ macro_rules! main {
 }
 
 /// `#[nstest::test]` in the crate's own unit tests: the standard libtest harness, side by side
-/// with plain `#[test]`s.
+/// with plain `#[test]`s. (The attribute registers each test in a `link_section` static, as
+/// linkme does, which `unsafe_code` counts.)
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod isolated_unit_tests {
     #[nstest::test(hostname = "unit-box")]
     fn a_unit_test_runs_as_pid_one_of_its_container() {
