@@ -64,7 +64,8 @@ pub(crate) struct Server {
 
 static SERVER: OnceCell<Option<Server>> = OnceCell::new();
 
-/// The fork server, started on first use; `None` if it is off or could not start.
+/// The fork server, started on first use; `None` if it is off, could not start, has failed, or
+/// belongs to the process this one was forked from (which has its own children).
 pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Server> {
     SERVER
         .get_or_init(|| {
@@ -96,6 +97,7 @@ pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Serv
             })
         })
         .as_ref()
+        .filter(|s| s.owner == nix::unistd::getpid() && s.lock().is_some())
 }
 
 /// Clones and re-executes this binary as the server, and waits until it says it is ready.
@@ -141,10 +143,8 @@ impl Server {
         plan: &ChildPlan,
         spec: &str,
     ) -> Answer {
-        if nix::unistd::getpid() != self.owner {
-            return Answer::NotSent;
-        }
-        let mut guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.lock();
+        // Failed since `get` (another thread's container): clone by ourselves.
         let Some((sock, _)) = guard.as_ref() else {
             return Answer::NotSent;
         };
@@ -210,6 +210,10 @@ impl Server {
         };
         Self::stop(&mut guard, &answer);
         Answer::Lost
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(OwnedFd, Cloned)>> {
+        self.sock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stops using a server that failed, makes sure it is gone, and says so once.
