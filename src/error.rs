@@ -98,7 +98,7 @@ impl fmt::Display for Error {
             Self::DiedDuringSetup(status) => write!(f, "the container died during setup, before it could report ({})", describe_status(*status)),
             Self::SetupTimedOut(d) => write!(
                 f,
-                "the container's set-up did not finish within the timeout of {}, so its test or command never started (a copy of a large rootfs, NSTEST_OVERLAY=off, or a mount that hangs?); raise the timeout (the `timeout` option, NSTEST_TIMEOUT)",
+                "the container's set-up did not finish within the timeout of {}, so its test or command never started (a copy of a large rootfs under NSTEST_OVERLAY=off, or a mount that hangs?); raise the timeout",
                 crate::spec::format_duration(*d)
             ),
             Self::TimedOut(d) => write!(f, "timed out after {}", crate::spec::format_duration(*d)),

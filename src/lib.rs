@@ -46,7 +46,8 @@
 //! - `bind = ["host:/container", "…:rw"]`, `env = ["KEY=value"]`, `workdir = "/path"`. The
 //!   environment is otherwise clean: `PATH` for the rootfs, `HOME`, `HOSTNAME`, and `TERM`,
 //!   `RUST_BACKTRACE` and `RUST_LIB_BACKTRACE` passed through.
-//! - `timeout = "500ms" | "10s" | "2m"` (default 60 s, or `NSTEST_TIMEOUT`).
+//! - `timeout = "500ms" | "10s" | "2m"` (default 60 s, or `NSTEST_TIMEOUT`), set-up included: a
+//!   timeout before the container is set up is nstest's error, not the test's failure.
 //! - `net = "loopback"` (default: a new network namespace with only `lo`, up) or `net = "host"`
 //!   (the host's network, shared).
 //! - `memory = "64M"`, `pids = 64`, `cpus = 0.5`: cgroup limits (v2, or v1 on hybrid machines);
