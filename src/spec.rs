@@ -240,7 +240,8 @@ impl RootfsSource {
             None if s.starts_with("builtin:") => {
                 return Err(SpecError::UnknownBuiltin(s.to_string()))
             }
-            None => return Err(SpecError::EmptyRootfs),
+            None if s.is_empty() => return Err(SpecError::EmptyRootfs),
+            None => return Err(SpecError::InvalidRootfs(s.to_string())),
             Some(grammar::Rootfs::Busybox) => return Ok(Self::Busybox),
             Some(grammar::Rootfs::Host) => return Ok(Self::Host),
             Some(grammar::Rootfs::Oci { dir, tag }) => {
@@ -322,6 +323,8 @@ pub enum SpecError {
     BadWorkdir(String),
     /// `rootfs = ""`.
     EmptyRootfs,
+    /// `oci:` or `docker-archive:` without a path.
+    InvalidRootfs(String),
     /// `builtin:` followed by something other than `busybox` or `host`.
     UnknownBuiltin(String),
     /// A file that is neither a `.tar`, a `.tar.gz`/`.tgz` nor a directory.
@@ -342,7 +345,8 @@ impl fmt::Display for SpecError {
             Self::BadBind(s) => write!(f, "invalid bind {s:?}: {}", grammar::BIND_FIX),
             Self::BadEnv(s) => write!(f, "invalid env {s:?}: {}", grammar::ENV_FIX),
             Self::BadWorkdir(s) => write!(f, "invalid workdir {s:?}: {}", grammar::WORKDIR_FIX),
-            Self::EmptyRootfs => f.write_str("empty rootfs: name a .tar, .tar.gz or a directory"),
+            Self::EmptyRootfs => write!(f, "empty rootfs: {}", grammar::ROOTFS_FIX),
+            Self::InvalidRootfs(s) => write!(f, "invalid rootfs {s:?}: {}", grammar::ROOTFS_FIX),
             Self::UnknownBuiltin(s) => {
                 write!(f, "unknown rootfs {s:?}: the builtins are builtin:busybox and builtin:host")
             }
@@ -585,6 +589,14 @@ mod tests {
             RootfsSource::parse("docker-archive:save.tar", base),
             Ok(RootfsSource::DockerArchive("/pkg/save.tar".into()))
         );
-        assert!(RootfsSource::parse("oci:", base).is_err());
+        assert_eq!(
+            RootfsSource::parse("oci:", base),
+            Err(SpecError::InvalidRootfs("oci:".into()))
+        );
+        assert_eq!(RootfsSource::parse("", base), Err(SpecError::EmptyRootfs));
+        assert_eq!(
+            RootfsSource::parse("builtin:nope", base),
+            Err(SpecError::UnknownBuiltin("builtin:nope".into()))
+        );
     }
 }

@@ -24,7 +24,7 @@ pub const WORKDIR_FIX: &str = "write an absolute path without '..'";
 /// The fix for a network other than the two there are.
 pub const NET_FIX: &str = "use \"loopback\" (the default) or \"host\"";
 /// The fix for a rootfs string that names nothing.
-pub const ROOTFS_FIX: &str = "name builtin:busybox, builtin:host, a .tar (.tar.gz, .tgz, .tar.zst, .tar.xz), a directory, oci:dir[:tag] or docker-archive:path";
+pub const ROOTFS_FIX: &str = "name builtin:busybox, builtin:host, a .tar (.tar.gz, .tgz, .tar.zst, .tzst, .tar.xz, .txz), a directory, oci:dir[:tag] or docker-archive:path";
 
 /// Splits a leading whole number from its unit: `"64M"` is `(64, "M")`.
 fn number_and_unit(s: &str) -> Option<(u64, &str)> {

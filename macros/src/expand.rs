@@ -68,12 +68,6 @@ fn parse_options_spanned(attr: TokenStream) -> syn::Result<(Options, Option<Span
             }
             "rootfs" => {
                 let lit: LitStr = meta.value()?.parse()?;
-                if lit.value().is_empty() {
-                    return Err(syn::Error::new(
-                        lit.span(),
-                        "empty rootfs: name a .tar, .tar.gz or a directory",
-                    ));
-                }
                 if grammar::rootfs(&lit.value()).is_none() {
                     return Err(syn::Error::new(
                         lit.span(),
@@ -542,7 +536,7 @@ mod tests {
         assert!(err(quote!(timeout = 10)).contains("expected string literal"));
         assert!(err(quote!(hostname = "a_b")).contains("invalid hostname"));
         assert!(err(quote!(hostname = "a", hostname = "b")).contains("given twice"));
-        assert!(err(quote!(rootfs = "")).contains("empty rootfs"));
+        assert!(err(quote!(rootfs = "")).contains("invalid rootfs \"\""));
         assert!(err(quote!(rootfs = "builtin:busybx")).contains("invalid rootfs"));
         assert!(err(quote!(rootfs = "oci:")).contains("invalid rootfs"));
         assert!(err(quote!(net = "bridge")).contains("invalid net"));
