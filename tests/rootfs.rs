@@ -295,9 +295,19 @@ fn what_a_killed_run_left_is_removed_by_the_next_one() {
         std::fs::create_dir_all(p.join("etc")).unwrap();
         std::fs::write(p.join("etc/half-written"), "x").unwrap();
     }
-    rootfs::cache::Cache::open(cache.clone()).unwrap();
+    let untagged = cache.join("tmp").join("tar-89ab");
+    std::fs::create_dir_all(&untagged).unwrap();
+    let opened = rootfs::cache::Cache::open(cache.clone()).unwrap();
     assert!(!stale.exists(), "the dead run's half-built base is removed");
     assert!(alive.exists(), "a live builder's is left alone");
+    // An entry without its maker's tag is only removed under the build lock, by the next build.
+    assert!(untagged.exists());
+    opened.get_or_build("k-untagged", |_| Ok(())).unwrap();
+    assert!(
+        !untagged.exists(),
+        "an untagged entry is removed by the next build"
+    );
+    assert!(alive.exists(), "a live builder's is still left alone");
 }
 
 #[test]

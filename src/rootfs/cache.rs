@@ -103,29 +103,27 @@ impl Cache {
                 }
             }
         }
-        self.remove_stale_tmp(false);
+        let _ = self.remove_stale_tmp(false);
     }
 
     /// Removes the `tmp/<name>.<tag>` entries whose maker is gone; with `untagged`, also any
     /// entry without a tag (safe only under the build lock, where no build is under way).
-    fn remove_stale_tmp(&self, untagged: bool) {
-        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
-            return;
-        };
-        for e in entries.flatten() {
+    fn remove_stale_tmp(&self, untagged: bool) -> Result<(), RootfsError> {
+        let tmp = self.root.join("tmp");
+        for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
             let name = e.file_name();
-            let gone = match name.to_str().and_then(|n| n.rsplit_once('.')) {
-                Some((_, tag)) => maker_gone(tag).map(|pid| format!(" (pid {pid})")),
-                None => untagged.then(String::new),
+            let why = match name.to_str().and_then(|n| n.rsplit_once('.')) {
+                Some((_, tag)) => {
+                    maker_gone(tag).map(|pid| format!("a run that was killed (pid {pid})"))
+                }
+                None => untagged.then(|| "an interrupted run".to_string()),
             };
-            if let Some(pid) = gone {
-                eprintln!(
-                    "nstest: removed {}, left by a run that was killed{pid}",
-                    e.path().display()
-                );
+            if let Some(why) = why {
+                eprintln!("nstest: removed {}, left by {why}", e.path().display());
                 remove_tree(&e.path());
             }
         }
+        Ok(())
     }
 
     /// The cache root.
@@ -188,7 +186,7 @@ impl Cache {
         }
         // We hold the lock: a build in tmp/ whose process is gone was interrupted. (Other
         // entries there — scratch dirs, containers' layers — belong to live runs.)
-        self.remove_stale_tmp(true);
+        self.remove_stale_tmp(true)?;
         let tmp_root = self.root.join("tmp");
         let tmp = tmp_root.join(format!("{key}.{}", crate::sys::owner_tag()));
         fs::create_dir(&tmp).map_err(io_err(&tmp))?;
