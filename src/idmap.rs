@@ -239,10 +239,8 @@ impl Ranges {
         };
         let host = |e: sys::SysError| fail(IdMapStep::Host, e.to_string(), Some(e.errno));
         let cstr = |b: &[u8]| {
-            CString::new(b).map_err(|_| {
-                let nul = Some(nix::errno::Errno::EINVAL);
-                fail(IdMapStep::Host, "a path with a NUL byte".into(), nul)
-            })
+            CString::new(b)
+                .map_err(|_| fail(IdMapStep::Host, "a path with a NUL byte".into(), None))
         };
         let null = sys::open_dev_null().map_err(host)?;
         let (err_r, err_w) = sys::pipe().map_err(host)?;

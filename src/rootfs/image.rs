@@ -71,6 +71,8 @@ pub enum ImageError {
     },
     /// The layout holds several images and no tag was given.
     SeveralImages {
+        /// The layout directory.
+        dir: PathBuf,
         /// The tags there are.
         tags: String,
     },
@@ -107,10 +109,11 @@ impl std::fmt::Display for ImageError {
             }
             Self::NotOciLayout => f.write_str("not an OCI image layout (no oci-layout file)"),
             Self::NoSuchTag { tag, tags } => write!(f, "no image tagged {tag:?} (tags: {tags})"),
-            Self::SeveralImages { tags } => {
+            Self::SeveralImages { dir, tags } => {
                 write!(
                     f,
-                    "several images: name one as oci:<dir>:<tag> (tags: {tags})"
+                    "several images: name one as oci:{}:<tag> (tags: {tags})",
+                    dir.display()
                 )
             }
             Self::NoImageForArch(arch) => write!(f, "no linux/{arch} image in the index"),
@@ -215,7 +218,13 @@ pub fn oci_manifest(dir: &Path, tag: Option<&str>) -> Result<String, RootfsError
                     tags: tags(ms),
                 },
             )),
-            _ => Err(bad(dir, ImageError::SeveralImages { tags: tags(ms) })),
+            _ => Err(bad(
+                dir,
+                ImageError::SeveralImages {
+                    dir: dir.to_path_buf(),
+                    tags: tags(ms),
+                },
+            )),
         }
     };
     let mut desc = pick(&index.manifests)?;

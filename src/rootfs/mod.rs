@@ -467,7 +467,8 @@ fn settle_owners(
 /// (permissions, a symlink loop) keeps its error.
 fn existing(path: &Path) -> Result<PathBuf, RootfsError> {
     path.canonicalize().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => RootfsError::NotFound {
+        // `a.tar/x`: not there either.
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => RootfsError::NotFound {
             path: path.to_path_buf(),
         },
         _ => RootfsError::Read {
