@@ -1058,14 +1058,15 @@ fn children_of(pid: u32) -> Vec<(u32, String)> {
 fn containers_are_cloned_by_one_fork_server_as_the_harness_children() {
     // By default a run's containers, from its second on, are cloned by one fork server with
     // CLONE_PARENT: they are the harness's own children and the server keeps none. With
-    // NSTEST_FORK_SERVER=off there is no server. Both runs sample the harness's children.
+    // NSTEST_FORK_SERVER=0 (as `off`: the switches take both) there is no server. Both runs
+    // sample the harness's children.
     let _serial = serial();
     let cache = e2e_cache();
     for server in [true, false] {
         let tmp = scratch("forksrv-tree-tmp");
         let mut cmd = load_command("2", &cache, &tmp);
         cmd.arg("-q").stdout(Stdio::null()).stderr(Stdio::null());
-        cmd.env("NSTEST_FORK_SERVER", if server { "on" } else { "off" });
+        cmd.env("NSTEST_FORK_SERVER", if server { "on" } else { "0" });
         let mut child = cmd.spawn().unwrap();
         // How many PID namespaces deep a process is, as this test's /proc sees it.
         let depth = |pid: u32| {
@@ -1113,7 +1114,7 @@ fn containers_are_cloned_by_one_fork_server_as_the_harness_children() {
                 "the server keeps no children: {theirs:?}"
             );
         } else {
-            assert!(servers.is_empty(), "NSTEST_FORK_SERVER=off: {servers:?}");
+            assert!(servers.is_empty(), "NSTEST_FORK_SERVER=0: {servers:?}");
         }
         wait_until(
             "the fork server to end with the harness",
