@@ -212,7 +212,7 @@ impl Container {
     }
 
     /// Sets a variable in the container's environment. The environment is otherwise clean:
-    /// `PATH` for the rootfs, `HOME=/root`, `HOSTNAME`, and `TERM` and `RUST_BACKTRACE` when set.
+    /// `PATH` for the rootfs, `HOME=/root`, `HOSTNAME`, and `TERM`, `RUST_BACKTRACE` and `RUST_LIB_BACKTRACE` when set.
     ///
     /// ```no_run
     /// let out = nstest::Container::new("sh").args(["-c", "echo $GREETING"]).env("GREETING", "hi").output()?;

@@ -57,8 +57,9 @@ pub enum Error {
     IdMap(crate::idmap::IdMapError),
     /// The report stream from the child did not decode.
     Protocol(ProtocolError),
-    /// This binary re-executed itself as a container child, but its `main` does not start with
-    /// `nstest::init()` (or `nstest::main!()`).
+    /// This binary was re-executed as a container child, but nstest's constructor, which enters
+    /// the container before `main`, did not run, and `main` does not start with `nstest::init()`
+    /// (or `nstest::main!()`), the fallback.
     NotInitialized,
 }
 
@@ -107,7 +108,7 @@ impl fmt::Display for Error {
             Self::IdMap(e) => write!(f, "{e}"),
             Self::BindSource(p, e) => write!(
                 f,
-                "cannot bind {} into the container: {e} (relative bind paths start at the package's directory)",
+                "cannot bind {} into the container: {e} (relative bind paths start at the package's directory for tests, at the current directory for `Container`)",
                 p.display()
             ),
             Self::NotInitialized => f.write_str(

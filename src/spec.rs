@@ -63,7 +63,8 @@ impl Net {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bind {
-    /// The host path (relative paths start at the package's directory).
+    /// The host path (relative paths start at the package's directory for tests, at the current
+    /// directory for `Container`).
     pub host: PathBuf,
     /// Where it appears in the container (absolute).
     pub target: PathBuf,
@@ -327,7 +328,8 @@ pub enum SpecError {
     InvalidRootfs(String),
     /// `builtin:` followed by something other than `busybox` or `host`.
     UnknownBuiltin(String),
-    /// A file that is neither a `.tar`, a `.tar.gz`/`.tgz` nor a directory.
+    /// A path that is neither a tar archive (`.tar`, `.tar.gz`/`.tgz`, `.tar.zst`/`.tzst`,
+    /// `.tar.xz`/`.txz`) nor a directory.
     UnsupportedRootfs(PathBuf),
     /// An environment variable that holds one of the above.
     Env(&'static str, Box<SpecError>),

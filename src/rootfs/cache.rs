@@ -136,7 +136,7 @@ impl Cache {
         &self.root
     }
 
-    /// A scratch directory for a build of `key` (`tmp/src-<key>.<pid>`), created empty; the
+    /// A scratch directory for a build of `key` (`tmp/src-<key>.<pid>-<pidns>`), created empty; the
     /// caller removes it. A killed run's is removed as stale like any `tmp/` entry.
     pub fn scratch_dir(&self, key: &str) -> PathBuf {
         let dir = self

@@ -89,7 +89,7 @@ impl fmt::Display for RootfsError {
         match self {
             Self::NotFound { path } => write!(
                 f,
-                "rootfs {} does not exist: fix the `rootfs` option or NSTEST_ROOTFS (relative paths start at the package's directory)",
+                "rootfs {} does not exist: fix the `rootfs` option or NSTEST_ROOTFS (relative paths start at the package's directory for tests, at the current directory for `Container`)",
                 path.display()
             ),
             Self::Spec(e) => write!(f, "{e}"),
@@ -309,13 +309,14 @@ pub fn keep_dir(name: &str) -> Result<PathBuf, RootfsError> {
     Ok(dir)
 }
 
+/// Prepares `source` (at most once per process) and returns its base.
+///
 /// ```no_run
 /// use nstest::{rootfs, spec::RootfsSource};
 /// let prepared = rootfs::prepare(&RootfsSource::Busybox)?;
 /// println!("{:?}", prepared.base); // Dir("~/.cache/nstest/bases/busybox-…")
 /// # Ok::<(), nstest::rootfs::RootfsError>(())
 /// ```
-/// Prepares `source` (at most once per process) and returns its base.
 pub fn prepare(source: &RootfsSource) -> Result<Prepared, RootfsError> {
     let slot = PREPARED
         .lock()
