@@ -98,10 +98,9 @@
 //!   on disk in the cache (a private copy of the rootfs if the cache's filesystem has no user
 //!   xattrs either).
 //! - Linux only (x86_64 and aarch64: the raw `clone` call assumes their argument order).
-//! - The container child enters before Rust's `main`: a panic inside says thread `<unnamed>`,
-//!   and a stack overflow shows as SIGSEGV without Rust's "stack overflow" message. (A one-test
-//!   process's container is cloned from the harness's main thread and keeps Rust's set-up of
-//!   it: there a panic says `main`, and a stack overflow is Rust's message and SIGABRT.)
+//! - The container child enters before Rust's `main`: a panic inside says thread `<unnamed>`
+//!   (`main` in a one-test process's container, cloned from the harness's main thread), and a
+//!   stack overflow shows as SIGSEGV without Rust's "stack overflow" message.
 //! - The test runs as PID 1: orphans of another session (daemons) are reaped while it runs;
 //!   other orphans stay zombies until it ends. The reaper is a thread, so the test's first child
 //!   is PID 3. A test that `setsid`s its own child and waits for it may find it reaped.
