@@ -18,12 +18,7 @@ use crate::runner::{run_desc, Failure};
 /// The whole `main` of a `harness = false` test binary.
 pub fn main() -> ! {
     crate::init();
-    let mut args = Arguments::from_args();
-    if args.exact && args.filter.is_some() && args.test_threads.is_none() {
-        // One test at most (`--exact name`: how nextest runs each test): no thread pool. The
-        // test then runs on the main thread, and its container is cloned without an `execve`.
-        args.test_threads = Some(1);
-    }
+    let args = Arguments::from_args();
     let tests = registry::tests();
     if !args.list {
         if let Some((_, first)) = tests.first() {

@@ -73,8 +73,7 @@
 //! - `NSTEST_NETNS_POOL=off`: as root, no pool of network namespaces made ahead of need.
 //! - `NSTEST_FORK_SERVER=off`: clone and re-execute the binary for each container, instead of
 //!   cloning each from one fork server started once per run (the default, from a process's
-//!   second container on). A process's first container, while the process has one thread (one
-//!   test: `--exact name`, as nextest runs them), is cloned without re-execution either way.
+//!   second container on).
 //! - `NSTEST_UNAVAILABLE=skip`: where containers cannot be made, report the tests as ignored
 //!   (with the reason) instead of failed.
 //!
@@ -82,8 +81,7 @@
 //!
 //! For each test the harness `clone(2)`s into new UTS, PID, mount, IPC and network namespaces
 //! and re-executes the test binary from `/proc/self/exe` (from a run's second container on, a
-//! fork server started once per run clones itself instead; a process with one thread, running
-//! one test, clones itself for its first). The child, PID 1 of its namespace,
+//! fork server started once per run clones itself instead). The child, PID 1 of its namespace,
 //! makes every mount private, mounts an overlay of the (once unpacked, shared read-only) rootfs
 //! with its writable layer on a tmpfs, mounts `/proc`, `/sys` (read-only), `/tmp` and a minimal
 //! `/dev`, `pivot_root`s into it, sets the hostname, brings up `lo`, runs the one test, and
@@ -98,9 +96,8 @@
 //!   on disk in the cache (a private copy of the rootfs if the cache's filesystem has no user
 //!   xattrs either).
 //! - Linux only (x86_64 and aarch64: the raw `clone` call assumes their argument order).
-//! - The container child enters before Rust's `main`: a panic inside says thread `<unnamed>`
-//!   (`main` in a one-test process's container, cloned from the harness's main thread), and a
-//!   stack overflow shows as SIGSEGV without Rust's "stack overflow" message.
+//! - The container child enters before Rust's `main`: a panic inside says thread `<unnamed>`,
+//!   and a stack overflow shows as SIGSEGV without Rust's "stack overflow" message.
 //! - The test runs as PID 1: orphans of another session (daemons) are reaped while it runs;
 //!   other orphans stay zombies until it ends. The reaper is a thread, so the test's first child
 //!   is PID 3. A test that `setsid`s its own child and waits for it may find it reaped.

@@ -44,9 +44,8 @@ pub(super) fn serve_if_asked() {
                 let flags = CloneFlags::from_bits_retain(req.flags);
                 // The clone closes the socket first, so that the harness sees a server that
                 // died, even while the clone waits to be released.
-                let plan = plan(&req, &fds);
-                match sys::fork_container(&one_thread, flags, &plan, &[SOCKET_FD], true) {
-                    Ok(None) => super::enter_clone(&req.spec),
+                match sys::fork_container(&one_thread, flags, &plan(&req, &fds), &[SOCKET_FD]) {
+                    Ok(None) => run_container(req.spec),
                     Ok(Some(cloned)) => Ok((cloned.pid.as_raw(), cloned.pidfd)),
                     Err(e) => Err(-(e.errno as i32)),
                 }
@@ -96,4 +95,9 @@ fn plan(req: &ForkRequest, fds: &[OwnedFd]) -> ChildPlan {
         netns,
         cgroup_ns: req.cgroup_ns.clone(),
     }
+}
+
+/// In the clone, prepared: the container side, as a re-executed child runs it.
+fn run_container(spec: String) -> ! {
+    super::enter(std::ffi::OsStr::new(&spec))
 }

@@ -42,13 +42,7 @@ pub fn run_if_child() {
     enter(&hex)
 }
 
-/// The container side in a fork-like clone (of the fork server, or of a harness with one
-/// thread), prepared, for the spec `hex`: as a re-executed child runs it.
-pub(crate) fn enter_clone(hex: &str) -> ! {
-    enter(std::ffi::OsStr::new(hex))
-}
-
-/// The container side, for the spec `hex` (from [`CHILD_ENV`], or from a fork-like clone).
+/// The container side, for the spec `hex` (from [`CHILD_ENV`], or from the fork server).
 fn enter(hex: &std::ffi::OsStr) -> ! {
     let _ = sys::set_cloexec(REPORT_FD);
     name_after_the_binary();

@@ -9,7 +9,6 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -189,21 +188,27 @@ pub(crate) fn spawn(
         // The server is stopped now, and this attempt's pipes go with this frame (a clone the
         // server may have made is held on them, and ends unreleased): start over without it.
         Answer::Lost => return spawn(spec, args, stdio, hold),
-        // No fork server (off, it failed, or a process's first container).
-        Answer::NotSent => match first.then(sys::single_threaded).flatten() {
-            // The process has one thread (it runs one test: nextest, `--exact`): clone from here
-            // as the fork server does, without an `execve`. Nothing buffered may be copied.
-            Some(one_thread) => {
-                let _ = std::io::stdout().flush();
-                match sys::fork_container(&one_thread, flags, &child, &[], false) {
-                    Ok(None) => crate::child::enter_clone(&spec_hex),
-                    Ok(Some(cloned)) => cloned,
-                    Err(e) => return Err(Error::Namespaces(e)),
-                }
-            }
-            // Clone and re-execute this binary.
-            None => exec(once, args, &spec_hex, child, flags)?,
-        },
+        // No fork server (off, or it failed): clone and re-execute from here.
+        Answer::NotSent => {
+            let mut envp = once.env.clone();
+            envp.push(CString::new(format!("{CHILD_ENV}={spec_hex}")).expect("hex has no NUL"));
+            let plan = ExecPlan {
+                exe: c"/proc/self/exe".into(),
+                argv: std::iter::once(Ok(once.argv0.clone()))
+                    .chain(args.iter().map(|a| CString::new(a.as_str())))
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| {
+                        Error::Host(SysError::new(
+                            "argv with a NUL byte",
+                            nix::errno::Errno::EINVAL,
+                        ))
+                    })?,
+                envp,
+                exec_failed_frame: once.exec_failed_frame.clone(),
+                child,
+            };
+            sys::clone_exec(flags, &plan).map_err(Error::Namespaces)?
+        }
     };
     drop((report_w, out_w, err_w, hold_r));
     Ok(Running {
@@ -224,34 +229,6 @@ impl Running {
         }
         Ok(())
     }
-}
-
-/// Clones a child that re-executes this binary with `args`, the spec in its environment.
-fn exec(
-    once: &Once,
-    args: &[String],
-    spec_hex: &str,
-    child: ChildPlan,
-    flags: CloneFlags,
-) -> Result<Cloned, Error> {
-    let mut envp = once.env.clone();
-    envp.push(CString::new(format!("{CHILD_ENV}={spec_hex}")).expect("hex has no NUL"));
-    let plan = ExecPlan {
-        exe: c"/proc/self/exe".into(),
-        argv: std::iter::once(Ok(once.argv0.clone()))
-            .chain(args.iter().map(|a| CString::new(a.as_str())))
-            .collect::<Result<_, _>>()
-            .map_err(|_| {
-                Error::Host(SysError::new(
-                    "argv with a NUL byte",
-                    nix::errno::Errno::EINVAL,
-                ))
-            })?,
-        envp,
-        exec_failed_frame: once.exec_failed_frame.clone(),
-        child,
-    };
-    sys::clone_exec(flags, &plan).map_err(Error::Namespaces)
 }
 
 /// A frame reporting `step` failed with `detail`, less the trailing errno the child appends.

@@ -358,28 +358,25 @@ fn glibc_tid_slot() -> Option<*mut libc::pid_t> {
     follows.then_some(slot)
 }
 
-/// `clone(2)` of this single-threaded process with `flags` (namespaces) and `CLONE_PIDFD`, and
-/// with `sibling` also `CLONE_PARENT` (the fork server's clones: the child is our parent's, the
-/// harness, which waits for it). In the child: `close_first` closed, the steps of `plan`, then
-/// every fd above the mapped ones closed; returns `None` there. Returns the child in the caller.
+/// `clone(2)` of this single-threaded process with `flags` (namespaces), `CLONE_PARENT` (the
+/// child is our parent's: the harness waits for it) and `CLONE_PIDFD`. In the child: `close_first`
+/// closed, the steps of `plan`, then every fd above the mapped ones closed; returns `None` there.
+/// Returns the child in the caller.
 ///
 /// Like glibc's own fork, the clone has the kernel write the child's thread id into glibc's
 /// descriptor (`CLONE_CHILD_SETTID`). glibc's other fork bookkeeping (atfork handlers, the
-/// robust-mutex list) is skipped: nstest registers no handlers, and the caller holds no lock
-/// the child will take.
+/// robust-mutex list) is skipped: the server registers no handlers and holds no mutex.
 pub fn fork_container(
     one_thread: &SingleThreaded,
     flags: CloneFlags,
     plan: &ChildPlan,
     close_first: &[RawFd],
-    sibling: bool,
 ) -> Result<Option<Cloned>> {
     assert!(plan.fds.len() <= 8, "at most 8 fds are mapped");
     let mut pidfd: libc::c_int = -1;
-    let parent = if sibling { libc::CLONE_PARENT } else { 0 };
     let all = flags.bits() as libc::c_ulong
         | libc::CLONE_PIDFD as libc::c_ulong
-        | parent as libc::c_ulong
+        | libc::CLONE_PARENT as libc::c_ulong
         | libc::CLONE_CHILD_SETTID as libc::c_ulong
         | libc::SIGCHLD as libc::c_ulong;
     // SAFETY: this process has one thread (the SingleThreaded token), so no lock is held by a
