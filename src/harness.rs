@@ -18,7 +18,11 @@ use crate::runner::{run_desc, Failure};
 /// The whole `main` of a `harness = false` test binary.
 pub fn main() -> ! {
     crate::init();
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    if args.exact && args.filter.is_some() && args.test_threads.is_none() {
+        // One test at most (`--exact name`: how nextest runs each test): no thread pool.
+        args.test_threads = Some(1);
+    }
     let tests = registry::tests();
     if !args.list {
         if let Some((_, first)) = tests.first() {
