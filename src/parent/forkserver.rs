@@ -12,6 +12,7 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use nix::sched::CloneFlags;
@@ -57,6 +58,8 @@ pub(crate) enum Answer {
 pub(crate) struct Server {
     /// Our end of its socket; `None` once it failed (the harness clones by itself from then on).
     sock: Mutex<Option<(OwnedFd, Cloned)>>,
+    /// Set when it failed, read without the lock (`get`, once per container).
+    failed: AtomicBool,
     /// The process that started it: a process forked from that one has its own children, and
     /// clones by itself.
     owner: nix::unistd::Pid,
@@ -93,11 +96,12 @@ pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Serv
             let (sock, cloned) = rx.recv().ok()??;
             Some(Server {
                 sock: Mutex::new(Some((sock, cloned))),
+                failed: AtomicBool::new(false),
                 owner: nix::unistd::getpid(),
             })
         })
         .as_ref()
-        .filter(|s| s.owner == nix::unistd::getpid() && s.lock().is_some())
+        .filter(|s| s.owner == nix::unistd::getpid() && !s.failed.load(Ordering::Relaxed))
 }
 
 /// Clones and re-executes this binary as the server, and waits until it says it is ready.
@@ -143,7 +147,7 @@ impl Server {
         plan: &ChildPlan,
         spec: &str,
     ) -> Answer {
-        let mut guard = self.lock();
+        let mut guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
         // Failed since `get` (another thread's container): clone by ourselves.
         let Some((sock, _)) = guard.as_ref() else {
             return Answer::NotSent;
@@ -169,7 +173,7 @@ impl Server {
             return Answer::NotSent; // a huge spec: the environment takes up to 128 KiB
         }
         if let Err(e) = sys::send_with_fds(sock.as_fd(), &req, &fds) {
-            Self::stop(&mut guard, &e);
+            self.stop(&mut guard, &e);
             return Answer::NotSent;
         }
         let mut buf = [0u8; 8];
@@ -208,16 +212,13 @@ impl Server {
             ),
             Err(e) => SysError::new(format!("its answer ({})", e.call), e.errno),
         };
-        Self::stop(&mut guard, &answer);
+        self.stop(&mut guard, &answer);
         Answer::Lost
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(OwnedFd, Cloned)>> {
-        self.sock.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Stops using a server that failed, makes sure it is gone, and says so once.
-    fn stop(guard: &mut Option<(OwnedFd, Cloned)>, why: &SysError) {
+    fn stop(&self, guard: &mut Option<(OwnedFd, Cloned)>, why: &SysError) {
+        self.failed.store(true, Ordering::Relaxed);
         if let Some((_, server)) = guard.take() {
             server.kill_and_reap();
             super::note_once(&format!(
