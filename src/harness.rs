@@ -88,8 +88,9 @@ pub fn main() -> ! {
 }
 
 /// What the `#[test]` wrapper of a `#[nstest::test]` calls in an ordinary libtest target: runs
-/// the test in its container, prints its output (libtest captures it as usual), and panics with
-/// the reason if it failed.
+/// the test in its container and prints its output (libtest captures it as usual). If it failed,
+/// it prints the reason too and unwinds without a panic message of its own, so that the test's
+/// own panic (printed inside the container) is the first and only one the user reads.
 pub fn run_in_libtest(desc: &'static TestDesc) {
     let name = desc.name();
     // The child never reaches libtest's main (nstest enters the container before it); were it
@@ -104,7 +105,10 @@ pub fn run_in_libtest(desc: &'static TestDesc) {
     ];
     match run_desc(desc, true, &args) {
         Ok(output) => print_output(output),
-        Err(failure) => panic!("{}", explained(failure)),
+        Err(failure) => {
+            println!("{}", explained(failure));
+            std::panic::resume_unwind(Box::new(TestFailed))
+        }
     }
 }
 
@@ -123,6 +127,11 @@ fn explained(failure: Failure) -> String {
     }
     failure.message
 }
+
+/// The unwind payload of a failed test in a libtest target (libtest reports it as failed; no
+/// panic hook runs for it).
+#[derive(Debug)]
+struct TestFailed;
 
 fn print_output(output: String) {
     if !output.is_empty() {

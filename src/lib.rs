@@ -44,8 +44,10 @@
 //!   `oci:dir[:tag]` or `docker-archive:path`, relative to the package's `CARGO_MANIFEST_DIR`;
 //!   or `builtin:busybox` / `builtin:host`.
 //! - `bind = ["host:/container", "…:rw"]`, `env = ["KEY=value"]`, `workdir = "/path"`. The
-//!   environment is otherwise clean: `PATH` for the rootfs, `HOME`, `HOSTNAME`, and `TERM`,
-//!   `RUST_BACKTRACE` and `RUST_LIB_BACKTRACE` passed through.
+//!   environment is otherwise clean: `PATH` for the rootfs, `HOME`, `HOSTNAME`; `TERM`,
+//!   `RUST_BACKTRACE`, `RUST_LIB_BACKTRACE`, `RUST_MIN_STACK`, `RUST_LOG`, `OUT_DIR` and what
+//!   cargo and nextest set for a test run (`CARGO_*`, `NEXTEST*`, not cargo's credentials)
+//!   passed through. `/proc/self/environ` shows the same.
 //! - `timeout = "500ms" | "10s" | "2m"` (default 60 s, or `NSTEST_TIMEOUT`), set-up included: a
 //!   timeout before the container is set up is nstest's error, not the test's failure.
 //! - `net = "loopback"` (default: a new network namespace with only `lo`, up) or `net = "host"`
@@ -96,11 +98,14 @@
 //!   on disk in the cache (a private copy of the rootfs if the cache's filesystem has no user
 //!   xattrs either).
 //! - Linux only (x86_64 and aarch64: the raw `clone` call assumes their argument order).
-//! - The container child enters before Rust's `main`: a panic inside says thread `<unnamed>`,
-//!   and a stack overflow shows as SIGSEGV without Rust's "stack overflow" message.
-//! - The test runs as PID 1: orphans of another session (daemons) are reaped while it runs;
-//!   other orphans stay zombies until it ends. The reaper is a thread, so the test's first child
-//!   is PID 3. A test that `setsid`s its own child and waits for it may find it reaped.
+//! - The test runs in PID 1, on a thread named after it (its tid is 2; its first child is
+//!   PID 3), while PID 1's main thread reaps every orphan. For that, `SIGCHLD` has a handler
+//!   (`SA_RESTART`): as in any process with one, a blocking call that `SA_RESTART` does not
+//!   restart (`poll`, `nanosleep`) may return `EINTR` when one of the test's children ends. A
+//!   test that replaces the handler keeps its orphans reaped, within 50 ms.
+//! - The container child enters before Rust's `main`, so Rust's runtime set-up never ran there:
+//!   nstest arms its stack-overflow message for the test's thread only; a thread the test
+//!   starts that overflows its stack dies of SIGSEGV without the message.
 //! - From a process's second container on, each container is a clone of the fork server,
 //!   started at that second container: its argv is `argv[0]` alone, and its umask, resource
 //!   limits and inherited stdio are the harness's when the server started. A program that has

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::parent::{self, Launch, Out, StdioSetup, Verdict};
-use crate::protocol::RunSpec;
+use crate::protocol::{Message, Outcome, RunSpec};
 use crate::registry::TestDesc;
 use crate::spec::{
     self, format_bytes, format_duration, Limits, Net, RootfsSource, DEFAULT_TIMEOUT,
@@ -214,8 +214,13 @@ pub(crate) fn run_desc(
         (Out::Inherit, Out::Inherit)
     };
     let explain = |reason: String| {
+        let reason = if reason.is_empty() {
+            reason
+        } else {
+            reason + "\n"
+        };
         format!(
-            "{reason}\ncontainer: {}\nrerun: {}",
+            "{reason}container: {}\nrerun: {}",
             settings.describe(desc),
             rerun_command(desc)
         )
@@ -262,6 +267,17 @@ pub(crate) fn run_desc(
         (None, _) => String::new(),
     };
     let mut output = String::from_utf8_lossy(&finished.stdout.into_bytes()).into_owned();
+    // A panic the test's own output shows (Rust's `thread '…' panicked at` lines, as libtest
+    // prints them) is not told twice.
+    let shown_panic = finished.messages.iter().find_map(|m| match m {
+        Message::Outcome(Outcome::Panicked {
+            message,
+            location: Some(l),
+        }) if output.contains(&format!("panicked at {l}:\n{message}")) => {
+            Some(format!("test panicked at {l}: {message}"))
+        }
+        _ => None,
+    });
     let mut fail = |reason: String, setup: bool| {
         if !output.is_empty() && !output.ends_with('\n') {
             output.push('\n');
@@ -275,7 +291,13 @@ pub(crate) fn run_desc(
     };
     match verdict {
         Verdict::Passed => Ok(output),
-        Verdict::Failed(reason) => fail(reason, false),
+        Verdict::Failed(reason) => {
+            let reason = match shown_panic.as_deref().and_then(|l| reason.strip_prefix(l)) {
+                Some(rest) => rest.trim_start_matches('\n').to_string(),
+                None => reason,
+            };
+            fail(reason, false)
+        }
         Verdict::Error(e) => fail(error(e).message, true),
     }
 }

@@ -264,6 +264,11 @@ fn run_fixture_in(
         .args(args)
         .env("TMPDIR", &tmp)
         .env("NSTEST_CACHE_DIR", &cache)
+        // Failures read the same whatever the caller's own setting.
+        .env("RUST_BACKTRACE", "0")
+        // Secrets of the harness's environment, which no test may see (`demo_env_is_clean`).
+        .env("E2E_SECRET", "hunter2")
+        .env("CARGO_REGISTRY_TOKEN", "hunter2")
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -354,10 +359,19 @@ fn check_every_outcome(run: &Run, rootless: bool) {
             run.messages.get(test).map(String::as_str).unwrap_or(&text)
         );
     }
-    assert_eq!(run.outcomes.len(), 40, "{text}");
+    assert_eq!(run.outcomes.len(), 43, "{text}");
     let reasons = [
-        ("fail_panic", "test panicked at tests/e2e/fixture.rs"),
-        ("fail_panic", "plain panic message"),
+        // As libtest prints an in-process panic: the test's thread, its name, its tid (the
+        // main thread is PID 1's reaper), the location, the message, once.
+        (
+            "fail_panic",
+            "\nthread 'fail_panic' (2) panicked at tests/e2e/fixture.rs:",
+        ),
+        ("fail_panic", ":\nplain panic message\nnote: run with `RUST_BACKTRACE=1`"),
+        (
+            "fail_stack_overflow",
+            "\nthread 'fail_stack_overflow' (2) has overflowed its stack\nfatal runtime error: stack overflow, aborting\ntest killed by signal SIGABRT\n",
+        ),
         ("fail_err", "test returned an error: \"custom error value\""),
         (
             "fail_should_panic_mismatch",
@@ -401,6 +415,14 @@ fn check_every_outcome(run: &Run, rootless: bool) {
             run.message(test)
         );
     }
+    assert_eq!(
+        run.message("fail_panic")
+            .matches("plain panic message")
+            .count(),
+        1,
+        "the panic is told once: {}",
+        run.message("fail_panic")
+    );
     for (test, outcome) in &run.outcomes {
         if outcome == "FAILED" {
             let msg = run.message(test);
@@ -410,7 +432,7 @@ fn check_every_outcome(run: &Run, rootless: bool) {
             );
         }
     }
-    let (passed, failed) = if rootless { (23, 16) } else { (24, 15) };
+    let (passed, failed) = if rootless { (25, 17) } else { (26, 16) };
     let summary = format!("test result: FAILED. {passed} passed; {failed} failed; 1 ignored");
     assert!(text.contains(&summary), "{text}");
     let limits: [(&str, &str); 2] = if rootless {
@@ -438,7 +460,7 @@ fn writes_never_cross_tests_even_in_order() {
     // Sequential, sorted: a writes, b looks; c deletes /bin /etc /usr, d finds them whole.
     let run = run_fixture("order", &["demo_", "--test-threads", "1"], &[]);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 23, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 25, "{}", run.text());
     // The shared base in the cache is untouched too.
     let cache = e2e_cache().join("bases");
     for base in std::fs::read_dir(cache).unwrap().flatten() {
@@ -451,7 +473,7 @@ fn writes_never_cross_tests_even_in_order() {
 fn libtest_flags_work() {
     let run = run_fixture("list", &["--list", "--format", "terse"], &[]);
     let listed = String::from_utf8_lossy(&run.output.stdout);
-    assert_eq!(listed.lines().count(), 40, "{listed}");
+    assert_eq!(listed.lines().count(), 43, "{listed}");
     assert!(listed.lines().all(|l| l.ends_with(": test")), "{listed}");
 
     // What nextest does: list the ignored tests apart, then run each test alone.
@@ -487,7 +509,7 @@ fn libtest_flags_work() {
         &[],
     );
     assert!(run.output.status.success(), "{}", run.text());
-    assert!(run.text().contains("21 passed"), "{}", run.text());
+    assert!(run.text().contains("23 passed"), "{}", run.text());
 
     let run = run_fixture("nocapture", &["fail_panic", "--nocapture"], &[]);
     assert!(
@@ -563,7 +585,7 @@ fn the_other_roots_pass_the_same_demos() {
             "{var}={value}:\n{}",
             run.text()
         );
-        assert_eq!(run.outcomes.len(), 23, "{var}={value}:\n{}", run.text());
+        assert_eq!(run.outcomes.len(), 25, "{var}={value}:\n{}", run.text());
     }
     // builtin:host binds the host's /bin /usr /sbin read-only: the demos that write there fail
     // by design; everything else passes.
@@ -573,7 +595,7 @@ fn the_other_roots_pass_the_same_demos() {
         .message("demo_a_writes_a_marker")
         .contains("Read-only file system"));
     let passed = run.outcomes.values().filter(|o| *o == "ok").count();
-    assert_eq!(passed, 21, "{}", run.text());
+    assert_eq!(passed, 23, "{}", run.text());
 }
 
 /// The busybox base in the e2e cache, built by a first run if need be.
@@ -657,7 +679,7 @@ fn without_user_namespaces_each_test_names_the_cause_and_the_fix() {
         &env,
     );
     assert!(!run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 23, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 25, "{}", run.text());
     for test in run.outcomes.keys() {
         assert_eq!(run.outcome(test), "FAILED");
         let msg = run.message(test);
@@ -678,7 +700,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     let env = [("NSTEST_ROOTLESS", "1"), ("NSTEST_UNAVAILABLE", "skip")];
     let run = run_fixture_in("skip", WITHOUT_USERNS, "e2e-cache-userns", &[], &env);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 40);
+    assert_eq!(run.outcomes.len(), 43);
     assert!(
         run.outcomes.values().all(|o| o == "ignored"),
         "{}",
@@ -697,7 +719,7 @@ fn nstest_unavailable_skip_turns_them_into_ignored_tests_with_the_reason() {
     );
     assert_eq!(
         String::from_utf8_lossy(&run.output.stdout).lines().count(),
-        40,
+        43,
         "{}",
         run.text()
     );
@@ -1019,7 +1041,7 @@ fn json_output_stays_machine_readable() {
             assert!(v["stdout"].as_str().unwrap().contains("rerun: "), "{line}");
         }
     }
-    assert_eq!(failed, 13, "{stdout}");
+    assert_eq!(failed, 14, "{stdout}");
 }
 
 /// Runs an example with the e2e cache; its stdout, once it has succeeded.

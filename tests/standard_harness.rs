@@ -55,10 +55,12 @@ fn deliberately_hangs() {
     std::thread::sleep(std::time::Duration::from_secs(600));
 }
 
-/// Runs this same test binary on one of its ignored tests.
-fn run_ignored(test: &str) -> (bool, String) {
+/// Runs this same test binary on one of its ignored tests, with `RUST_BACKTRACE` set to
+/// `backtrace`.
+fn run_ignored(test: &str, backtrace: &str) -> (bool, String) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", test, "--include-ignored"])
+        .env("RUST_BACKTRACE", backtrace)
         .output()
         .unwrap();
     (
@@ -68,21 +70,40 @@ fn run_ignored(test: &str) -> (bool, String) {
 }
 
 #[test]
-fn a_failing_isolated_test_is_reported_by_libtest() {
-    let (ok, text) = run_ignored("deliberately_fails");
+fn a_failing_isolated_test_reads_as_an_in_process_one() {
+    let (ok, text) = run_ignored("deliberately_fails", "0");
     assert!(!ok, "{text}");
     assert!(
         text.contains("test deliberately_fails ... FAILED"),
         "{text}"
     );
-    assert!(text.contains("output from inside"), "{text}");
+    // The test's output, then its own panic as libtest prints it (its thread, its location),
+    // once; then nstest's two lines; nothing of nstest's wrapper.
+    let section = text
+        .split_once("---- deliberately_fails stdout ----\n")
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| panic!("no failure section: {text}"));
     assert!(
-        text.contains("test panicked at tests/standard_harness.rs"),
+        section.starts_with(
+            "output from inside\n\nthread 'deliberately_fails' (2) panicked at tests/standard_harness.rs:"
+        ),
         "{text}"
     );
-    assert!(text.contains("boom from inside the container"), "{text}");
+    assert!(
+        section.contains(":\nboom from inside the container\nnote: run with `RUST_BACKTRACE=1`"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("boom from inside the container").count(),
+        1,
+        "{text}"
+    );
+    assert!(section.contains("\ncontainer: rootfs "), "{text}");
+    assert!(section.contains("\nrerun: "), "{text}");
+    assert!(!text.contains("src/harness.rs"), "{text}");
+    assert_eq!(text.matches("panicked at").count(), 1, "{text}");
 
-    let (ok, text) = run_ignored("deliberately_hangs");
+    let (ok, text) = run_ignored("deliberately_hangs", "0");
     assert!(!ok, "{text}");
     assert!(text.contains("timed out after 300ms"), "{text}");
 }

@@ -9,7 +9,7 @@
 
 mod copy;
 mod forkserver;
-mod reaper;
+mod init;
 mod run;
 mod setup;
 
@@ -58,6 +58,23 @@ fn enter(hex: &std::ffi::OsStr) -> ! {
             libc::EINVAL,
         ),
     };
+    // A test's thread is started first, so that its start overlaps the set-up; it waits for
+    // the go after it.
+    let test = match &spec.run {
+        RunSpec::Test(name) => match crate::registry::find(name) {
+            Some(desc) => Some((
+                desc,
+                init::TestThread::spawn(desc, name, spec.hold_on_failure),
+            )),
+            None => fail(
+                &mut reporter,
+                Step::FindTest,
+                format!("no test named {name:?} in this binary"),
+                libc::ENOENT,
+            ),
+        },
+        _ => None,
+    };
     match setup::setup(&spec, &mut |n| reporter.send(&Message::Note(n))) {
         Ok(true) => reporter.send(&Message::RootfsCopied),
         Ok(false) => {}
@@ -65,26 +82,12 @@ fn enter(hex: &std::ffi::OsStr) -> ! {
     }
     clean_env(&spec);
     match spec.run {
-        RunSpec::Test(name) => {
-            let Some(desc) = crate::registry::find(&name) else {
-                fail(
-                    &mut reporter,
-                    Step::FindTest,
-                    format!("no test named {name:?} in this binary"),
-                    libc::ENOENT,
-                )
-            };
+        RunSpec::Test(_) => {
+            let (desc, thread) = test.expect("found before the set-up");
+            // Its own session and process group, as an init has (both 1), not the harness's.
+            let _ = sys::setsid();
             reporter.send(&Message::SetupDone);
-            reaper::start();
-            let outcome = run::run_test(desc);
-            let _ = std::io::stdout().flush();
-            let _ = std::io::stderr().flush();
-            let failed = outcome != crate::protocol::Outcome::Passed;
-            reporter.send(&Message::Outcome(outcome));
-            if failed && spec.hold_on_failure {
-                sys::wait_forever(); // NSTEST_SHELL: the parent opens a shell here, then kills us
-            }
-            sys::exit_now(0)
+            init::run_test(desc, thread, reporter, spec.hold_on_failure)
         }
         RunSpec::Probe => {
             reporter.send(&Message::SetupDone);
@@ -105,21 +108,45 @@ fn enter(hex: &std::ffi::OsStr) -> ! {
 }
 
 /// The variables passed through from the harness into the otherwise clean environment.
-const PASS_THROUGH: [&str; 3] = ["TERM", "RUST_BACKTRACE", "RUST_LIB_BACKTRACE"];
+const PASS_THROUGH: [&str; 6] = [
+    "TERM",
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+    "RUST_MIN_STACK",
+    "RUST_LOG",
+    "OUT_DIR",
+];
 /// `PATH` inside the container (the test's, and `NSTEST_SHELL`'s shell): what an Alpine or
 /// Debian root expects.
 pub(crate) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// A clean environment: `PATH` for the rootfs, `HOME`, `HOSTNAME`, the pass-through variables
-/// and the test's own `env`. Runs while the process is still single-threaded.
-fn clean_env(spec: &ChildSpec) {
-    let kept: Vec<_> = PASS_THROUGH
-        .iter()
-        .filter_map(|k| std::env::var_os(k).map(|v| (*k, v)))
-        .collect();
-    for (k, _) in std::env::vars_os() {
-        std::env::remove_var(k);
+/// Whether the harness's variable `key` goes into the container: the pass-through variables,
+/// and what cargo and nextest set for a test run (`CARGO`, `CARGO_MANIFEST_DIR`, `CARGO_PKG_*`,
+/// `CARGO_BIN_EXE_*`, …, `NEXTEST*`), but none of cargo's credentials or network settings.
+fn passed_through(key: &str) -> bool {
+    if PASS_THROUGH.contains(&key) || key == "CARGO" || key.starts_with("NEXTEST") {
+        return true;
     }
+    let Some(rest) = key.strip_prefix("CARGO_") else {
+        return false;
+    };
+    let secret = ["TOKEN", "CREDENTIAL", "SECRET", "PASSWORD"]
+        .iter()
+        .any(|w| rest.contains(w));
+    let config = ["REGISTRY", "REGISTRIES_", "HTTP_", "NET_", "SOURCE_"]
+        .iter()
+        .any(|p| rest.starts_with(p));
+    !secret && !config
+}
+
+/// A clean environment: `PATH` for the rootfs, `HOME`, `HOSTNAME`, the variables
+/// [`passed_through`] and the test's own `env`; the kernel's record of it (`/proc/self/environ`)
+/// says the same, not what the harness had. Runs while the process is still single-threaded.
+fn clean_env(spec: &ChildSpec) {
+    let kept: Vec<_> = std::env::vars_os()
+        .filter(|(k, _)| k.to_str().is_some_and(passed_through))
+        .collect();
+    sys::clear_env();
     std::env::set_var("PATH", PATH);
     std::env::set_var("HOME", "/root");
     std::env::set_var("HOSTNAME", &spec.hostname);
@@ -129,6 +156,16 @@ fn clean_env(spec: &ChildSpec) {
     for (k, v) in &spec.env {
         std::env::set_var(k, v);
     }
+    let mut region = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        use std::os::unix::ffi::OsStrExt;
+        region.extend_from_slice(k.as_bytes());
+        region.push(b'=');
+        region.extend_from_slice(v.as_bytes());
+        region.push(0);
+    }
+    // Without CONFIG_CHECKPOINT_RESTORE the kernel keeps the harness's: said in the docs.
+    let _ = sys::set_environ_region(region);
 }
 
 fn fail(reporter: &mut Reporter, step: Step, detail: String, errno: i32) -> ! {

@@ -3,10 +3,12 @@
 //! Each wrapper returns a [`SysError`] that names the call and its arguments and keeps the errno
 //! matchable (`mount("overlay", "/…/root", …) => EPERM`). `unsafe` lives in this module only, and
 //! each block says why it is sound. By role: [`clone`] makes the container's process, [`mount`]
-//! its mounts, [`net`] its network, [`socket`] the fork server's channel; the rest (fds, waits,
-//! signals, names) is here.
+//! its mounts, [`net`] its network, [`socket`] the fork server's channel, [`init`] PID 1's duties
+//! (session, reaping, stack overflows, its environment); the rest (fds, waits, signals, names)
+//! is here.
 
 mod clone;
+mod init;
 mod mount;
 mod net;
 mod socket;
@@ -14,6 +16,10 @@ mod socket;
 pub use clone::{
     clone_call, clone_exec, fork_container, join_namespaces, single_threaded, ChildPlan, Cloned,
     ExecPlan,
+};
+pub use init::{
+    catch_stack_overflow, child_events, clear_env, count_child_events, reap_own_children,
+    set_environ_region, setsid, sigchld_handler_is_ours, wait_child_event,
 };
 pub use mount::{bind, make_rprivate, mknod_exact, mknod_like, mount, pivot_root_to, set_xattr};
 pub use net::{loopback_up, new_netns_with_lo};

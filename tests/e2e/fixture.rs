@@ -144,13 +144,34 @@ fn demo_env_is_clean() {
         "TERM",
         "RUST_BACKTRACE",
         "RUST_LIB_BACKTRACE",
+        "RUST_MIN_STACK",
+        "RUST_LOG",
+        "OUT_DIR",
+        "CARGO",
     ];
-    for (k, _) in std::env::vars() {
+    for (k, v) in std::env::vars() {
+        // tests/e2e.rs gives the harness secrets (`E2E_SECRET`, `CARGO_REGISTRY_TOKEN`) that
+        // must not reach a test; what cargo sets for a test run does.
         assert!(
-            allowed.contains(&k.as_str()),
+            !v.contains("hunter2"),
+            "{k} leaked from the harness's environment"
+        );
+        assert!(
+            allowed.contains(&k.as_str()) || k.starts_with("CARGO_") || k.starts_with("NEXTEST"),
             "{k} leaked from the harness's environment"
         );
     }
+    // The kernel's record of the environment says the same: nothing of the harness's (nor
+    // nstest's own variables) is left in /proc/self/environ.
+    let kernel: std::collections::BTreeSet<String> = std::fs::read("/proc/self/environ")
+        .unwrap()
+        .split(|b| *b == 0)
+        .filter(|e| !e.is_empty())
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect();
+    let seen: std::collections::BTreeSet<String> =
+        std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(kernel, seen, "/proc/self/environ");
     assert_eq!(
         std::env::var("PATH").unwrap(),
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -335,17 +356,21 @@ fn demo_cannot_modify_its_own_binary() {
 
 #[nstest::test]
 fn demo_a_hundred_orphans_are_reaped_and_the_test_waits_for_its_own() {
-    // 100 daemon-style orphans (setsid, in the background): re-parented to PID 1, the test, and
-    // reaped by nstest while the test runs; the test's own child is still its to wait for.
+    // 100 orphans re-parented to PID 1 while the test runs: 90 of the test's own session
+    // (`(cmd &)` in a subshell), 10 daemon-style (setsid). nstest reaps every one while the test
+    // runs; the test's own child is still its to wait for, with its exact status.
     let own = Command::new("sh")
         .args(["-c", "sleep 0.5; exit 7"])
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        Command::new("sh")
-            .args(["-c", "setsid sleep 0.01 &"])
-            .status()
-            .unwrap();
+    for i in 0..100 {
+        let script = if i % 10 == 0 {
+            "setsid sleep 0.01 &"
+        } else {
+            "(true &)"
+        };
+        let st = Command::new("sh").args(["-c", script]).status().unwrap();
+        assert!(st.success());
     }
     // Every process but PID 1 and the test's own child (and that child's `sleep`): the orphans,
     // running or zombies. Waiting until none is left — not merely until no zombie is seen, which
@@ -371,6 +396,36 @@ fn demo_a_hundred_orphans_are_reaped_and_the_test_waits_for_its_own() {
     }
     assert_eq!(orphans(), Vec::<String>::new(), "the orphans were reaped");
     assert_eq!(own.wait_with_output().unwrap().status.code(), Some(7));
+    // And a child forked and waited for by hand, status and all.
+    // SAFETY: the child only calls _exit.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        // SAFETY: _exit is async-signal-safe.
+        nix::unistd::ForkResult::Child => unsafe { libc::_exit(42) },
+        nix::unistd::ForkResult::Parent { child } => {
+            let status = nix::sys::wait::waitpid(child, None).unwrap();
+            assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 42));
+        }
+    }
+}
+
+#[nstest::test]
+fn demo_pid_one_leads_its_own_session_and_group() {
+    assert_eq!(nix::unistd::getsid(None).unwrap().as_raw(), 1);
+    assert_eq!(nix::unistd::getpgrp().as_raw(), 1);
+    // Its children are in that session, as a shell's are.
+    let out = Command::new("sh")
+        .args(["-c", "cut -d' ' -f5,6 /proc/self/stat"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 1");
+}
+
+#[nstest::test]
+fn demo_the_test_runs_on_a_thread_named_after_it() {
+    assert_eq!(
+        std::thread::current().name(),
+        Some("demo_the_test_runs_on_a_thread_named_after_it")
+    );
 }
 
 /// Refuses to go on unless this is a container: a broken isolation must not let the hostile
@@ -513,6 +568,19 @@ fn fail_should_panic_without_panic() {}
 fn fail_segfault() {
     // SAFETY: not safe at all: this test exists to crash with SIGSEGV.
     unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
+}
+
+#[nstest::test]
+fn fail_stack_overflow() {
+    fn deeper(n: u64) -> u64 {
+        let frame = [n; 512];
+        std::hint::black_box(&frame);
+        if n == u64::MAX {
+            return 0;
+        }
+        deeper(n + 1) + frame[(n % 512) as usize]
+    }
+    std::hint::black_box(deeper(0));
 }
 
 #[nstest::test]
