@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use miniserde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::owners::Owners;
@@ -19,13 +19,18 @@ struct Index {
 
 #[derive(Deserialize, Clone)]
 struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
     digest: String,
-    #[serde(default)]
-    annotations: std::collections::HashMap<String, String>,
-    #[serde(default)]
+    annotations: Option<std::collections::BTreeMap<String, String>>,
     platform: Option<Platform>,
+}
+
+impl Descriptor {
+    /// Its `org.opencontainers.image.ref.name` annotation (its tag), if any.
+    fn ref_name(&self) -> Option<&str> {
+        self.annotations.as_ref()?.get(REF_NAME).map(String::as_str)
+    }
 }
 
 #[derive(Deserialize, Clone)]
@@ -135,12 +140,23 @@ fn bad(path: &Path, reason: ImageError) -> RootfsError {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RootfsError> {
-    let text = std::fs::read(path).map_err(|e| RootfsError::Read {
+/// Reads a JSON file of the format into `T`. (miniserde, not serde_json: nothing in nstest's
+/// dependencies may add trait impls on std types, such as serde_json's `PartialEq` between
+/// its `Value` and integers, which change how a user's `assert_eq!` infers its types.)
+fn read_json<T: Deserialize>(path: &Path) -> Result<T, RootfsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| RootfsError::Read {
         path: path.into(),
         source: Arc::new(e),
     })?;
-    serde_json::from_slice(&text).map_err(|e| bad(path, ImageError::NotJson(e.to_string())))
+    miniserde::json::from_str(&text).map_err(|_| {
+        bad(
+            path,
+            ImageError::NotJson(format!(
+                "{} bytes that do not parse as this format's JSON",
+                text.len()
+            )),
+        )
+    })
 }
 
 /// The blob of `digest` (`sha256:<hex>`) in the layout at `dir`, checked against its digest.
@@ -202,8 +218,7 @@ pub fn oci_manifest(dir: &Path, tag: Option<&str>) -> Result<String, RootfsError
             Some(t) => ms
                 .iter()
                 .filter(|m| {
-                    m.annotations
-                        .get(REF_NAME)
+                    m.ref_name()
                         .is_some_and(|r| r == t || r.ends_with(&format!(":{t}")))
                 })
                 .collect(),
@@ -229,7 +244,11 @@ pub fn oci_manifest(dir: &Path, tag: Option<&str>) -> Result<String, RootfsError
     };
     let mut desc = pick(&index.manifests)?;
     // An image index: take the manifest for this machine.
-    while desc.media_type.contains("index") {
+    while desc
+        .media_type
+        .as_deref()
+        .is_some_and(|t| t.contains("index"))
+    {
         let inner: Index = read_json(&blob(dir, &desc.digest)?)?;
         desc = inner
             .manifests
@@ -246,10 +265,7 @@ pub fn oci_manifest(dir: &Path, tag: Option<&str>) -> Result<String, RootfsError
 }
 
 fn tags(ms: &[Descriptor]) -> String {
-    let t: Vec<&str> = ms
-        .iter()
-        .filter_map(|m| m.annotations.get(REF_NAME).map(String::as_str))
-        .collect();
+    let t: Vec<&str> = ms.iter().filter_map(Descriptor::ref_name).collect();
     if t.is_empty() {
         "none".into()
     } else {
@@ -321,4 +337,40 @@ pub fn build_docker_archive(
         unpack::apply_layer(&path, dest, owners)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{oci_manifest, ImageError, RootfsError};
+
+    #[test]
+    fn an_index_that_is_not_the_formats_json_is_refused_saying_which_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        for text in [
+            "{",
+            r#"{"manifests": 3}"#,
+            r#"{"manifests":[{"mediaType":"x"}]}"#,
+        ] {
+            std::fs::write(dir.path().join("index.json"), text).unwrap();
+            match oci_manifest(dir.path(), None) {
+                Err(RootfsError::Image {
+                    path,
+                    reason: ImageError::NotJson(_),
+                }) => assert!(path.ends_with("index.json")),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // Fields the format may add, and optional ones left out, are fine.
+        std::fs::write(
+            dir.path().join("index.json"),
+            r#"{"schemaVersion":2,"new":{"x":[1,2.5,null,true]},"manifests":[{"digest":"sha256:ab","size":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(oci_manifest(dir.path(), None).unwrap(), "sha256:ab");
+    }
 }
