@@ -340,6 +340,7 @@ impl Container {
             timeout: self.timeout,
             capture_limit: None,
             limits,
+            package: None,
             binds: self
                 .binds
                 .iter()

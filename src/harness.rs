@@ -61,10 +61,16 @@ pub fn main() -> ! {
     if let (Some(reason), false) = (unavailable, args.list) {
         eprintln!("nstest: every test is skipped (NSTEST_UNAVAILABLE=skip): {reason}");
     }
+    // An ignored test with a reason, in a run that does not run ignored tests, is reported
+    // ignored with its reason (libtest-mimic only shows a reason given at run time).
+    let runs_ignored = args.ignored || args.include_ignored;
     let trials = tests
         .into_iter()
-        .map(|(name, desc)| match unavailable {
-            None => {
+        .map(|(name, desc)| match (unavailable, desc.ignore_reason) {
+            (None, Some(reason)) if !runs_ignored => {
+                Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
+            }
+            (None, _) => {
                 Trial::ignorable_test(name, move || match run_desc(desc, !nocapture, &[]) {
                     Ok(output) => {
                         if show_output {
@@ -78,7 +84,7 @@ pub fn main() -> ! {
                 })
                 .with_ignored_flag(desc.ignore)
             }
-            Some(reason) => {
+            (Some(reason), _) => {
                 Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
                     .with_ignored_flag(true)
             }

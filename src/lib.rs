@@ -48,6 +48,11 @@
 //!   `RUST_BACKTRACE`, `RUST_LIB_BACKTRACE`, `RUST_MIN_STACK`, `RUST_LOG`, `OUT_DIR` and what
 //!   cargo and nextest set for a test run (`CARGO_*`, `NEXTEST*`, not cargo's credentials)
 //!   passed through. `/proc/self/environ` shows the same.
+//! - `package = false`: the package is not shown. By default, as `cargo test` gives it to a
+//!   test, the package directory and the build outputs (the test binary, `CARGO_BIN_EXE_*`)
+//!   are there at their own paths, read-only, the test starts in the package root, and
+//!   `CARGO_TARGET_TMPDIR` is a private writable tmpfs; over a rootfs without one, the host's
+//!   dynamic loader lets the package's binaries start.
 //! - `timeout = "500ms" | "10s" | "2m"` (default 60 s, or `NSTEST_TIMEOUT`), set-up included: a
 //!   timeout before the container is set up is nstest's error, not the test's failure.
 //! - `net = "loopback"` (default: a new network namespace with only `lo`, up) or `net = "host"`
@@ -55,8 +60,8 @@
 //! - `memory = "64M"`, `pids = 64`, `cpus = 0.5`: cgroup limits (v2, or v1 on hybrid machines);
 //!   a test the OOM killer ends fails with "killed: out of memory (limit 64M)".
 //!
-//! `#[should_panic]`, `#[should_panic(expected = "…")]`, `#[ignore]` and `-> Result<(), E>`
-//! behave as with `#[test]`. With the `tokio` feature, `async fn` tests run on a runtime built
+//! `#[should_panic]`, `#[should_panic(expected = "…")]`, `#[ignore]`, `#[ignore = "…"]` and
+//! `-> Result<(), E>` behave as with `#[test]`. With the `tokio` feature, `async fn` tests run on a runtime built
 //! inside the container (`flavor = "current_thread"`, the default, or `"multi_thread"`).
 //!
 //! ## Environment
@@ -76,6 +81,7 @@
 //! - `NSTEST_FORK_SERVER=off`: clone and re-execute the binary for each container, instead of
 //!   cloning each from one fork server started once per run (the default, from a process's
 //!   second container on).
+//! - `NSTEST_PACKAGE=off`: tests without a `package` option do not see their package.
 //! - `NSTEST_UNAVAILABLE=skip`: where containers cannot be made, report the tests as ignored
 //!   (with the reason) instead of failed.
 //!
@@ -122,7 +128,10 @@
 //!   default action when it starts a container: nstest needs the exit status of its containers
 //!   and helpers, which the kernel drops while SIGCHLD is ignored. Code in the same process
 //!   that counted on the kernel reaping its own children has to reap them.
-//! - In-container backtraces are not symbolized (the binary's host path is not in the rootfs).
+//! - In-container backtraces are symbolized only where the package is shown (the default; not
+//!   with `package = false`), since the binary must be readable at its own path.
+//! - In `harness = false` targets, libtest-mimic shows an ignore reason in parentheses
+//!   (`ignored (reason)`); libtest targets show it as libtest does (`ignored, reason`).
 //! - cgroup v2 limits need a cgroup the harness may write whose controllers reach its children
 //!   (as root: the slice above the session scope; rootless: a delegated subtree), else the
 //!   limited test fails saying so (v1 is used on hybrid machines).

@@ -53,6 +53,8 @@ pub enum Step {
     CgroupNamespace,
     /// Bind-mounting a host path into the container (`bind = [...]`).
     Bind,
+    /// Showing the test's package read-only at its own paths (`package = false` turns it off).
+    Package,
     /// Changing to the working directory (`workdir = ...`).
     Workdir,
     /// Making mount propagation of `/` private, recursively.
@@ -89,7 +91,7 @@ pub enum Step {
     Exec,
 }
 
-const STEPS: [Step; 21] = [
+const STEPS: [Step; 22] = [
     Step::ReadSpec,
     Step::MakePrivate,
     Step::MountScratch,
@@ -111,6 +113,7 @@ const STEPS: [Step; 21] = [
     Step::CgroupNamespace,
     Step::Bind,
     Step::Workdir,
+    Step::Package,
 ];
 
 impl Step {
@@ -460,6 +463,11 @@ pub struct ChildSpec {
     pub userns: bool,
     /// Shares the host's network namespace (`net = "host"`) instead of a new one with `lo`.
     pub host_net: bool,
+    /// The test's package (see `parent::package`): `(host, container, only where the rootfs
+    /// has nothing)` bound read-only with everything under them, before `binds`.
+    pub package: Vec<(PathBuf, PathBuf, bool)>,
+    /// Where a fresh writable tmpfs is mounted over the package (`CARGO_TARGET_TMPDIR`).
+    pub tmpfs: Vec<PathBuf>,
     /// Host paths bound into the container: `(host, container, read_only)`.
     pub binds: Vec<(PathBuf, PathBuf, bool)>,
     /// Variables set in the (otherwise clean) environment.
@@ -495,6 +503,16 @@ impl ChildSpec {
                 | (self.hold_on_failure as u8) << 3,
         );
         put_str(&mut p, &self.hostname);
+        p.extend_from_slice(&(self.package.len() as u32).to_le_bytes());
+        for (host, target, if_missing) in &self.package {
+            put_bytes(&mut p, host.as_os_str().as_bytes());
+            put_bytes(&mut p, target.as_os_str().as_bytes());
+            p.push(*if_missing as u8);
+        }
+        p.extend_from_slice(&(self.tmpfs.len() as u32).to_le_bytes());
+        for t in &self.tmpfs {
+            put_bytes(&mut p, t.as_os_str().as_bytes());
+        }
         p.extend_from_slice(&(self.binds.len() as u32).to_le_bytes());
         for (host, target, ro) in &self.binds {
             put_bytes(&mut p, host.as_os_str().as_bytes());
@@ -562,6 +580,14 @@ impl ChildSpec {
         let hold_on_failure = flags & 8 != 0;
         let hostname = r.string()?;
         let n = r.u32()?;
+        let package = (0..n)
+            .map(|_| Ok((path(&mut r)?, path(&mut r)?, r.u8()? != 0)))
+            .collect::<Result<_, ProtocolError>>()?;
+        let n = r.u32()?;
+        let tmpfs = (0..n)
+            .map(|_| path(&mut r))
+            .collect::<Result<_, ProtocolError>>()?;
+        let n = r.u32()?;
         let binds = (0..n)
             .map(|_| Ok((path(&mut r)?, path(&mut r)?, r.u8()? != 0)))
             .collect::<Result<_, ProtocolError>>()?;
@@ -596,6 +622,8 @@ impl ChildSpec {
             hostname,
             userns,
             host_net,
+            package,
+            tmpfs,
             binds,
             env,
             workdir,
@@ -840,6 +868,11 @@ mod tests {
                 hostname: "box".into(),
                 userns: false,
                 host_net: true,
+                package: vec![
+                    ("/ws".into(), "/ws".into(), false),
+                    ("/ws/p".into(), "/l/p".into(), true),
+                ],
+                tmpfs: vec!["/ws/target/tmp".into()],
                 binds: vec![
                     ("/h".into(), "/c".into(), true),
                     ("/a:b".into(), "/d".into(), false),
@@ -857,6 +890,8 @@ mod tests {
                 hostname: "h".into(),
                 userns: true,
                 host_net: false,
+                package: vec![],
+                tmpfs: vec![],
                 binds: vec![],
                 env: vec![],
                 workdir: None,
@@ -878,6 +913,8 @@ mod tests {
             hostname: "p".into(),
             userns: true,
             host_net: true,
+            package: vec![],
+            tmpfs: vec![],
             binds: vec![],
             env: vec![],
             workdir: None,

@@ -25,6 +25,8 @@ pub struct TestDesc {
     pub run: fn() -> Result<(), String>,
     /// `#[ignore]`.
     pub ignore: bool,
+    /// `#[ignore = "reason"]`: the reason.
+    pub ignore_reason: Option<&'static str>,
     /// `#[should_panic]`.
     pub should_panic: ShouldPanic,
     /// `hostname = "..."`.
@@ -47,8 +49,13 @@ pub struct TestDesc {
     pub env: &'static [&'static str],
     /// `workdir = "/path"`.
     pub workdir: Option<&'static str>,
+    /// `package = false | true`: whether the package is shown inside (default: the run's
+    /// `NSTEST_PACKAGE`, else shown).
+    pub package: Option<bool>,
     /// `env!("CARGO_MANIFEST_DIR")` of the package that defines the test.
     pub manifest_dir: &'static str,
+    /// `option_env!("CARGO_TARGET_TMPDIR")`: set where cargo builds integration tests.
+    pub target_tmpdir: Option<&'static str>,
 }
 
 impl TestDesc {
@@ -117,6 +124,7 @@ mod tests {
             fn_name,
             run: || Ok(()),
             ignore: false,
+            ignore_reason: None,
             should_panic: ShouldPanic::No,
             hostname: None,
             rootfs: None,
@@ -128,7 +136,9 @@ mod tests {
             bind: &[],
             env: &[],
             workdir: None,
+            package: None,
             manifest_dir: "",
+            target_tmpdir: None,
         }
     }
 

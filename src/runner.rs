@@ -44,6 +44,8 @@ struct Settings {
     binds: Vec<spec::Bind>,
     env: Vec<(String, String)>,
     workdir: Option<std::path::PathBuf>,
+    /// The package, shown read-only (unless `package = false` or `NSTEST_PACKAGE=off`).
+    package: Option<parent::package::PackageView>,
 }
 
 impl Settings {
@@ -81,6 +83,12 @@ impl Settings {
                 .map(|e| spec::parse_env(e))
                 .collect::<Result<_, _>>()?,
             workdir: desc.workdir.map(spec::validate_workdir).transpose()?,
+            package: desc
+                .package
+                .or(RUN_ENV.package)
+                .unwrap_or(true)
+                .then(|| parent::package::view(desc.manifest_dir, desc.target_tmpdir))
+                .flatten(),
         })
     }
 
@@ -130,6 +138,14 @@ impl Settings {
                 b.target.display(),
                 if b.read_only { "" } else { ":rw" }
             ));
+        }
+        if let Some(p) = &self.package {
+            let trees: Vec<String> = p
+                .trees
+                .iter()
+                .map(|(_, t)| t.display().to_string())
+                .collect();
+            parts.push(format!("package {} (read-only)", trees.join(" ")));
         }
         if let Some(w) = &self.workdir {
             parts.push(format!("workdir {}", w.display()));
@@ -183,6 +199,8 @@ struct RunEnv {
     keep: bool,
     /// `NSTEST_SHELL=1`, with a terminal.
     shell: bool,
+    /// `NSTEST_PACKAGE=off` (or `on`): whether tests without a `package` option show it.
+    package: Option<bool>,
 }
 
 static RUN_ENV: once_cell::sync::Lazy<RunEnv> = once_cell::sync::Lazy::new(|| RunEnv {
@@ -190,6 +208,7 @@ static RUN_ENV: once_cell::sync::Lazy<RunEnv> = once_cell::sync::Lazy::new(|| Ru
     limits: Limits::default().with_env_defaults(),
     keep: spec::env_switch("NSTEST_KEEP") == Some(true),
     shell: parent::shell::wanted(),
+    package: spec::env_switch("NSTEST_PACKAGE"),
 });
 
 fn keep() -> bool {
@@ -240,6 +259,7 @@ pub(crate) fn run_desc(
         timeout: Some(settings.timeout),
         capture_limit: Some(CAPTURE_LIMIT),
         limits: settings.limits.clone(),
+        package: settings.package.clone(),
         binds: settings.binds.clone(),
         env: settings.env.clone(),
         workdir: settings.workdir.clone(),

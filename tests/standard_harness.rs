@@ -50,7 +50,7 @@ fn deliberately_fails() {
 }
 
 #[nstest::test(timeout = "300ms")]
-#[ignore]
+#[ignore = "hangs on purpose"]
 fn deliberately_hangs() {
     std::thread::sleep(std::time::Duration::from_secs(600));
 }
@@ -106,4 +106,29 @@ fn a_failing_isolated_test_reads_as_an_in_process_one() {
     let (ok, text) = run_ignored("deliberately_hangs", "0");
     assert!(!ok, "{text}");
     assert!(text.contains("timed out after 300ms"), "{text}");
+
+    // With RUST_BACKTRACE=1, one backtrace, symbolized (the binary is there, at its path),
+    // through the test function and ending there, as libtest's does.
+    let (_, text) = run_ignored("deliberately_fails", "1");
+    assert_eq!(text.matches("stack backtrace:").count(), 1, "{text}");
+    let trace = text.split_once("stack backtrace:").unwrap().1;
+    let trace = trace.split_once("\ncontainer: ").unwrap().0;
+    assert!(
+        trace.contains("standard_harness::__nstest_body_deliberately_fails\n             at ./tests/standard_harness.rs:"),
+        "{trace}"
+    );
+    assert!(!trace.contains("nstest::"), "nstest's frames: {trace}");
+}
+
+#[test]
+fn an_ignore_reason_is_shown_as_libtest_shows_it() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "deliberately_hangs"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("test deliberately_hangs ... ignored, hangs on purpose"),
+        "{text}"
+    );
 }

@@ -66,7 +66,6 @@ fn ps_shows_only_the_container() {
 
 #[nstest::test]
 fn the_root_is_a_fresh_throwaway_view() {
-    assert_eq!(std::env::current_dir().unwrap(), std::path::Path::new("/"));
     assert!(std::path::Path::new("/bin/sh").exists());
     std::fs::write("/tmp/x", "y").unwrap();
     std::fs::write("/bin/new-file", "y").unwrap();
@@ -80,6 +79,44 @@ fn the_root_is_a_fresh_throwaway_view() {
     ] {
         assert!(mounts.contains(m), "{m:?} missing from\n{mounts}");
     }
+}
+
+/// As `cargo test` gives it: the package at its own path, the test starting in its root; and
+/// read-only, so that nothing a test does reaches the host's files.
+#[nstest::test]
+fn the_package_is_there_read_only_and_the_test_starts_in_its_root() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert_eq!(
+        std::env::current_dir().unwrap(),
+        root.canonicalize().unwrap()
+    );
+    let manifest = std::fs::read_to_string("Cargo.toml").unwrap();
+    assert!(manifest.contains("name = \"nstest\""), "{manifest}");
+    // The test binary and the rest of the build outputs are there too.
+    assert!(std::env::current_exe().unwrap().is_file());
+    for attempt in [
+        std::fs::write("Cargo.toml", "").err(),
+        std::fs::remove_file("Cargo.toml").err(),
+        std::fs::create_dir(root.join("new-dir")).err(),
+        std::fs::remove_file(std::env::current_exe().unwrap()).err(),
+    ] {
+        let e = attempt.expect("a write into the package succeeded");
+        assert_eq!(e.raw_os_error(), Some(30), "EROFS, not {e}"); // EROFS
+    }
+    let _ = Command::new("rm").args(["-rf", "src"]).status();
+    assert!(
+        root.join("src/lib.rs").is_file(),
+        "rm -rf reached the package"
+    );
+    // `mount -o remount,rw` is what root code that sets out to write would try: refused in a
+    // user namespace, possible for a root test (see docs/security.md).
+}
+
+#[nstest::test(package = false)]
+fn with_package_false_the_package_is_not_there() {
+    assert_eq!(std::env::current_dir().unwrap(), std::path::Path::new("/"));
+    assert!(!std::path::Path::new(env!("CARGO_MANIFEST_DIR")).exists());
+    assert!(!std::env::current_exe().unwrap().exists());
 }
 
 nstest::main!();

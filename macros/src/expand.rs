@@ -31,6 +31,8 @@ pub struct Options {
     pub env: Option<Vec<String>>,
     /// `workdir = "/path"`.
     pub workdir: Option<String>,
+    /// `package = false`: the package is not shown inside (default: shown, read-only).
+    pub package: Option<bool>,
 }
 
 /// What `#[should_panic]` says.
@@ -126,6 +128,17 @@ fn parse_options_spanned(attr: TokenStream) -> syn::Result<(Options, Option<Span
                     return Err(dup());
                 }
             }
+            "package" => {
+                let lit: syn::LitBool = meta.value()?.parse().map_err(|e: syn::Error| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected `package = false` (the package is not shown inside) or `package = true` (the default)",
+                    )
+                })?;
+                if opts.package.replace(lit.value).is_some() {
+                    return Err(dup());
+                }
+            }
             "memory" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 let bytes = parse_bytes(&lit.value()).map_err(|m| syn::Error::new(lit.span(), m))?;
@@ -184,7 +197,7 @@ fn parse_options_spanned(attr: TokenStream) -> syn::Result<(Options, Option<Span
             }
             _ => {
                 return Err(meta.error(format_args!(
-                    "unknown nstest option `{}`: expected `hostname`, `rootfs`, `timeout`, `net`, `memory`, `pids`, `cpus`, `bind`, `env`, `workdir` or `flavor`",
+                    "unknown nstest option `{}`: expected `hostname`, `rootfs`, `timeout`, `net`, `memory`, `pids`, `cpus`, `bind`, `env`, `workdir`, `package` or `flavor`",
                     {
                         let p = &meta.path;
                         quote!(#p).to_string().replace(' ', "")
@@ -234,10 +247,18 @@ pub fn validate_hostname(s: &str) -> Result<(), String> {
     }
 }
 
+/// `#[ignore]`, and its reason if it has one (`#[ignore = "…"]`).
+#[derive(Debug, PartialEq)]
+pub enum Ignore {
+    No,
+    Yes,
+    Because(String),
+}
+
 /// Takes `#[should_panic]`, `#[ignore]` (and refuses `#[test]`) off the function.
-fn take_test_attrs(attrs: &mut Vec<Attribute>) -> syn::Result<(ShouldPanic, bool)> {
+fn take_test_attrs(attrs: &mut Vec<Attribute>) -> syn::Result<(ShouldPanic, Ignore)> {
     let mut should_panic = None;
-    let mut ignore = false;
+    let mut ignore = Ignore::No;
     let mut kept = Vec::new();
     for attr in attrs.drain(..) {
         let path = attr.path();
@@ -247,7 +268,26 @@ fn take_test_attrs(attrs: &mut Vec<Attribute>) -> syn::Result<(ShouldPanic, bool
                 "remove `#[test]`: `#[nstest::test]` already makes this a test",
             ));
         } else if path.is_ident("ignore") {
-            ignore = true;
+            ignore = match &attr.meta {
+                Meta::Path(_) => Ignore::Yes,
+                Meta::NameValue(nv) => match &nv.value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) => Ignore::Because(s.value()),
+                    other => {
+                        return Err(syn::Error::new(
+                            other.span(),
+                            "expected `#[ignore]` or `#[ignore = \"reason\"]`",
+                        ))
+                    }
+                },
+                Meta::List(l) => {
+                    return Err(syn::Error::new(
+                        l.span(),
+                        "expected `#[ignore]` or `#[ignore = \"reason\"]`",
+                    ))
+                }
+            };
         } else if path.is_ident("should_panic") {
             if should_panic.is_some() {
                 return Err(syn::Error::new(
@@ -408,7 +448,19 @@ pub fn expand(attr: TokenStream, item: TokenStream, tokio: bool) -> syn::Result<
     let desc_ident = syn::Ident::new(&format!("__NSTEST_DESC_{name}"), ident.span());
     let call =
         quote_spanned!(ret_span=> ::nstest::__private::TestResult::into_result(#body_ident()));
-    let ignore_attr = if ignore { quote!(#[ignore]) } else { quote!() };
+    let (ignore_attr, ignore_reason) = match &ignore {
+        Ignore::No => (quote!(), quote!(::core::option::Option::None)),
+        Ignore::Yes => (quote!(#[ignore]), quote!(::core::option::Option::None)),
+        Ignore::Because(r) => (
+            quote!(#[ignore = #r]),
+            quote!(::core::option::Option::Some(#r)),
+        ),
+    };
+    let ignore = ignore != Ignore::No;
+    let package = match opts.package {
+        Some(p) => quote!(::core::option::Option::Some(#p)),
+        None => quote!(::core::option::Option::None),
+    };
     let vis = func.vis.clone();
     func.sig.ident = body_ident.clone();
     Ok(quote! {
@@ -424,6 +476,7 @@ pub fn expand(attr: TokenStream, item: TokenStream, tokio: bool) -> syn::Result<
             fn_name: #name,
             run: || #call,
             ignore: #ignore,
+            ignore_reason: #ignore_reason,
             should_panic: #should_panic,
             hostname: #hostname,
             rootfs: #rootfs,
@@ -435,7 +488,9 @@ pub fn expand(attr: TokenStream, item: TokenStream, tokio: bool) -> syn::Result<
             bind: #bind,
             env: #env,
             workdir: #workdir,
+            package: #package,
             manifest_dir: ::core::env!("CARGO_MANIFEST_DIR"),
+            target_tmpdir: ::core::option_env!("CARGO_TARGET_TMPDIR"),
         };
 
         #[cfg(test)]
@@ -514,7 +569,8 @@ mod tests {
                 cpus: None,
                 bind: None,
                 env: None,
-                workdir: None
+                workdir: None,
+                package: None,
             }
         );
         assert_eq!(parse_options(quote!()).unwrap(), Options::default());
@@ -549,6 +605,11 @@ mod tests {
         assert!(err(quote!(env = ["1X=y"])).contains("invalid env"));
         assert!(err(quote!(env = [KEY])).contains("string literal"));
         assert!(err(quote!(workdir = "rel")).contains("invalid workdir"));
+        assert!(err(quote!(package = "no")).contains("expected `package = false`"));
+        assert_eq!(
+            parse_options(quote!(package = false)).unwrap().package,
+            Some(false)
+        );
         let o = parse_options(quote!(
             bind = ["d:/d", "/e:/f:rw"],
             env = ["A=b"],
@@ -582,7 +643,7 @@ mod tests {
         let mut attrs = f.attrs;
         assert_eq!(
             take_test_attrs(&mut attrs).unwrap(),
-            (ShouldPanic::WithMessage("boom".into()), true)
+            (ShouldPanic::WithMessage("boom".into()), Ignore::Yes)
         );
         assert_eq!(attrs.len(), 1, "other attributes stay");
 
@@ -601,6 +662,15 @@ mod tests {
         ))
         .unwrap();
         assert!(take_test_attrs(&mut f.attrs.clone()).is_err());
+        let f: ItemFn = syn::parse2(quote!(
+            #[ignore = "needs a disk"]
+            fn t() {}
+        ))
+        .unwrap();
+        assert_eq!(
+            take_test_attrs(&mut f.attrs.clone()).unwrap().1,
+            Ignore::Because("needs a disk".into())
+        );
     }
 
     #[test]

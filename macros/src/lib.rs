@@ -10,9 +10,11 @@ use proc_macro::TokenStream;
 /// Options: `hostname = "…"`, `rootfs = "…"`, `timeout = "500ms" | "10s" | "2m"`,
 /// `net = "loopback" | "host"`, `memory = "64M"`, `pids = 32`, `cpus = 0.5`,
 /// `bind = ["host:/container", "host:/container:rw"]`, `env = ["KEY=value"]`,
-/// `workdir = "/abs"`, and for `async fn` tests (nstest's `tokio` feature)
+/// `workdir = "/abs"`, `package = false` (the package's directory and build outputs, shown
+/// read-only by default, are not), and for `async fn` tests (nstest's `tokio` feature)
 /// `flavor = "current_thread" | "multi_thread"`. Combine with
-/// `#[should_panic]`, `#[should_panic(expected = "…")]` and `#[ignore]` as with `#[test]`.
+/// `#[should_panic]`, `#[should_panic(expected = "…")]`, `#[ignore]` and `#[ignore = "…"]` as
+/// with `#[test]`.
 /// A misspelt option or a value that does not parse is a compile error at its span.
 #[proc_macro_attribute]
 pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {

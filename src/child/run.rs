@@ -20,7 +20,8 @@ pub fn run_test(desc: &TestDesc) -> Outcome {
         }
         default_hook(info);
     }));
-    let result = panic::catch_unwind(AssertUnwindSafe(desc.run));
+    let run = desc.run;
+    let result = panic::catch_unwind(AssertUnwindSafe(|| __rust_begin_short_backtrace(run)));
     let location = LAST_PANIC_LOCATION
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -49,6 +50,17 @@ pub fn run_test(desc: &TestDesc) -> Outcome {
             }
         }
     }
+}
+
+/// Calls the test under the name Rust's short backtraces stop at (libtest's runner has a
+/// function of the same name): with `RUST_BACKTRACE=1`, a panic's backtrace ends at the test
+/// function, as in-process, without nstest's frames below it.
+#[inline(never)]
+fn __rust_begin_short_backtrace(run: fn() -> Result<(), String>) -> Result<(), String> {
+    let result = run();
+    // Keeps this frame from being a tail call, so that it stays on the stack.
+    std::hint::black_box(());
+    result
 }
 
 fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {

@@ -111,6 +111,20 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<bool, Set
     )
     .map_err(at(Step::MountTmp))?;
     dev(&root, spec.userns)?;
+    // The test's package at its own paths, read-only; a private writable CARGO_TARGET_TMPDIR.
+    for (host, target, if_missing) in &spec.package {
+        if *if_missing && in_rootfs(&root, target) {
+            continue; // the rootfs's own loader (a glibc image) serves its programs
+        }
+        let inside = bind_target(&root, target, host.is_dir())?;
+        sys::bind_read_only_tree(host, &inside).map_err(at(Step::Package))?;
+    }
+    for dir in &spec.tmpfs {
+        let inside = root.join(dir.strip_prefix("/").unwrap_or(dir));
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        sys::mount("tmpfs", &inside, Some("tmpfs"), flags, Some("mode=0755"))
+            .map_err(at(Step::Package))?;
+    }
     for (host, target, read_only) in &spec.binds {
         let inside = bind_target(&root, target, host.is_dir())?;
         sys::bind(host, &inside, *read_only).map_err(at(Step::Bind))?;
@@ -276,6 +290,23 @@ fn bind_target(root: &Path, target: &Path, dir: bool) -> Result<PathBuf, SetupEr
         }
     }
     Ok(at)
+}
+
+/// Whether the rootfs at `root` has anything at `path` (absolute, inside), a symlink on the way
+/// counting as something (it is not followed: this runs before `pivot_root`).
+fn in_rootfs(root: &Path, path: &Path) -> bool {
+    let mut at = root.to_path_buf();
+    for c in path.components() {
+        if let std::path::Component::Normal(c) = c {
+            at.push(c);
+            match fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+    true
 }
 
 /// Host-wide knobs under a fresh `/proc` (`/proc/sys`, `/proc/sysrq-trigger` read-only;

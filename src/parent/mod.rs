@@ -3,6 +3,7 @@
 pub(crate) mod cgroup;
 pub(crate) mod forkserver;
 pub(crate) mod netns;
+pub(crate) mod package;
 pub(crate) mod probe;
 pub(crate) mod shell;
 pub(crate) mod spawn;
@@ -63,6 +64,8 @@ pub(crate) struct Launch<'a> {
     pub capture_limit: Option<usize>,
     /// Resource limits (a cgroup of its own when any is set).
     pub limits: Limits,
+    /// The test's package, shown read-only at its own paths (see [`package`]).
+    pub package: Option<package::PackageView>,
     /// Host paths bound in.
     pub binds: Vec<Bind>,
     /// Variables of the otherwise clean environment.
@@ -110,6 +113,20 @@ impl Launch<'_> {
             hostname: self.hostname.to_string(),
             userns: rootless(),
             host_net: self.net == Net::Host,
+            package: self
+                .package
+                .iter()
+                .flat_map(|p| {
+                    let trees = p.trees.iter().map(|(h, t)| (h.clone(), t.clone(), false));
+                    trees.chain(p.loader.iter().map(|(h, t)| (h.clone(), t.clone(), true)))
+                })
+                .collect(),
+            tmpfs: self
+                .package
+                .as_ref()
+                .and_then(|p| p.target_tmpdir.clone())
+                .into_iter()
+                .collect(),
             binds: self
                 .binds
                 .iter()
@@ -122,7 +139,9 @@ impl Launch<'_> {
                 })
                 .collect::<Result<_, Error>>()?,
             env: self.env,
-            workdir: self.workdir,
+            workdir: self
+                .workdir
+                .or_else(|| self.package.as_ref().map(|p| p.workdir.clone())),
             keep_upper: keep_upper
                 .clone()
                 .or_else(|| disk_layer.as_ref().map(|d| d.0.clone())),

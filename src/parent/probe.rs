@@ -60,6 +60,7 @@ fn run() -> Result<(), Error> {
         timeout: Some(TIMEOUT),
         capture_limit: Some(0),
         limits: crate::spec::Limits::default(),
+        package: None,
         binds: Vec::new(),
         env: Vec::new(),
         workdir: None,

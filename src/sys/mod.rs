@@ -21,7 +21,10 @@ pub use init::{
     catch_stack_overflow, child_events, clear_env, count_child_events, reap_own_children,
     set_environ_region, setsid, sigchld_handler_is_ours, wait_child_event,
 };
-pub use mount::{bind, make_rprivate, mknod_exact, mknod_like, mount, pivot_root_to, set_xattr};
+pub use mount::{
+    bind, bind_read_only_tree, make_rprivate, mknod_exact, mknod_like, mount, pivot_root_to,
+    set_xattr,
+};
 pub use net::{loopback_up, new_netns_with_lo};
 pub use socket::{recv_with_fds, send_with_fds, seqpacket_pair, set_socket_timeouts};
 

@@ -1,0 +1,5 @@
+#[nstest::test]
+#[ignore(reason = "x")]
+fn t() {}
+
+fn main() {}

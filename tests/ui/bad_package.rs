@@ -1,0 +1,4 @@
+#[nstest::test(package = "no")]
+fn t() {}
+
+fn main() {}
