@@ -48,7 +48,7 @@ pub fn main() -> ! {
     let nocapture = args.nocapture;
     // Like libtest: the output of a passing test is shown only with --show-output.
     let show_output = args.show_output;
-    let skip = matches!(std::env::var("NSTEST_UNAVAILABLE").as_deref(), Ok("skip"));
+    let skip = crate::settings::unavailable_skip();
     // With NSTEST_UNAVAILABLE=skip the probe runs first, since its answer decides what is
     // listed as ignored (nextest asks `--list` before it runs anything). Otherwise it runs only
     // when a test's container cannot be made, to say why (see `explained`): a process that

@@ -107,7 +107,7 @@ pub(crate) fn ranges() -> Option<&'static Ranges> {
 }
 
 fn discover() -> Option<Ranges> {
-    let off = crate::spec::env_switch("NSTEST_SUBIDS") == Some(false);
+    let off = !crate::settings::subids();
     if off || !crate::parent::rootless() {
         return None;
     }

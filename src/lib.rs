@@ -158,6 +158,7 @@ mod protocol;
 mod registry;
 pub mod rootfs;
 mod runner;
+mod settings;
 pub mod spec;
 #[allow(unsafe_code)]
 mod sys;

@@ -172,11 +172,10 @@ fn quote(s: &str) -> String {
 /// The command that re-runs just this test with the same settings: the nstest variables of
 /// this run, this binary, the test's name, `--exact`.
 fn rerun_command(desc: &TestDesc) -> String {
-    let mut words: Vec<String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("NSTEST_"))
+    let mut words: Vec<String> = crate::settings::given()
+        .into_iter()
         .map(|(k, v)| format!("{k}={}", quote(&v)))
         .collect();
-    words.sort();
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "<test binary>".into());
@@ -206,9 +205,9 @@ struct RunEnv {
 static RUN_ENV: once_cell::sync::Lazy<RunEnv> = once_cell::sync::Lazy::new(|| RunEnv {
     timeout: spec::env_timeout(),
     limits: Limits::default().with_env_defaults(),
-    keep: spec::env_switch("NSTEST_KEEP") == Some(true),
+    keep: crate::settings::keep(),
     shell: parent::shell::wanted(),
-    package: spec::env_switch("NSTEST_PACKAGE"),
+    package: crate::settings::package(),
 });
 
 fn keep() -> bool {

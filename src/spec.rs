@@ -145,14 +145,14 @@ impl Limits {
     /// ```
     pub fn with_env_defaults(mut self) -> Result<Self, SpecError> {
         if self.memory.is_none() {
-            if let Ok(s) = std::env::var("NSTEST_MEMORY") {
+            if let Some(s) = crate::settings::memory() {
                 self.memory = Some(
                     parse_bytes(&s).map_err(|e| SpecError::Env("NSTEST_MEMORY", Box::new(e)))?,
                 );
             }
         }
         if self.pids.is_none() {
-            if let Ok(s) = std::env::var("NSTEST_PIDS") {
+            if let Some(s) = crate::settings::pids() {
                 let n = s.parse().ok().filter(|&n: &u64| n > 0);
                 self.pids = Some(n.ok_or_else(|| {
                     SpecError::Env("NSTEST_PIDS", Box::new(SpecError::BadPids(s)))
@@ -430,20 +430,6 @@ pub fn hostname_for_test(fn_name: &str) -> String {
     }
 }
 
-/// A switch variable (`NSTEST_KEEP=1`, `NSTEST_OVERLAY=off`): `Some(true)` for `1`, `true`, `yes`
-/// or `on`; `Some(false)` for `0`, `false`, `no` or `off`; `None` when unset or anything else.
-pub(crate) fn env_switch(name: &str) -> Option<bool> {
-    switch_value(std::env::var(name).ok()?.as_str())
-}
-
-fn switch_value(v: &str) -> Option<bool> {
-    match v {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
 /// `NSTEST_TIMEOUT`, if set.
 ///
 /// ```
@@ -452,30 +438,17 @@ fn switch_value(v: &str) -> Option<bool> {
 /// assert_eq!(nstest::spec::env_timeout(), Ok(None));
 /// ```
 pub fn env_timeout() -> Result<Option<Duration>, SpecError> {
-    match std::env::var("NSTEST_TIMEOUT") {
-        Ok(s) => parse_duration(&s)
+    match crate::settings::timeout() {
+        Some(s) => parse_duration(&s)
             .map(Some)
             .map_err(|e| SpecError::Env("NSTEST_TIMEOUT", Box::new(e))),
-        Err(_) => Ok(None),
+        None => Ok(None),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn switches_take_the_usual_words() {
-        for on in ["1", "true", "yes", "on"] {
-            assert_eq!(switch_value(on), Some(true), "{on}");
-        }
-        for off in ["0", "false", "no", "off"] {
-            assert_eq!(switch_value(off), Some(false), "{off}");
-        }
-        for neither in ["", "2", "Off", "maybe"] {
-            assert_eq!(switch_value(neither), None, "{neither}");
-        }
-    }
 
     // The grammar's cases are nstest-grammar's tests; these check the types and errors on top.
     #[test]

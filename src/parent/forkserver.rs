@@ -74,9 +74,7 @@ pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Serv
         .get_or_init(|| {
             // Off with `NSTEST_FORK_SERVER=off`, and without glibc: its clones need the C
             // library's cached thread id rewritten, which nstest knows how to do for glibc only.
-            if crate::spec::env_switch("NSTEST_FORK_SERVER") == Some(false)
-                || !cfg!(target_env = "gnu")
-            {
+            if !crate::settings::fork_server() || !cfg!(target_env = "gnu") {
                 return None;
             }
             let start = start();

@@ -25,16 +25,12 @@ pub(crate) use supervise::Finished;
 
 /// `NSTEST_OVERLAY=off` (or `0`): every container gets a private copy of its rootfs, as when
 /// overlayfs is refused. Read once per run.
-static OVERLAY: Lazy<bool> = Lazy::new(|| crate::spec::env_switch("NSTEST_OVERLAY") != Some(false));
+static OVERLAY: Lazy<bool> = Lazy::new(crate::settings::overlay);
 
 /// Rootless mode: the effective uid is not 0, or `NSTEST_ROOTLESS=1`. Containers then also get
 /// a user namespace in which the caller is root.
 pub(crate) fn rootless() -> bool {
-    static ROOTLESS: Lazy<bool> = Lazy::new(|| {
-        !nix::unistd::geteuid().is_root()
-            || crate::spec::env_switch("NSTEST_ROOTLESS") == Some(true)
-    });
-    *ROOTLESS
+    crate::settings::rootless()
 }
 
 /// Whether containers get an overlay (not `NSTEST_OVERLAY=off`).
@@ -214,7 +210,7 @@ impl Launch<'_> {
 /// rootless before Linux 6.6, where tmpfs keeps no `user.*` xattrs, which overlayfs needs for
 /// its whiteouts in a user namespace. Decided once per run.
 static LAYER_ON_DISK: Lazy<bool> = Lazy::new(|| {
-    if std::env::var("NSTEST_UPPER").as_deref() == Ok("disk") {
+    if crate::settings::upper_on_disk() {
         return true;
     }
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();

@@ -24,7 +24,7 @@ struct Pool {
 }
 
 static POOL: Lazy<Option<&'static Pool>> = Lazy::new(|| {
-    if crate::spec::env_switch("NSTEST_NETNS_POOL") == Some(false) {
+    if !crate::settings::netns_pool() {
         return None;
     }
     let pool: &'static Pool = Box::leak(Box::new(Pool {

@@ -15,7 +15,7 @@ use crate::sys::{self, Cloned};
 
 /// `NSTEST_SHELL=1`, and a terminal to talk to.
 pub(crate) fn wanted() -> bool {
-    crate::spec::env_switch("NSTEST_SHELL") == Some(true) && sys::stdin_is_terminal()
+    crate::settings::shell() && sys::stdin_is_terminal()
 }
 
 /// Runs an interactive shell in the container of `cloned` and waits for it to exit.

@@ -59,7 +59,7 @@ impl Cache {
     /// assert_eq!(nstest::rootfs::cache::Cache::default_root(), std::path::Path::new("/var/tmp/nstest"));
     /// ```
     pub fn default_root() -> PathBuf {
-        if let Some(d) = std::env::var_os("NSTEST_CACHE_DIR").filter(|d| !d.is_empty()) {
+        if let Some(d) = crate::settings::cache_dir() {
             return PathBuf::from(d);
         }
         if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {

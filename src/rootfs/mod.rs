@@ -204,8 +204,8 @@ static PREPARED: Lazy<Mutex<HashMap<RootfsSource, Slot>>> = Lazy::new(Default::d
 /// assert_eq!(s, nstest::spec::RootfsSource::Host);
 /// ```
 pub fn default_source(base_dir: &Path) -> Result<RootfsSource, RootfsError> {
-    match std::env::var("NSTEST_ROOTFS") {
-        Ok(s) if !s.is_empty() => RootfsSource::parse(&s, base_dir)
+    match crate::settings::rootfs() {
+        Some(s) => RootfsSource::parse(&s, base_dir)
             .map_err(|e| RootfsError::Spec(SpecError::Env("NSTEST_ROOTFS", Box::new(e)))),
         _ if busybox_path().is_some() => Ok(RootfsSource::Busybox),
         _ => Ok(RootfsSource::Host),
