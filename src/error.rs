@@ -52,7 +52,7 @@ pub enum Error {
     /// The host side of a `bind` does not exist or cannot be reached.
     BindSource(std::path::PathBuf, std::io::Error),
     /// A resource limit could not be applied (no controller, no delegation).
-    Cgroup(crate::parent::cgroup::CgroupError),
+    Cgroup(crate::cgroup::CgroupError),
     /// The subordinate ids of `/etc/subuid` could not be mapped (`newuidmap` refused).
     IdMap(crate::idmap::IdMapError),
     /// The report stream from the child did not decode.

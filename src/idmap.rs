@@ -11,9 +11,9 @@
 //!
 //! Files owned by subordinate ids are the caller's no more: unpacking such a rootfs, and removing
 //! it again, runs in a user namespace with the same maps (this binary re-executed as a helper
-//! task, [`run_task_if_requested`]).
+//! task, which `entry` runs).
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -26,9 +26,6 @@ use nix::unistd::Pid;
 use once_cell::sync::Lazy;
 
 use crate::sys::{self, ChildPlan, ExecPlan};
-
-/// The variable that makes a re-executed binary run a helper task instead of a container.
-const TASK_ENV: &str = "__NSTEST_IDMAP_TASK";
 
 /// One subordinate id range from `/etc/subuid` or `/etc/subgid`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +105,7 @@ pub(crate) fn ranges() -> Option<&'static Ranges> {
 
 fn discover() -> Option<Ranges> {
     let off = !crate::settings::subids();
-    if off || !crate::parent::rootless() {
+    if off || !crate::settings::rootless() {
         return None;
     }
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
@@ -251,7 +248,9 @@ impl Ranges {
             argv: std::iter::once(Ok(c"nstest-idmap-task".into()))
                 .chain(task.iter().map(|a| cstr(a.as_bytes())))
                 .collect::<Result<_, _>>()?,
-            envp: vec![cstr(format!("{TASK_ENV}=1").as_bytes())?],
+            envp: vec![cstr(
+                format!("{}=1", crate::reexec::IDMAP_TASK_ENV).as_bytes(),
+            )?],
             exec_failed_frame: b"nstest: cannot re-execute /proc/self/exe; errno (LE): ".to_vec(),
             child: ChildPlan {
                 fds: vec![
@@ -307,30 +306,6 @@ impl Ranges {
     pub(crate) fn remove_in_userns(&self, path: &Path) -> Result<(), IdMapError> {
         self.run_task(&["rm".as_ref(), path.as_os_str()])
     }
-}
-
-/// In a binary re-executed by [`Ranges::run_task`]: runs the task and exits. Returns at once in
-/// any other process.
-pub(crate) fn run_task_if_requested() {
-    if std::env::var_os(TASK_ENV).is_none() {
-        return;
-    }
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let args: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
-    let result = match args.as_slice() {
-        [task, root, manifest] if *task == "chown" => {
-            crate::rootfs::owners::apply(Path::new(root), Path::new(manifest))
-        }
-        [task, path] if *task == "rm" => {
-            std::fs::remove_dir_all(path).map_err(|e| format!("remove {path:?}: {e}"))
-        }
-        _ => Err(format!("unknown task {args:?}")),
-    };
-    if let Err(e) = result {
-        eprintln!("{e}");
-        sys::exit_now(1);
-    }
-    sys::exit_now(0)
 }
 
 #[cfg(test)]

@@ -148,13 +148,16 @@
 // Generated code says `::nstest::…`; this makes it resolve inside nstest's own unit tests too.
 extern crate self as nstest;
 
+mod cgroup;
 mod child;
 mod container;
+mod entry;
 mod error;
 mod harness;
 mod idmap;
 mod parent;
 mod protocol;
+mod reexec;
 mod registry;
 pub mod rootfs;
 mod runner;
@@ -184,7 +187,7 @@ pub use sys::SysError;
 /// nstest does this itself before `main` in every binary that links it, so a
 /// call is only a belt-and-braces first line of `main`.
 pub fn init() {
-    child::run_if_child();
+    entry::dispatch();
 }
 
 /// The whole `main` of a `harness = false` test target: `nstest::main!();` at the end of the file.

@@ -2,8 +2,8 @@
 //!
 //! - **Parent → child**: a [`ChildSpec`] (what to set up and what to run), hex-encoded: sent to
 //!   the fork server inside a `ForkRequest` (with the fds to place), or, without the server, in
-//!   the environment variable [`CHILD_ENV`] of the re-executed binary.
-//! - **Child → parent**: a stream of [`Message`] frames on a dedicated pipe ([`REPORT_FD`] in the
+//!   the environment variable `reexec::CONTAINER_ENV` of the re-executed binary.
+//! - **Child → parent**: a stream of [`Message`] frames on a dedicated pipe (`reexec::REPORT_FD` in the
 //!   child), never on stdout/stderr, so nothing a test prints can forge a result.
 //!
 //! A frame is `MAGIC (4) | VERSION (1) | kind (1) | payload length (u32 LE) | payload`. Strings
@@ -19,10 +19,6 @@ use std::path::PathBuf;
 pub const MAGIC: [u8; 4] = *b"NSTR";
 /// The protocol version; a child of another version is refused by the parent.
 pub const VERSION: u8 = 1;
-/// The fd number on which a container child writes its report.
-pub const REPORT_FD: i32 = 3;
-/// The environment variable that carries the [`ChildSpec`] to a re-executed binary.
-pub const CHILD_ENV: &str = "__NSTEST_CHILD";
 /// Largest payload the decoder accepts.
 pub const MAX_PAYLOAD: usize = 16 << 20;
 
@@ -634,8 +630,6 @@ impl ChildSpec {
     }
 }
 
-/// The environment variable that makes a re-executed binary the fork server.
-pub(crate) const FORK_SERVER_ENV: &str = "__NSTEST_FORK_SERVER";
 /// The largest [`ForkRequest`] sent to the fork server (larger ones take the exec path).
 pub(crate) const MAX_FORK_REQUEST: usize = 64 << 10;
 
@@ -839,7 +833,7 @@ mod tests {
     fn fork_request_round_trips() {
         let req = ForkRequest {
             flags: libc::CLONE_NEWPID | libc::CLONE_NEWNS,
-            fd_dsts: vec![0, 1, 2, REPORT_FD],
+            fd_dsts: vec![0, 1, 2, 3],
             netns: true,
             sync: false,
             writes: vec![(

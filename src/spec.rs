@@ -11,6 +11,11 @@ use std::time::Duration;
 
 use nstest_grammar as grammar;
 
+/// `PATH` inside a container (the test's, and `NSTEST_SHELL`'s shell): what an Alpine or Debian
+/// root expects.
+pub(crate) const CONTAINER_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Timeout of a test that names none and runs without `NSTEST_TIMEOUT`.
 ///
 /// ```

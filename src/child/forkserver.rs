@@ -7,16 +7,12 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::sched::CloneFlags;
 
-use crate::parent::forkserver::{LIFE_FD, SOCKET_FD};
-use crate::protocol::{ForkRequest, FORK_SERVER_ENV, MAX_FORK_REQUEST, REPORT_FD};
+use crate::protocol::{ForkRequest, MAX_FORK_REQUEST};
+use crate::reexec::{LIFE_FD, REPORT_FD, SOCKET_FD};
 use crate::sys::{self, ChildPlan};
 
-/// Serves requests if this process is the fork server (never returns then); returns otherwise.
-pub(super) fn serve_if_asked() {
-    if std::env::var_os(FORK_SERVER_ENV).is_none() {
-        return;
-    }
-    std::env::remove_var(FORK_SERVER_ENV);
+/// The fork server: serves requests until the harness goes. Never returns.
+pub(crate) fn serve() -> ! {
     let _ = sys::set_name(b"nstest-forksrv"); // in ps, instead of `exe`
     let Some(sock) = sys::inherited_fd(SOCKET_FD) else {
         sys::exit_now(1)

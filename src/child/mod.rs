@@ -1,11 +1,10 @@
 //! The container side: PID 1 of its new namespaces, a clone of the fork server or a re-executed
 //! binary.
 //!
-//! [`run_if_child`] runs before `main` (a constructor in `sys/mod.rs`). In a normal run it returns at
-//! once. In the fork server it serves and never returns; the server's clones enter the container
-//! side with their spec. In a re-executed container child (the [`CHILD_ENV`] variable is set) it
-//! enters it too: sets the container up, says so on the report fd, runs the one test (or execs
-//! the command), reports the outcome and exits. It never returns there.
+//! `entry` dispatches here before `main`: the fork server serves ([`serve_fork_requests`]) and
+//! its clones enter the container side with their spec; a re-executed container child enters it
+//! too ([`enter`]): sets the container up, says so on the report fd, runs the one test (or execs
+//! the command), reports the outcome and exits. Neither returns.
 
 mod copy;
 mod forkserver;
@@ -17,7 +16,8 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 
-use crate::protocol::{ChildSpec, Message, RunSpec, Step, CHILD_ENV, REPORT_FD};
+use crate::protocol::{ChildSpec, Message, RunSpec, Step};
+use crate::reexec::{CONTAINER_ENV, REPORT_FD};
 use crate::sys;
 
 /// The report fd, written frame by frame.
@@ -30,31 +30,27 @@ impl Reporter {
     }
 }
 
-/// Runs the container side if this process is a container child; returns otherwise.
-pub fn run_if_child() {
-    crate::idmap::run_task_if_requested();
-    forkserver::serve_if_asked();
-    let Some(hex) = std::env::var_os(CHILD_ENV) else {
-        return;
-    };
-    // Single-threaded still: nothing else has run in this process yet.
-    std::env::remove_var(CHILD_ENV);
-    enter(&hex)
+/// The fork server (`entry` dispatches here): never returns.
+pub(crate) fn serve_fork_requests() -> ! {
+    forkserver::serve()
 }
 
-/// The container side, for the spec `hex` (from [`CHILD_ENV`], or from the fork server).
-fn enter(hex: &std::ffi::OsStr) -> ! {
+/// The container side, for the spec `hex` (from `reexec::CONTAINER_ENV`, or from the fork
+/// server).
+pub(crate) fn enter(hex: &std::ffi::OsStr) -> ! {
     let _ = sys::set_cloexec(REPORT_FD);
     name_after_the_binary();
-    let mut reporter = Reporter(sys::report_file());
-    let _ = sys::report_sigabrt();
+    let mut reporter = Reporter(sys::report_file(REPORT_FD));
+    let mut header = [0u8; 10];
+    header.copy_from_slice(&crate::protocol::fatal_signal_frame(0)[..10]);
+    let _ = sys::report_sigabrt(REPORT_FD, header);
 
     let spec = match hex.to_str().map(ChildSpec::decode) {
         Some(Ok(spec)) => spec,
         _ => fail(
             &mut reporter,
             Step::ReadSpec,
-            format!("decode {CHILD_ENV}"),
+            format!("decode {CONTAINER_ENV}"),
             libc::EINVAL,
         ),
     };
@@ -116,9 +112,6 @@ const PASS_THROUGH: [&str; 6] = [
     "RUST_LOG",
     "OUT_DIR",
 ];
-/// `PATH` inside the container (the test's, and `NSTEST_SHELL`'s shell): what an Alpine or
-/// Debian root expects.
-pub(crate) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Whether the harness's variable `key` goes into the container: the pass-through variables,
 /// and what cargo and nextest set for a test run (`CARGO`, `CARGO_MANIFEST_DIR`, `CARGO_PKG_*`,
@@ -147,7 +140,7 @@ fn clean_env(spec: &ChildSpec) {
         .filter(|(k, _)| k.to_str().is_some_and(passed_through))
         .collect();
     sys::clear_env();
-    std::env::set_var("PATH", PATH);
+    std::env::set_var("PATH", crate::spec::CONTAINER_PATH);
     std::env::set_var("HOME", "/root");
     std::env::set_var("HOSTNAME", &spec.hostname);
     for (k, v) in kept {

@@ -19,17 +19,14 @@ use nix::sched::CloneFlags;
 use once_cell::sync::OnceCell;
 
 use crate::error::Error;
-use crate::protocol::{ForkRequest, FORK_SERVER_ENV, MAX_FORK_REQUEST as MAX_REQUEST};
+use crate::protocol::{ForkRequest, MAX_FORK_REQUEST as MAX_REQUEST};
+use crate::reexec::{FORK_SERVER_ENV, LIFE_FD, SOCKET_FD};
 use crate::sys::{self, ChildPlan, Cloned, ExecPlan, SysError};
 
 /// How long the harness waits for the server to take a request or answer it. A clone takes
 /// well under a millisecond; a server that is stopped (`SIGSTOP`, a debugger) or stuck delays the
 /// request it holds by this much; that container is then started again without it.
 const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Where the server finds its socket and the read end of the parent-liveness pipe.
-pub(crate) const SOCKET_FD: RawFd = 3;
-pub(crate) const LIFE_FD: RawFd = 4;
 
 /// What starting the server needs from the spawner's once-per-process set-up.
 pub(crate) struct Start<'a> {

@@ -1,6 +1,5 @@
 //! The host side of a container: prepare the rootfs, spawn, supervise, and judge what came back.
 
-pub(crate) mod cgroup;
 pub(crate) mod forkserver;
 pub(crate) mod netns;
 pub(crate) mod package;
@@ -77,7 +76,7 @@ pub(crate) struct Launch<'a> {
 impl Launch<'_> {
     /// Prepares the rootfs (once per run), starts the container and waits for it.
     pub(crate) fn run(self) -> Result<Finished, Error> {
-        if std::env::var_os(crate::protocol::CHILD_ENV).is_some() {
+        if crate::reexec::is_container_child() {
             return Err(Error::NotInitialized);
         }
         crate::spec::validate_hostname(self.hostname)?;
@@ -144,7 +143,7 @@ impl Launch<'_> {
             hold_on_failure: self.shell_on_failure,
             run: self.run,
         };
-        let cgroup = cgroup::TestCgroup::create(&self.limits).map_err(Error::Cgroup)?;
+        let cgroup = crate::cgroup::TestCgroup::create(&self.limits).map_err(Error::Cgroup)?;
         let ranges = crate::idmap::ranges().filter(|_| spec.userns);
         let hold = cgroup.is_some() || ranges.is_some();
         let mut running = spawn::spawn(&spec, &self.args, self.stdio, hold)?;

@@ -39,7 +39,7 @@ pub(crate) fn open(cloned: &Cloned, test: &str, userns: bool, host_net: bool) {
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", "/bin/sh; :"])
         .env_clear()
-        .env("PATH", crate::child::PATH)
+        .env("PATH", crate::spec::CONTAINER_PATH)
         .env("HOME", "/root")
         .env("PS1", format!("[{test}] \\w # "));
     if let Ok(term) = std::env::var("TERM") {

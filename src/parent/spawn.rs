@@ -18,7 +18,8 @@ use once_cell::sync::Lazy;
 
 use super::forkserver::Answer;
 use crate::error::Error;
-use crate::protocol::{ChildSpec, Message, RunSpec, Step, CHILD_ENV, REPORT_FD};
+use crate::protocol::{ChildSpec, Message, RunSpec, Step};
+use crate::reexec::{CONTAINER_ENV, REPORT_FD};
 use crate::sys::{self, ChildPlan, Cloned, ExecPlan, SysError};
 
 /// The namespaces every container gets.
@@ -72,7 +73,7 @@ struct Once {
 
 static ONCE: Lazy<Result<Once, SysError>> = Lazy::new(|| {
     let env = std::env::vars_os()
-        .filter(|(k, _)| k != CHILD_ENV)
+        .filter(|(k, _)| k != CONTAINER_ENV)
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
@@ -191,7 +192,7 @@ pub(crate) fn spawn(
         // No fork server (off, or it failed): clone and re-execute from here.
         Answer::NotSent => {
             let mut envp = once.env.clone();
-            envp.push(CString::new(format!("{CHILD_ENV}={spec_hex}")).expect("hex has no NUL"));
+            envp.push(CString::new(format!("{CONTAINER_ENV}={spec_hex}")).expect("hex has no NUL"));
             let plan = ExecPlan {
                 exe: c"/proc/self/exe".into(),
                 argv: std::iter::once(Ok(once.argv0.clone()))

@@ -191,22 +191,26 @@ pub fn set_cloexec(fd: RawFd) -> Result<()> {
         .map_err(|e| SysError::new(format!("fcntl({fd}, F_SETFD, FD_CLOEXEC)"), e))
 }
 
+/// Where [`report_sigabrt`]'s handler writes, and the frame it writes, less the signal number.
+static FATAL_FRAME: std::sync::OnceLock<(RawFd, [u8; 10])> = std::sync::OnceLock::new();
+
 extern "C" fn report_fatal_signal(sig: libc::c_int) {
-    let frame = crate::protocol::fatal_signal_frame(sig);
-    // SAFETY: write(2) and _exit(2) are async-signal-safe; the frame lives on this stack.
-    unsafe {
-        libc::write(
-            crate::protocol::REPORT_FD,
-            frame.as_ptr().cast(),
-            frame.len(),
-        );
-        libc::_exit(128 + sig);
+    if let Some((fd, header)) = FATAL_FRAME.get() {
+        let mut frame = [0u8; 14];
+        frame[..10].copy_from_slice(header);
+        frame[10..].copy_from_slice(&sig.to_le_bytes());
+        // SAFETY: write(2) is async-signal-safe; the frame lives on this stack.
+        unsafe { libc::write(*fd, frame.as_ptr().cast(), frame.len()) };
     }
+    // SAFETY: _exit(2) is async-signal-safe.
+    unsafe { libc::_exit(128 + sig) }
 }
 
 /// PID 1 ignores signals it has no handler for, even `abort()`'s SIGABRT to itself. This handler
-/// reports the signal on the report fd and exits, so the parent can name it.
-pub fn report_sigabrt() -> Result<()> {
+/// writes `header` and the signal number (4 bytes LE) on `fd` and exits, so the parent can name
+/// the signal.
+pub fn report_sigabrt(fd: RawFd, header: [u8; 10]) -> Result<()> {
+    let _ = FATAL_FRAME.set((fd, header));
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let act = SigAction::new(
         SigHandler::Handler(report_fatal_signal),
@@ -274,20 +278,9 @@ pub fn signal_name(sig: i32) -> String {
         .unwrap_or_else(|_| format!("signal {sig}"))
 }
 
-/// The report fd of a container child, as a `File`. Call once, in the child only.
-pub fn report_file() -> std::fs::File {
-    // SAFETY: the parent put the write end of the report pipe at REPORT_FD for this process, and
+/// The report fd `fd` of a container child, as a `File`. Call once, in the child only.
+pub fn report_file(fd: RawFd) -> std::fs::File {
+    // SAFETY: the parent put the write end of the report pipe at `fd` for this process, and
     // nothing else in the process owns that fd; it is taken once, by the child's entry point.
-    unsafe { std::fs::File::from_raw_fd(crate::protocol::REPORT_FD) }
-}
-
-// SAFETY: runs before `main`, in every binary that links nstest. It only acts in a process the
-// harness started with one of its variables set: a re-executed container child
-// (`__NSTEST_CHILD`), the fork server, or the id-map helper; there it never returns. It uses the
-// environment, files and system calls, none of which depends on the Rust runtime's `main`
-// set-up. This is what lets `#[nstest::test]` work in ordinary libtest targets and `Container`
-// in any binary.
-#[ctor::ctor(unsafe)]
-fn enter_container_child() {
-    crate::child::run_if_child();
+    unsafe { std::fs::File::from_raw_fd(fd) }
 }
