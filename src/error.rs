@@ -1,6 +1,12 @@
 //! nstest's own errors: the container could not be made or watched. A test that fails is *not*
 //! one of these; it is an outcome (see the harness), so "my assertion failed" and "nstest could
 //! not set up the container" never look alike.
+//!
+//! One rule for every error type of nstest's: its `Display` is whole (the step, the cause with
+//! its errno, the fix: an inner error's text is part of it), and `source()` is `None`. So `{}`
+//! alone says everything, and an anyhow chain or `{:#}` prints each cause once. The inner error
+//! stays matchable through the variant that carries it; every type a variant carries is
+//! nameable from the crate's root or its public modules.
 
 use std::fmt;
 use std::process::ExitStatus;
@@ -118,17 +124,8 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Spec(e) => Some(e),
-            Self::Rootfs(e) => Some(e),
-            Self::Namespaces(e) | Self::Host(e) => Some(e),
-            Self::Protocol(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// Whole on its own (see the module's rule): no `source()`.
+impl std::error::Error for Error {}
 
 impl From<SpecError> for Error {
     fn from(e: SpecError) -> Self {
@@ -157,5 +154,55 @@ pub(crate) fn describe_status(status: ExitStatus) -> String {
             }
         ),
         _ => format!("{status}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+    use crate::spec::SpecError;
+    use crate::sys::SysError;
+
+    /// What anyhow's `{:#}` prints: each error of the chain, joined by ": ".
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut s = e.to_string();
+        let mut next = e.source();
+        while let Some(cause) = next {
+            s.push_str(": ");
+            s.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        s
+    }
+
+    #[test]
+    fn a_chain_tells_each_cause_once() {
+        let inner = SysError::new("clone(CLONE_NEWPID)", nix::errno::Errno::EPERM);
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let errors = [
+            Error::Namespaces(inner.clone()),
+            Error::Host(inner),
+            Error::Spec(SpecError::Env(
+                "NSTEST_TIMEOUT",
+                Box::new(SpecError::BadDuration("ten".into())),
+            )),
+            Error::Rootfs(crate::rootfs::RootfsError::Read {
+                path: "/r.tar".into(),
+                source: std::sync::Arc::new(io),
+            }),
+            Error::Protocol(crate::protocol::ProtocolError::Truncated),
+        ];
+        for e in &errors {
+            let text = chain(e);
+            assert_eq!(text, e.to_string(), "whole on its own");
+            for needle in [
+                "clone(CLONE_NEWPID)",
+                "\"ten\"",
+                "No such file",
+                "ended inside",
+            ] {
+                assert!(text.matches(needle).count() <= 1, "{needle} twice: {text}");
+            }
+        }
     }
 }

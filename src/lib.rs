@@ -166,11 +166,12 @@ pub mod spec;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use cgroup::CgroupError;
 pub use container::{Container, Stdio};
 pub use error::Error;
 pub use idmap::{IdMapError, IdMapStep};
 pub use nstest_macros::test;
-pub use protocol::Step;
+pub use protocol::{ProtocolError, Step};
 pub use spec::Net;
 pub use sys::SysError;
 

@@ -8,10 +8,13 @@
 
 pub mod cache;
 pub mod image;
+#[doc(hidden)]
 pub mod owners;
+#[doc(hidden)]
 pub mod unpack;
 
 #[path = "../../rootfs-fixtures/busybox.rs"]
+#[doc(hidden)]
 pub mod busybox;
 
 use std::collections::HashMap;
@@ -145,6 +148,7 @@ fn chain(e: &std::io::Error) -> String {
     s
 }
 
+#[doc(hidden)] // for nstest's own tests and examples
 /// A prepared root, shared read-only by the containers that use it.
 ///
 /// ```no_run
@@ -161,6 +165,7 @@ pub enum Base {
     Host,
 }
 
+#[doc(hidden)] // for nstest's own tests and examples
 /// A prepared base with the cache its containers mount their scratch space in.
 ///
 /// ```no_run
@@ -178,6 +183,7 @@ pub struct Prepared {
 
 static CACHE: OnceCell<Cache> = OnceCell::new();
 
+#[doc(hidden)] // for nstest's own tests and examples
 /// The cache, opened once per process.
 ///
 /// ```no_run
@@ -229,6 +235,7 @@ fn busybox_path() -> Option<&'static PathBuf> {
     BUSYBOX.as_ref()
 }
 
+#[doc(hidden)] // for nstest's own tests and examples
 /// One line for the run's header: which rootfs the tests without a `rootfs` option get.
 ///
 /// ```
@@ -277,6 +284,7 @@ pub(crate) fn disk_layer_dir() -> Result<PathBuf, RootfsError> {
     }
 }
 
+#[doc(hidden)] // for nstest's own tests and examples
 /// A fresh directory for a kept container (`NSTEST_KEEP=1`): `kept/<pid>-<pidns>/<name>` in the cache.
 /// Earlier runs' are removed when the cache is opened.
 ///
@@ -309,6 +317,7 @@ pub fn keep_dir(name: &str) -> Result<PathBuf, RootfsError> {
     Ok(dir)
 }
 
+#[doc(hidden)] // for nstest's own tests and examples
 /// Prepares `source` (at most once per process) and returns its base.
 ///
 /// ```no_run

@@ -5,11 +5,16 @@
 //! with the same grammar (the `nstest-grammar` crate, `grammar/src/lib.rs`); this module applies
 //! it to values that only exist at run time (`NSTEST_TIMEOUT`, `NSTEST_ROOTFS`).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nstest_grammar as grammar;
+
+mod error;
+mod rootfs_source;
+
+pub use error::SpecError;
+pub use rootfs_source::RootfsSource;
 
 /// `PATH` inside a container (the test's, and `NSTEST_SHELL`'s shell): what an Alpine or Debian
 /// root expects.
@@ -190,185 +195,6 @@ pub fn format_bytes(b: u64) -> String {
     b.to_string()
 }
 
-/// Where a container's root filesystem comes from.
-///
-/// ```
-/// let s = nstest::spec::RootfsSource::parse("docker-archive:save.tar", std::path::Path::new("/pkg")).unwrap();
-/// assert_eq!(s.to_string(), "docker-archive:/pkg/save.tar");
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum RootfsSource {
-    /// `NSTEST_ROOTFS` if set, otherwise the busybox fixture, otherwise the host's own binaries.
-    Default,
-    /// `builtin:busybox`: a root with Alpine's minirootfs layout built from the host's static
-    /// busybox (Debian's `busybox-static`), once, into the cache.
-    Busybox,
-    /// `builtin:host`: the host's `/usr /bin /sbin /lib*` bound read-only, with fresh writable
-    /// `/etc /tmp /root /var`.
-    Host,
-    /// A tar archive: plain, gzip, zstd or xz (the compression is read from its first bytes).
-    Tar(PathBuf),
-    /// An unpacked root directory, used in place as the read-only lower layer.
-    Dir(PathBuf),
-    /// `oci:dir[:tag]`: an OCI image layout directory; its layers applied in order.
-    Oci {
-        /// The layout directory.
-        dir: PathBuf,
-        /// The image's tag (`org.opencontainers.image.ref.name`); optional when it holds one.
-        tag: Option<String>,
-    },
-    /// `docker-archive:path`: a `docker save` archive; its first image's layers applied in order.
-    DockerArchive(PathBuf),
-}
-
-/// The archive names taken as tarballs.
-const TAR_SUFFIXES: [&str; 7] = [
-    ".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar.xz", ".txz",
-];
-
-impl RootfsSource {
-    /// Parses a rootfs string as the `rootfs` option and `NSTEST_ROOTFS` spell it: `builtin:busybox`,
-    /// `builtin:host`, `oci:dir[:tag]`, `docker-archive:path`, or a path to a `.tar` (also
-    /// `.tar.gz`/`.tgz`, `.tar.zst`, `.tar.xz`) or a directory. A relative path is taken relative
-    /// to `base` (the package's `CARGO_MANIFEST_DIR` for tests).
-    ///
-    /// A path that does not exist is accepted here; it is reported when the rootfs is prepared.
-    ///
-    /// ```
-    /// use nstest::spec::RootfsSource;
-    /// let base = std::path::Path::new("/pkg");
-    /// assert_eq!(RootfsSource::parse("alpine.tar.gz", base), Ok(RootfsSource::Tar("/pkg/alpine.tar.gz".into())));
-    /// assert_eq!(RootfsSource::parse("builtin:busybox", base), Ok(RootfsSource::Busybox));
-    /// assert!(matches!(RootfsSource::parse("oci:img:3.20", base), Ok(RootfsSource::Oci { .. })));
-    /// ```
-    pub fn parse(s: &str, base: &Path) -> Result<Self, SpecError> {
-        let s = match grammar::rootfs(s) {
-            None if s.starts_with("builtin:") => {
-                return Err(SpecError::UnknownBuiltin(s.to_string()))
-            }
-            None if s.is_empty() => return Err(SpecError::EmptyRootfs),
-            None => return Err(SpecError::InvalidRootfs(s.to_string())),
-            Some(grammar::Rootfs::Busybox) => return Ok(Self::Busybox),
-            Some(grammar::Rootfs::Host) => return Ok(Self::Host),
-            Some(grammar::Rootfs::Oci { dir, tag }) => {
-                return Ok(Self::Oci {
-                    dir: base.join(dir),
-                    tag: tag.map(str::to_string),
-                })
-            }
-            Some(grammar::Rootfs::DockerArchive(path)) => {
-                return Ok(Self::DockerArchive(base.join(path)))
-            }
-            Some(grammar::Rootfs::Path(path)) => path,
-        };
-        let path = base.join(s);
-        if TAR_SUFFIXES.iter().any(|x| s.ends_with(x)) {
-            Ok(Self::Tar(path))
-        } else if path.is_dir() || !path.exists() && path.extension().is_none() {
-            Ok(Self::Dir(path))
-        } else {
-            Err(SpecError::UnsupportedRootfs(path))
-        }
-    }
-
-    /// The path this source reads, if it is one.
-    ///
-    /// ```
-    /// use nstest::spec::RootfsSource;
-    /// assert_eq!(RootfsSource::Tar("/a.tar".into()).path(), Some(std::path::Path::new("/a.tar")));
-    /// assert_eq!(RootfsSource::Busybox.path(), None);
-    /// ```
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            Self::Tar(p) | Self::Dir(p) | Self::DockerArchive(p) => Some(p),
-            Self::Oci { dir, .. } => Some(dir),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for RootfsSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Default => f.write_str("default"),
-            Self::Busybox => f.write_str("builtin:busybox"),
-            Self::Host => f.write_str("builtin:host"),
-            Self::Tar(p) | Self::Dir(p) => write!(f, "{}", p.display()),
-            Self::Oci { dir, tag: None } => write!(f, "oci:{}", dir.display()),
-            Self::Oci { dir, tag: Some(t) } => write!(f, "oci:{}:{t}", dir.display()),
-            Self::DockerArchive(p) => write!(f, "docker-archive:{}", p.display()),
-        }
-    }
-}
-
-/// A container setting that does not parse.
-///
-/// ```
-/// let e = nstest::spec::parse_duration("ten seconds").unwrap_err();
-/// assert!(e.to_string().contains("\"10s\""));
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SpecError {
-    /// A duration without a number and one of the units `ms`, `s`, `m`.
-    BadDuration(String),
-    /// A hostname that the kernel or a resolver would not take.
-    BadHostname(String),
-    /// A network other than `loopback` or `host`.
-    BadNet(String),
-    /// A memory size that is not a number with an optional K, M or G.
-    BadBytes(String),
-    /// A pids limit that is not a positive whole number.
-    BadPids(String),
-    /// A CPU limit that is not a positive number.
-    BadCpus(String),
-    /// A bind that is not `host:/container[:ro|:rw]`.
-    BadBind(String),
-    /// An environment entry that is not `KEY=value`.
-    BadEnv(String),
-    /// A working directory that is not an absolute path.
-    BadWorkdir(String),
-    /// `rootfs = ""`.
-    EmptyRootfs,
-    /// `oci:` or `docker-archive:` without a path.
-    InvalidRootfs(String),
-    /// `builtin:` followed by something other than `busybox` or `host`.
-    UnknownBuiltin(String),
-    /// A path that is neither a tar archive (`.tar`, `.tar.gz`/`.tgz`, `.tar.zst`/`.tzst`,
-    /// `.tar.xz`/`.txz`) nor a directory.
-    UnsupportedRootfs(PathBuf),
-    /// An environment variable that holds one of the above.
-    Env(&'static str, Box<SpecError>),
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::BadDuration(s) => write!(f, "invalid duration {s:?}: {}", grammar::DURATION_FIX),
-            Self::BadHostname(s) => write!(f, "invalid hostname {s:?}: {}", grammar::HOSTNAME_FIX),
-            Self::BadNet(s) => write!(f, "invalid net {s:?}: {}", grammar::NET_FIX),
-            Self::BadBytes(s) => write!(f, "invalid memory size {s:?}: {}", grammar::BYTES_FIX),
-            Self::BadPids(s) => write!(f, "invalid pids limit {s:?}: write a positive whole number"),
-            Self::BadCpus(s) => write!(f, "invalid cpus limit {s:?}: write a positive number (0.5 is half a CPU)"),
-            Self::BadBind(s) => write!(f, "invalid bind {s:?}: {}", grammar::BIND_FIX),
-            Self::BadEnv(s) => write!(f, "invalid env {s:?}: {}", grammar::ENV_FIX),
-            Self::BadWorkdir(s) => write!(f, "invalid workdir {s:?}: {}", grammar::WORKDIR_FIX),
-            Self::EmptyRootfs => write!(f, "empty rootfs: {}", grammar::ROOTFS_FIX),
-            Self::InvalidRootfs(s) => write!(f, "invalid rootfs {s:?}: {}", grammar::ROOTFS_FIX),
-            Self::UnknownBuiltin(s) => {
-                write!(f, "unknown rootfs {s:?}: the builtins are builtin:busybox and builtin:host")
-            }
-            Self::UnsupportedRootfs(p) => write!(
-                f,
-                "unsupported rootfs {}: expected a .tar (.tar.gz, .tgz, .tar.zst, .tar.xz), a directory, oci:dir[:tag] or docker-archive:path",
-                p.display()
-            ),
-            Self::Env(var, e) => write!(f, "{var}: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for SpecError {}
-
 /// Parses `"500ms"`, `"10s"` or `"2m"`.
 /// ```
 /// use std::time::Duration;
@@ -518,65 +344,5 @@ mod tests {
         for bad in ["", "-a", "a-", "a_b", "a.b", "é", &"a".repeat(64)] {
             assert!(validate_hostname(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn rootfs_strings() {
-        let base = Path::new("/pkg");
-        assert_eq!(
-            RootfsSource::parse("builtin:busybox", base),
-            Ok(RootfsSource::Busybox)
-        );
-        assert_eq!(
-            RootfsSource::parse("builtin:host", base),
-            Ok(RootfsSource::Host)
-        );
-        assert!(RootfsSource::parse("builtin:debian", base).is_err());
-        assert_eq!(
-            RootfsSource::parse("r/alpine.tar.gz", base),
-            Ok(RootfsSource::Tar("/pkg/r/alpine.tar.gz".into()))
-        );
-        assert_eq!(
-            RootfsSource::parse("/a.tar", base),
-            Ok(RootfsSource::Tar("/a.tar".into()))
-        );
-        assert_eq!(
-            RootfsSource::parse("/nonexistent/root", base),
-            Ok(RootfsSource::Dir("/nonexistent/root".into()))
-        );
-        assert!(RootfsSource::parse("/nonexistent/x.zip", base).is_err());
-        for x in ["a.tar.zst", "a.tar.xz", "a.tgz", "a.txz"] {
-            assert_eq!(
-                RootfsSource::parse(x, base),
-                Ok(RootfsSource::Tar(base.join(x)))
-            );
-        }
-        assert_eq!(
-            RootfsSource::parse("oci:img:3.20", base),
-            Ok(RootfsSource::Oci {
-                dir: "/pkg/img".into(),
-                tag: Some("3.20".into())
-            })
-        );
-        assert_eq!(
-            RootfsSource::parse("oci:/abs/img", base),
-            Ok(RootfsSource::Oci {
-                dir: "/abs/img".into(),
-                tag: None
-            })
-        );
-        assert_eq!(
-            RootfsSource::parse("docker-archive:save.tar", base),
-            Ok(RootfsSource::DockerArchive("/pkg/save.tar".into()))
-        );
-        assert_eq!(
-            RootfsSource::parse("oci:", base),
-            Err(SpecError::InvalidRootfs("oci:".into()))
-        );
-        assert_eq!(RootfsSource::parse("", base), Err(SpecError::EmptyRootfs));
-        assert_eq!(
-            RootfsSource::parse("builtin:nope", base),
-            Err(SpecError::UnknownBuiltin("builtin:nope".into()))
-        );
     }
 }

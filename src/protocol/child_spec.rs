@@ -1,0 +1,289 @@
+//! What a child sets up and runs: a [`ChildSpec`], hex-encoded for an environment variable or
+//! a fork request.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+use super::wire::{put_bytes, put_str, Reader};
+use super::{ProtocolError, VERSION};
+
+/// The root a child assembles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BaseSpec {
+    /// An unpacked root directory: the read-only lower layer of the overlay (or the copy source).
+    Lower(PathBuf),
+    /// The host's binaries bound read-only (`builtin:host`).
+    Host,
+}
+
+/// What the child runs once the container is set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunSpec {
+    /// The registered test of this name, in-process, as PID 1.
+    Test(String),
+    /// `execve` of this command line (PATH looked up inside the container).
+    Command(Vec<OsString>),
+    /// Nothing: set the container up, report, exit. The probe.
+    Probe,
+}
+
+/// Everything the child needs to set up the container and run one thing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildSpec {
+    /// An empty host directory on which the child mounts its private scratch tmpfs.
+    pub scratch: PathBuf,
+    /// The root to assemble.
+    pub base: BaseSpec,
+    /// `false`: copy the base instead of mounting an overlay.
+    pub overlay: bool,
+    /// The container's hostname.
+    pub hostname: String,
+    /// Cloned with `CLONE_NEWUSER` (rootless mode): mounts take the user namespace's rules.
+    pub userns: bool,
+    /// Shares the host's network namespace (`net = "host"`) instead of a new one with `lo`.
+    pub host_net: bool,
+    /// The test's package (see `parent::package`): `(host, container, only where the rootfs
+    /// has nothing)` bound read-only with everything under them, before `binds`.
+    pub package: Vec<(PathBuf, PathBuf, bool)>,
+    /// Where a fresh writable tmpfs is mounted over the package (`CARGO_TARGET_TMPDIR`).
+    pub tmpfs: Vec<PathBuf>,
+    /// Host paths bound into the container: `(host, container, read_only)`.
+    pub binds: Vec<(PathBuf, PathBuf, bool)>,
+    /// Variables set in the (otherwise clean) environment.
+    pub env: Vec<(String, String)>,
+    /// The working directory (created if missing); `/` when `None`.
+    pub workdir: Option<PathBuf>,
+    /// `NSTEST_SHELL=1`: after a failing outcome, PID 1 waits (instead of exiting) so the
+    /// parent can open a shell in the container; the parent kills it afterwards.
+    pub hold_on_failure: bool,
+    /// `NSTEST_KEEP=1`: the overlay's upper and work directories go here (on disk) instead of
+    /// the scratch tmpfs, so a failed test's writes can be looked at afterwards.
+    pub keep_upper: Option<PathBuf>,
+    /// What to run.
+    pub run: RunSpec,
+}
+
+impl ChildSpec {
+    /// Hex text for the environment variable.
+    pub fn encode(&self) -> String {
+        let mut p = vec![VERSION];
+        put_bytes(&mut p, self.scratch.as_os_str().as_bytes());
+        match &self.base {
+            BaseSpec::Lower(path) => {
+                p.push(0);
+                put_bytes(&mut p, path.as_os_str().as_bytes());
+            }
+            BaseSpec::Host => p.push(1),
+        }
+        p.push(
+            self.overlay as u8
+                | (self.userns as u8) << 1
+                | (self.host_net as u8) << 2
+                | (self.hold_on_failure as u8) << 3,
+        );
+        put_str(&mut p, &self.hostname);
+        p.extend_from_slice(&(self.package.len() as u32).to_le_bytes());
+        for (host, target, if_missing) in &self.package {
+            put_bytes(&mut p, host.as_os_str().as_bytes());
+            put_bytes(&mut p, target.as_os_str().as_bytes());
+            p.push(*if_missing as u8);
+        }
+        p.extend_from_slice(&(self.tmpfs.len() as u32).to_le_bytes());
+        for t in &self.tmpfs {
+            put_bytes(&mut p, t.as_os_str().as_bytes());
+        }
+        p.extend_from_slice(&(self.binds.len() as u32).to_le_bytes());
+        for (host, target, ro) in &self.binds {
+            put_bytes(&mut p, host.as_os_str().as_bytes());
+            put_bytes(&mut p, target.as_os_str().as_bytes());
+            p.push(*ro as u8);
+        }
+        p.extend_from_slice(&(self.env.len() as u32).to_le_bytes());
+        for (k, v) in &self.env {
+            put_str(&mut p, k);
+            put_str(&mut p, v);
+        }
+        for opt in [&self.workdir, &self.keep_upper] {
+            match opt {
+                None => p.push(0),
+                Some(w) => {
+                    p.push(1);
+                    put_bytes(&mut p, w.as_os_str().as_bytes());
+                }
+            }
+        }
+        match &self.run {
+            RunSpec::Test(name) => {
+                p.push(0);
+                put_str(&mut p, name);
+            }
+            RunSpec::Command(argv) => {
+                p.push(1);
+                p.extend_from_slice(&(argv.len() as u32).to_le_bytes());
+                for a in argv {
+                    put_bytes(&mut p, a.as_bytes());
+                }
+            }
+            RunSpec::Probe => p.push(2),
+        }
+        p.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses what [`ChildSpec::encode`] wrote.
+    pub fn decode(hex: &str) -> Result<Self, ProtocolError> {
+        let hex = hex.as_bytes();
+        if hex.len() % 2 != 0 {
+            return Err(ProtocolError::Malformed);
+        }
+        let nibble = |c: u8| (c as char).to_digit(16).ok_or(ProtocolError::Malformed);
+        let bytes = hex
+            .chunks(2)
+            .map(|c| Ok((nibble(c[0])? << 4 | nibble(c[1])?) as u8))
+            .collect::<Result<Vec<u8>, ProtocolError>>()?;
+        let mut r = Reader(&bytes);
+        let v = r.u8()?;
+        if v != VERSION {
+            return Err(ProtocolError::Version(v));
+        }
+        let path = |r: &mut Reader| {
+            Ok::<_, ProtocolError>(PathBuf::from(OsString::from_vec(r.bytes()?.to_vec())))
+        };
+        let scratch = path(&mut r)?;
+        let base = match r.u8()? {
+            0 => BaseSpec::Lower(path(&mut r)?),
+            1 => BaseSpec::Host,
+            _ => return Err(ProtocolError::Malformed),
+        };
+        let flags = r.u8()?;
+        let (overlay, userns, host_net) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
+        let hold_on_failure = flags & 8 != 0;
+        let hostname = r.string()?;
+        let n = r.u32()?;
+        let package = (0..n)
+            .map(|_| Ok((path(&mut r)?, path(&mut r)?, r.u8()? != 0)))
+            .collect::<Result<_, ProtocolError>>()?;
+        let n = r.u32()?;
+        let tmpfs = (0..n)
+            .map(|_| path(&mut r))
+            .collect::<Result<_, ProtocolError>>()?;
+        let n = r.u32()?;
+        let binds = (0..n)
+            .map(|_| Ok((path(&mut r)?, path(&mut r)?, r.u8()? != 0)))
+            .collect::<Result<_, ProtocolError>>()?;
+        let n = r.u32()?;
+        let env = (0..n)
+            .map(|_| Ok((r.string()?, r.string()?)))
+            .collect::<Result<_, ProtocolError>>()?;
+        let opt_path = |r: &mut Reader| match r.u8()? {
+            0 => Ok(None),
+            1 => path(r).map(Some),
+            _ => Err(ProtocolError::Malformed),
+        };
+        let workdir = opt_path(&mut r)?;
+        let keep_upper = opt_path(&mut r)?;
+        let run = match r.u8()? {
+            0 => RunSpec::Test(r.string()?),
+            1 => {
+                let n = r.u32()?;
+                let argv = (0..n)
+                    .map(|_| Ok(OsString::from_vec(r.bytes()?.to_vec())))
+                    .collect::<Result<_, ProtocolError>>()?;
+                RunSpec::Command(argv)
+            }
+            2 => RunSpec::Probe,
+            _ => return Err(ProtocolError::Malformed),
+        };
+        r.end()?;
+        Ok(Self {
+            scratch,
+            base,
+            overlay,
+            hostname,
+            userns,
+            host_net,
+            package,
+            tmpfs,
+            binds,
+            env,
+            workdir,
+            hold_on_failure,
+            keep_upper,
+            run,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_spec_round_trips() {
+        for spec in [
+            ChildSpec {
+                scratch: "/c/mnt".into(),
+                base: BaseSpec::Lower("/c/bases/ab,c:d".into()),
+                overlay: true,
+                hostname: "box".into(),
+                userns: false,
+                host_net: true,
+                package: vec![
+                    ("/ws".into(), "/ws".into(), false),
+                    ("/ws/p".into(), "/l/p".into(), true),
+                ],
+                tmpfs: vec!["/ws/target/tmp".into()],
+                binds: vec![
+                    ("/h".into(), "/c".into(), true),
+                    ("/a:b".into(), "/d".into(), false),
+                ],
+                env: vec![("K".into(), "v=1".into())],
+                workdir: Some("/srv".into()),
+                hold_on_failure: true,
+                keep_upper: Some("/c/kept/1/t".into()),
+                run: RunSpec::Test("m::t".into()),
+            },
+            ChildSpec {
+                scratch: "/x".into(),
+                base: BaseSpec::Host,
+                overlay: false,
+                hostname: "h".into(),
+                userns: true,
+                host_net: false,
+                package: vec![],
+                tmpfs: vec![],
+                binds: vec![],
+                env: vec![],
+                workdir: None,
+                hold_on_failure: false,
+                keep_upper: None,
+                run: RunSpec::Command(vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    OsString::from_vec(vec![0xff, b'a']),
+                ]),
+            },
+        ] {
+            assert_eq!(ChildSpec::decode(&spec.encode()), Ok(spec));
+        }
+        let probe = ChildSpec {
+            scratch: "/s".into(),
+            base: BaseSpec::Host,
+            overlay: true,
+            hostname: "p".into(),
+            userns: true,
+            host_net: true,
+            package: vec![],
+            tmpfs: vec![],
+            binds: vec![],
+            env: vec![],
+            workdir: None,
+            hold_on_failure: false,
+            keep_upper: None,
+            run: RunSpec::Probe,
+        };
+        assert_eq!(ChildSpec::decode(&probe.encode()), Ok(probe));
+        assert!(ChildSpec::decode("zz").is_err());
+        assert!(ChildSpec::decode("01").is_err());
+    }
+}

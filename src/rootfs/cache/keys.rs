@@ -1,0 +1,197 @@
+//! A source's key: the digest of its content, remembered per file so that a process does not
+//! hash it again.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::{Cache, FORMAT};
+use crate::rootfs::RootfsError;
+
+impl Cache {
+    /// [`file_key`] of `path`, remembered in `keys/` under the file's device, inode, size,
+    /// mtime and ctime: every process of a run needs the key (with `cargo nextest`, every test
+    /// is a process), and hashing the file each time costs time that grows with its size. Any
+    /// write to the file changes its ctime, so a remembered key is never that of older content;
+    /// a file changed within the last two seconds is hashed and not remembered (its next write
+    /// could land within the same timestamp), nor is one whose times have no nanoseconds.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("nstest-doc-key-{}", std::process::id()));
+    /// let cache = nstest::rootfs::cache::Cache::open(dir.join("cache")).unwrap();
+    /// std::fs::write(dir.join("f"), b"content").unwrap();
+    /// let key = cache.file_key("tar", &dir.join("f")).unwrap();
+    /// assert_eq!(key, nstest::rootfs::cache::file_key("tar", &dir.join("f")).unwrap());
+    /// # std::fs::remove_dir_all(dir).unwrap();
+    /// ```
+    pub fn file_key(&self, prefix: &str, path: &Path) -> Result<String, RootfsError> {
+        let Ok(before) = fs::metadata(path) else {
+            return file_key(prefix, path); // names the error
+        };
+        let name = memo_name(prefix, &before);
+        let memo = self.root.join("keys").join(&name);
+        if let Ok(key) = fs::read_to_string(&memo) {
+            if is_key(prefix, &key) {
+                return Ok(key);
+            }
+        }
+        let key = file_key(prefix, path)?;
+        let unchanged = fs::metadata(path).is_ok_and(|after| memo_name(prefix, &after) == name);
+        if unchanged && settled(&before, std::time::SystemTime::now()) {
+            // Best effort: without it the next process hashes the file again.
+            let tmp = self
+                .root
+                .join("tmp")
+                .join(format!("key-{name}.{}", crate::sys::owner_tag()));
+            let _ = fs::create_dir_all(self.root.join("keys"))
+                .and_then(|()| fs::write(&tmp, &key))
+                .and_then(|()| fs::rename(&tmp, &memo))
+                .inspect_err(|_| {
+                    let _ = fs::remove_file(&tmp);
+                });
+        }
+        Ok(key)
+    }
+}
+
+/// The name a file's key is remembered under: its identity and times.
+fn memo_name(prefix: &str, m: &fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{prefix}-{:x}-{:x}-{}-{}.{}-{}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
+}
+
+/// Whether `s` is a key [`file_key`] makes with `prefix`.
+fn is_key(prefix: &str, s: &str) -> bool {
+    s.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Whether the file's last change is far enough behind `now` (two seconds) that a change to
+/// come cannot carry the same mtime and ctime. Never on a filesystem that keeps whole seconds
+/// (both nanosecond parts 0), where a clock stepped back could repeat them.
+fn settled(m: &fs::Metadata, now: std::time::SystemTime) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    settled_at(
+        (m.mtime(), m.mtime_nsec()),
+        (m.ctime(), m.ctime_nsec()),
+        now,
+    )
+}
+
+/// [`settled`] for an mtime and a ctime as (seconds, nanoseconds).
+fn settled_at(mtime: (i64, i64), ctime: (i64, i64), now: std::time::SystemTime) -> bool {
+    use std::time::{Duration, UNIX_EPOCH};
+    if mtime.1 == 0 && ctime.1 == 0 {
+        return false;
+    }
+    let at = |(secs, nsec): (i64, i64)| {
+        UNIX_EPOCH + Duration::new(secs.max(0) as u64, nsec.clamp(0, 999_999_999) as u32)
+    };
+    now.duration_since(at(mtime).max(at(ctime)))
+        .is_ok_and(|age| age >= Duration::from_secs(2))
+}
+
+/// The cache key of a file's content: `<prefix>-<sha256>`.
+///
+/// ```no_run
+/// let key = nstest::rootfs::cache::file_key("tar", std::path::Path::new("alpine.tar.gz"))?;
+/// assert!(key.starts_with("tar-"));
+/// # Ok::<(), nstest::rootfs::RootfsError>(())
+/// ```
+pub fn file_key(prefix: &str, path: &Path) -> Result<String, RootfsError> {
+    let read_err = |e| RootfsError::Read {
+        path: path.to_path_buf(),
+        source: Arc::new(e),
+    };
+    let mut f = File::open(path).map_err(read_err)?;
+    let mut h = Sha256::new();
+    h.update(FORMAT.as_bytes());
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let hex: String = h
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(format!("{prefix}-{hex}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_key_is_remembered_until_the_file_changes() {
+        let dir = std::env::temp_dir().join(format!("nstest-keys-{}", std::process::id()));
+        let cache = Cache::open(dir.join("cache")).unwrap();
+        // Written when the repository was checked out: long settled.
+        let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let key = cache.file_key("tar", &old).unwrap();
+        assert_eq!(key, file_key("tar", &old).unwrap());
+        let memo = dir
+            .join("cache/keys")
+            .join(memo_name("tar", &fs::metadata(&old).unwrap()));
+        assert_eq!(fs::read_to_string(&memo).unwrap(), key);
+        // The remembered key is what a later call gets: the file is not read again.
+        let planted = format!("tar-{}", "0".repeat(32));
+        fs::write(&memo, &planted).unwrap();
+        assert_eq!(cache.file_key("tar", &old).unwrap(), planted);
+        // A memo that is not a key of this prefix is ignored.
+        fs::write(&memo, "junk").unwrap();
+        assert_eq!(cache.file_key("tar", &old).unwrap(), key);
+        fs::write(&memo, &planted).unwrap();
+        assert_eq!(
+            cache.file_key("busybox", &old).unwrap(),
+            file_key("busybox", &old).unwrap()
+        );
+
+        // A file written just now is hashed and not remembered, and each write is seen.
+        let fresh = dir.join("fresh");
+        fs::write(&fresh, "one").unwrap();
+        let one = cache.file_key("tar", &fresh).unwrap();
+        fs::write(&fresh, "two").unwrap();
+        let two = cache.file_key("tar", &fresh).unwrap();
+        assert_ne!(one, two);
+        assert_eq!(two, file_key("tar", &fresh).unwrap());
+        let remembered = fs::read_dir(dir.join("cache/keys")).unwrap().count();
+        assert_eq!(remembered, 2, "the two keys of the settled file only");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_is_settled_two_seconds_after_its_last_change() {
+        let f = std::env::temp_dir().join(format!("nstest-settled-{}", std::process::id()));
+        fs::write(&f, "x").unwrap();
+        let m = fs::metadata(&f).unwrap();
+        let now = std::time::SystemTime::now();
+        assert!(!settled(&m, now));
+        assert!(!settled(&m, now + std::time::Duration::from_millis(1500)));
+        assert!(settled(&m, now + std::time::Duration::from_secs(3)));
+        fs::remove_file(&f).unwrap();
+        // Whole seconds only (a coarse filesystem): never, however old.
+        let epoch = std::time::UNIX_EPOCH;
+        let later = epoch + std::time::Duration::from_secs(1_000_000);
+        assert!(!settled_at((1000, 0), (1000, 0), later));
+        assert!(settled_at((1000, 0), (1000, 5), later));
+    }
+}
