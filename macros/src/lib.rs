@@ -1,7 +1,10 @@
 //! The `#[nstest::test]` attribute. Use it through the `nstest` crate; the expansion lives in
-//! `expand`, in plain functions that unit tests call.
+//! plain functions that unit tests call: `options` reads the attribute's options, `attrs` the
+//! test attributes on the function (`#[should_panic]`, `#[ignore]`), `expand` generates the code.
 
+mod attrs;
 mod expand;
+mod options;
 
 use proc_macro::TokenStream;
 
