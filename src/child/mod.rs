@@ -9,6 +9,7 @@
 mod copy;
 mod forkserver;
 mod init;
+mod root;
 mod run;
 mod setup;
 
