@@ -1,7 +1,14 @@
 //! The end-to-end suite as an unprivileged user: rootless mode, with one id or with
 //! subordinate ids, tarball owners, and the writable layer on disk.
 
-use super::*;
+use std::fs::File;
+use std::path::Path;
+
+use crate::host::{host_state, serial};
+use crate::outcomes::check_every_outcome;
+use crate::runs::{
+    busybox_base, fixture, nobody_dir, run_fixture, run_fixture_in, wrapped, AS_NOBODY,
+};
 
 /// Runs as uid/gid 65534 with subordinate ids: in a private mount namespace (the host's files
 /// stay as they are), `/etc/subuid` and `/etc/subgid` give 65534 the range 100000+65536, so

@@ -1,6 +1,12 @@
 //! Limits on a kernel with only cgroup v2: a VM boots Debian's kernel and runs the fixture.
 
-use super::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::host::{host_state, serial};
+use crate::outcomes::check_every_outcome;
+use crate::runs::{fixture, scratch, Run};
 
 /// `/init` of the VM: from the initramfs onto a tmpfs (`pivot_root` refuses the initial
 /// rootfs), then a machine with nothing but cgroup v2 — every controller on the unified
