@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::host::{assert_host_clean, host_state, serial};
+use crate::host::{serial, HostGuard};
 use crate::runs::{e2e_cache, fixture, run_fixture, scratch};
 
 #[test]
@@ -65,10 +65,10 @@ fn nstest_keep_keeps_a_failed_tests_writes_until_the_next_run() {
 #[test]
 fn nstest_shell_opens_a_shell_in_a_failed_tests_container() {
     use std::io::Write;
-    let _serial = serial();
+    let lock = serial();
     let cache = e2e_cache();
     let tmp = scratch("shell-tmp");
-    let before = host_state();
+    let _host = HostGuard::new(&lock, &tmp, &cache);
     // `script` gives the harness a terminal; the shell reads these lines from it.
     let command = format!(
         "{} fail_after_writing_evidence --exact",
@@ -106,5 +106,4 @@ fn nstest_shell_opens_a_shell_in_a_failed_tests_container() {
         text.contains("test fail_after_writing_evidence ... ") && text.contains("FAILED"),
         "{text}"
     );
-    assert_host_clean(&before, &tmp, &cache);
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -11,9 +12,12 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::runs::{fixture, nobody_dir, ORPHAN_MARK};
 
+/// The e2e lock, held while it lives (see [`serial`]).
+pub type Serial = (MutexGuard<'static, ()>, Flock<File>);
+
 /// Host-wide checks must not see another fixture run's containers: one run at a time, across
 /// threads (`cargo test`) and processes (`cargo nextest run`).
-pub fn serial() -> (MutexGuard<'static, ()>, Flock<File>) {
+pub fn serial() -> Serial {
     static IN_PROCESS: Mutex<()> = Mutex::new(());
     let guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e.lock");
@@ -101,9 +105,69 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// The clean-host guard of a fixture run. Made before the run, it records the host's state;
+/// dropped after it, it checks that nothing of the run is left on the host
+/// ([`HostGuard::assert_clean`]), unless the test is already failing. It borrows the
+/// [`serial`] lock, so no other run comes between the record and the check.
+#[must_use = "the host is checked when the guard is dropped"]
+pub struct HostGuard<'a> {
+    before: HostState,
+    /// The run's TMPDIR and cache directory; `None`: only the host's state is compared
+    /// ([`HostGuard::state_only`]).
+    dirs: Option<(PathBuf, PathBuf)>,
+    _serial: PhantomData<&'a Serial>,
+}
+
+impl<'a> HostGuard<'a> {
+    /// For a run with its TMPDIR at `tmp` and its cache at `cache`: records the host now.
+    pub fn new(_serial: &'a Serial, tmp: &Path, cache: &Path) -> Self {
+        HostGuard {
+            before: host_state(),
+            dirs: Some((tmp.to_path_buf(), cache.to_path_buf())),
+            _serial: PhantomData,
+        }
+    }
+
+    /// Records the host now, for a check of its state only (hostname, mount table, nstest's
+    /// cgroups): no scan for the run's processes, temp files or cache entries.
+    pub fn state_only(_serial: &'a Serial) -> Self {
+        HostGuard {
+            before: host_state(),
+            dirs: None,
+            _serial: PhantomData,
+        }
+    }
+
+    /// The host as it was when the guard was made.
+    pub fn before(&self) -> &HostState {
+        &self.before
+    }
+
+    /// Checks now, as the drop does: for a test that runs more than once under one guard.
+    pub fn assert_clean(&self) {
+        match &self.dirs {
+            Some((tmp, cache)) => assert_host_clean(&self.before, tmp, cache),
+            None => assert_eq!(host_state(), self.before),
+        }
+    }
+
+    /// Ends the guard here rather than at the end of its scope: checks the host now.
+    pub fn finish(self) {}
+}
+
+impl Drop for HostGuard<'_> {
+    fn drop(&mut self) {
+        // A test already failing has said why; a second panic, in a drop, would abort the
+        // whole test binary.
+        if !std::thread::panicking() {
+            self.assert_clean();
+        }
+    }
+}
+
 /// Checks that nothing of a finished run is left on the host: processes, mounts, hostname,
 /// temp files, half-built cache entries.
-pub fn assert_host_clean(before: &HostState, tmp: &Path, cache: &Path) {
+fn assert_host_clean(before: &HostState, tmp: &Path, cache: &Path) {
     wait_until(
         "the containers' processes to be gone",
         Duration::from_secs(5),

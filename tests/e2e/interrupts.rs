@@ -5,17 +5,17 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::host::{assert_host_clean, host_state, processes_with, serial, wait_until};
+use crate::host::{host_state, processes_with, serial, wait_until, HostGuard};
 use crate::load::load_command;
 use crate::runs::{e2e_cache, fixture, run_fixture_in, scratch, Run, ORPHAN_MARK};
 
 /// Starts the fixture on a test that hangs with a child process, waits until that child is
 /// running, then sends `signal` to the harness.
 fn interrupt(signal: i32) {
-    let _serial = serial();
+    let lock = serial();
     let tmp = scratch(&format!("signal-{signal}-tmp"));
     let cache = e2e_cache();
-    let before = host_state();
+    let _host = HostGuard::new(&lock, &tmp, &cache);
     let mut child = Command::new(fixture())
         .args(["hangs_with_a_child", "--ignored", "--exact"])
         .env("TMPDIR", &tmp)
@@ -35,7 +35,6 @@ fn interrupt(signal: i32) {
     assert!(st.success());
     let status = child.wait().unwrap();
     assert!(!status.success());
-    assert_host_clean(&before, &tmp, &cache);
 }
 
 #[test]
@@ -57,10 +56,10 @@ mod libc_sig {
 
 #[test]
 fn killing_a_parallel_run_at_any_moment_leaves_nothing_behind() {
-    let _serial = serial();
+    let lock = serial();
     let cache = e2e_cache();
     let tmp = scratch("kill-load-tmp");
-    let before = host_state();
+    let host = HostGuard::new(&lock, &tmp, &cache);
     for signal in [libc_sig::SIGINT, libc_sig::SIGTERM, libc_sig::SIGKILL] {
         for delay_ms in [20, 150, 500] {
             let mut child = load_command("8", &cache, &tmp)
@@ -75,17 +74,17 @@ fn killing_a_parallel_run_at_any_moment_leaves_nothing_behind() {
                 .status()
                 .unwrap();
             child.wait().unwrap();
-            assert_host_clean(&before, &tmp, &cache);
+            host.assert_clean();
         }
     }
 }
 
 #[test]
 fn a_killed_runs_cgroups_are_removed_by_the_next_run_which_says_so() {
-    let _serial = serial();
+    let lock = serial();
     let cache = e2e_cache();
     let tmp = scratch("stale-cgroup-tmp");
-    let before = host_state();
+    let host = HostGuard::new(&lock, &tmp, &cache);
     let limited = |args: &[&str]| {
         let mut c = Command::new(fixture());
         c.args(args)
@@ -113,14 +112,13 @@ fn a_killed_runs_cgroups_are_removed_by_the_next_run_which_says_so() {
     });
     let stale = host_state().cgroups;
     assert!(
-        stale.len() > before.cgroups.len(),
+        stale.len() > host.before().cgroups.len(),
         "SIGKILL left the run's cgroup: {stale:?}"
     );
     let out = limited(&["demo_pid_one", "--exact"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("left by a run that was killed"), "{err}");
-    assert_host_clean(&before, &tmp, &cache);
 }
 
 /// The harness process holds fds 7 and 8 without close-on-exec (as a careless parent may

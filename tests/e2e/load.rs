@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::host::{assert_host_clean, host_state, serial};
+use crate::host::{serial, HostGuard};
 use crate::runs::{e2e_cache, fixture, scratch};
 
 /// The 500-test `e2e-load` example on `threads` threads, with its own cache and TMPDIR.
@@ -49,10 +49,10 @@ fn run_load(threads: &str, cache: &Path, tmp: &Path) -> (bool, String, i64) {
 
 #[test]
 fn load_500_tests_5_rounds_1_2_8_threads_no_flake_flat_memory() {
-    let _serial = serial();
+    let lock = serial();
     let cache = e2e_cache();
     let tmp = scratch("load-tmp");
-    let before = host_state();
+    let _host = HostGuard::new(&lock, &tmp, &cache);
     for threads in ["1", "2", "8"] {
         let mut peaks = Vec::new();
         for round in 0..5 {
@@ -70,5 +70,4 @@ fn load_500_tests_5_rounds_1_2_8_threads_no_flake_flat_memory() {
             "harness memory grew across rounds ({threads} threads): {peaks:?} KiB"
         );
     }
-    assert_host_clean(&before, &tmp, &cache);
 }

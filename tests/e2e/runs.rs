@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::common;
-use crate::host::{assert_host_clean, host_state, serial};
+use crate::host::{serial, HostGuard};
 
 pub const ORPHAN_MARK: &str = "987654";
 
@@ -135,7 +135,7 @@ pub fn run_fixture_in(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Run {
-    let _serial = serial();
+    let lock = serial();
     // An unprivileged uid may not reach this checkout (under /root, say): it gets a copy of
     // the fixture, its TMPDIR and its cache in a world-readable place.
     let nobody = wrapper.iter().any(|a| a.contains("setpriv"));
@@ -158,7 +158,7 @@ pub fn run_fixture_in(
     } else {
         fixture()
     };
-    let before = host_state();
+    let host = HostGuard::new(&lock, &tmp, &cache);
     let binary = std::fs::read(&exe).unwrap();
     let output = wrapped(wrapper, &exe)
         .args(args)
@@ -172,7 +172,7 @@ pub fn run_fixture_in(
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    assert_host_clean(&before, &tmp, &cache);
+    host.finish();
     assert!(
         std::fs::read(&exe).unwrap() == binary,
         "the test binary was modified"
