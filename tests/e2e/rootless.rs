@@ -1,7 +1,14 @@
 //! The end-to-end suite as an unprivileged user: rootless mode, with one id or with
 //! subordinate ids, tarball owners, and the writable layer on disk.
 
-use super::*;
+use std::fs::File;
+use std::path::Path;
+
+use crate::host::{serial, HostGuard};
+use crate::outcomes::check_every_outcome;
+use crate::runs::{
+    busybox_base, fixture, nobody_dir, run_fixture, run_fixture_in, wrapped, AS_NOBODY,
+};
 
 /// Runs as uid/gid 65534 with subordinate ids: in a private mount namespace (the host's files
 /// stay as they are), `/etc/subuid` and `/etc/subgid` give 65534 the range 100000+65536, so
@@ -94,7 +101,7 @@ fn every_outcome_is_the_same_with_subordinate_ids() {
 #[test]
 fn a_tarballs_owners_are_kept_where_the_maps_allow() {
     let base = busybox_base();
-    let _serial = serial();
+    let lock = serial();
     let dir = nobody_dir().join("owners");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -142,7 +149,7 @@ fn a_tarballs_owners_are_kept_where_the_maps_allow() {
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )
     .unwrap();
-    let before = host_state();
+    let host = HostGuard::state_only(&lock);
     let stat = "stat -c '%u:%g %a' /home/user /home/user/notes /usr/bin/sgid-tool";
     let run_env = |wrapper: &[&str], cache: &str, args: &[&str], env: &[(&str, &str)]| {
         let cache = dir.join(cache);
@@ -211,7 +218,7 @@ fn a_tarballs_owners_are_kept_where_the_maps_allow() {
         "{err}"
     );
     assert_eq!(std::fs::read_dir(cache.join("owners")).unwrap().count(), 1);
-    assert_eq!(host_state(), before);
+    host.finish();
     // The whole unprivileged scratch place, with the `subids` file the wrapper wrote there.
     std::fs::remove_dir_all(nobody_dir()).unwrap();
 }

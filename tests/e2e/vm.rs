@@ -1,6 +1,12 @@
 //! Limits on a kernel with only cgroup v2: a VM boots Debian's kernel and runs the fixture.
 
-use super::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::host::{serial, HostGuard};
+use crate::outcomes::check_every_outcome;
+use crate::runs::{fixture, scratch, Run};
 
 /// `/init` of the VM: from the initramfs onto a tmpfs (`pivot_root` refuses the initial
 /// rootfs), then a machine with nothing but cgroup v2 — every controller on the unified
@@ -104,7 +110,7 @@ fn limits_on_a_kernel_with_only_cgroup_v2_in_a_vm() {
     // whose controllers are all on the unified hierarchy: a VM (qemu, TCG) booting Debian's
     // kernel with an initramfs of busybox, the fixture and its libraries.
     let (kernel, version) = vm_kernel();
-    let _serial = serial();
+    let lock = serial();
     let dir = scratch("vm");
     let root = dir.join("root");
     for d in [
@@ -165,7 +171,7 @@ fn limits_on_a_kernel_with_only_cgroup_v2_in_a_vm() {
         .status()
         .unwrap();
     assert!(packed.success(), "cpio");
-    let before = host_state();
+    let host = HostGuard::state_only(&lock);
     let qemu = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic"])
         .args(["-no-reboot", "-nic", "none", "-kernel"])
@@ -257,6 +263,6 @@ fn limits_on_a_kernel_with_only_cgroup_v2_in_a_vm() {
             rootless.text()
         );
     }
-    assert_eq!(host_state(), before);
+    host.finish();
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,0 +1,176 @@
+//! The fork server: who clones the containers, a server killed or stopped mid-run, and every
+//! outcome the same without it.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::host::{serial, wait_until, HostGuard};
+use crate::load::load_command;
+use crate::outcomes::check_every_outcome;
+use crate::runs::{e2e_cache, run_fixture, run_fixture_in, scratch, Run, AS_NOBODY};
+
+/// The pids and names of `pid`'s children.
+fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let mut kids = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for kid in list
+            .split_whitespace()
+            .filter_map(|k| k.parse::<u32>().ok())
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{kid}/comm")).unwrap_or_default();
+            kids.push((kid, comm.trim().to_string()));
+        }
+    }
+    kids
+}
+
+#[test]
+fn containers_are_cloned_by_one_fork_server_as_the_harness_children() {
+    // By default a run's containers, from its second on, are cloned by one fork server with
+    // CLONE_PARENT: they are the harness's own children and the server keeps none. With
+    // NSTEST_FORK_SERVER=0 (as `off`: the switches take both) there is no server. Both runs
+    // sample the harness's children.
+    let _serial = serial();
+    let cache = e2e_cache();
+    for server in [true, false] {
+        let tmp = scratch("forksrv-tree-tmp");
+        let mut cmd = load_command("2", &cache, &tmp);
+        cmd.arg("-q").stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.env("NSTEST_FORK_SERVER", if server { "on" } else { "0" });
+        let mut child = cmd.spawn().unwrap();
+        // How many PID namespaces deep a process is, as this test's /proc sees it.
+        let depth = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("NSpid:")
+                        .map(|p| p.split_whitespace().count())
+                })
+        };
+        let harness = depth(child.id()).unwrap();
+        let (mut servers, mut containers, mut theirs) =
+            (BTreeSet::new(), BTreeSet::new(), Vec::new());
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            for (pid, comm) in children_of(child.id()) {
+                // A container is PID 1 of a PID namespace of its own (just cloned, it still has
+                // the server's name); the server is in the harness's.
+                match depth(pid) {
+                    Some(d) if d == harness + 1 => {
+                        containers.insert(pid);
+                    }
+                    Some(d) if d == harness && comm == "nstest-forksrv" => {
+                        servers.insert(pid);
+                        theirs.extend(children_of(pid));
+                    }
+                    _ => {}
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert!(status.success());
+        // The first is the harness's own clone either way; with the server, the others are its.
+        assert!(
+            containers.len() >= 2,
+            "containers seen as the harness's children: {containers:?}"
+        );
+        if server {
+            assert_eq!(servers.len(), 1, "one fork server per run: {servers:?}");
+            assert!(
+                theirs.is_empty(),
+                "the server keeps no children: {theirs:?}"
+            );
+        } else {
+            assert!(servers.is_empty(), "NSTEST_FORK_SERVER=0: {servers:?}");
+        }
+        wait_until(
+            "the fork server to end with the harness",
+            Duration::from_secs(5),
+            || {
+                servers
+                    .iter()
+                    .all(|s| !Path::new(&format!("/proc/{s}")).exists())
+            },
+        );
+    }
+}
+
+#[test]
+fn a_fork_server_killed_mid_run_costs_no_test() {
+    fork_server_signalled_mid_run(nix::sys::signal::Signal::SIGKILL, "forksrv-kill-tmp");
+}
+
+#[test]
+fn a_fork_server_stopped_mid_run_costs_no_test() {
+    // Alive but silent (as under a debugger, or stuck): the harness waits for its answer 10 s at
+    // most, then kills it and clones by itself, the held request's test included.
+    let text = fork_server_signalled_mid_run(nix::sys::signal::Signal::SIGSTOP, "forksrv-stop-tmp");
+    assert!(text.contains("none within 10s"), "{text}");
+}
+
+/// Runs the 500 tests of `e2e-load` on 2 threads, sends their fork server `sig` 100 ms in,
+/// and checks that the run still ends, within a minute, with every test passed (the test whose
+/// request the server held is started again without it), the run told once, and the host
+/// clean. Returns the output.
+fn fork_server_signalled_mid_run(sig: nix::sys::signal::Signal, tmp_name: &str) -> String {
+    let lock = serial();
+    let cache = e2e_cache();
+    let tmp = scratch(tmp_name);
+    let _host = HostGuard::new(&lock, &tmp, &cache);
+    let child = load_command("2", &cache, &tmp)
+        .env_remove("NSTEST_FORK_SERVER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let harness = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut server = None;
+    wait_until("the fork server", Duration::from_secs(20), || {
+        server = children_of(child.id())
+            .into_iter()
+            .find(|(_, comm)| comm == "nstest-forksrv");
+        server.is_some()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.unwrap().0 as i32), sig).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    let Ok(out) = rx.recv_timeout(Duration::from_secs(60)) else {
+        let _ = nix::sys::signal::kill(harness, nix::sys::signal::Signal::SIGKILL);
+        panic!("the run did not end within a minute of the fork server's {sig}");
+    };
+    let run = Run::parse(out);
+    let text = run.text();
+    let count = |outcome: &str| run.outcomes.values().filter(|o| *o == outcome).count();
+    let (passed, failed) = (count("ok"), count("FAILED"));
+    assert_eq!((passed, failed), (500, 0), "{text}");
+    let note = "nstest: note: the fork server failed";
+    assert_eq!(text.matches(note).count(), 1, "{text}");
+    text
+}
+
+#[test]
+fn every_outcome_is_the_same_without_the_fork_server() {
+    // NSTEST_FORK_SERVER=off: each container is cloned and re-executed by the harness.
+    let env = [("NSTEST_FORK_SERVER", "off")];
+    let run = run_fixture("no-fork-server", &["--test-threads", "2"], &env);
+    check_every_outcome(&run, false);
+    let nobody = run_fixture_in(
+        "nobody-no-fork-server",
+        AS_NOBODY,
+        "e2e-cache-nobody",
+        &["--test-threads", "2"],
+        &env,
+    );
+    check_every_outcome(&nobody, true);
+}
