@@ -1,6 +1,6 @@
 //! The `Container` API end to end: `output()`, `status()`, a timeout, a missing command, a
 //! spec too big for the fork server.
-//! Prints one `key: value` line per check; `tests/e2e.rs` runs it and reads them.
+//! Prints one `key: value` line per check; `tests/e2e/` runs it and reads them.
 
 use std::time::{Duration, Instant};
 
