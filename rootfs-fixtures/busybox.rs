@@ -50,6 +50,10 @@ const DIRS: [(&str, u32); 27] = [
     ("var/tmp", 0o1777),
 ];
 
+/// The version of this layout, part of a base's cache key (and its `VERSION_ID`): a base built
+/// by an older layout is not taken for one of this.
+pub const LAYOUT: &str = "2";
+
 const FILES: [(&str, &str); 7] = [
     ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n"),
     ("etc/group", "root:x:0:root\nnogroup:x:65534:\n"),
@@ -59,7 +63,7 @@ const FILES: [(&str, &str); 7] = [
     ("etc/profile", "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nexport PS1='\\h:\\w\\$ '\n"),
     (
         "etc/os-release",
-        "NAME=\"nstest busybox\"\nID=nstest-busybox\nPRETTY_NAME=\"nstest busybox rootfs (Alpine minirootfs layout)\"\nHOME_URL=\"https://busybox.net/\"\n",
+        "NAME=\"nstest busybox\"\nID=nstest-busybox\nVERSION_ID=2\nPRETTY_NAME=\"nstest busybox rootfs (Alpine minirootfs layout)\"\nHOME_URL=\"https://busybox.net/\"\n",
     ),
 ];
 

@@ -65,6 +65,14 @@ fn ps_shows_only_the_container() {
 }
 
 #[nstest::test]
+fn the_default_root_says_what_it_is_as_an_alpine_root_does() {
+    let os = std::fs::read_to_string("/etc/os-release").unwrap();
+    for field in ["ID=", "VERSION_ID=", "PRETTY_NAME="] {
+        assert!(os.lines().any(|l| l.starts_with(field)), "{field} in {os}");
+    }
+}
+
+#[nstest::test]
 fn the_root_is_a_fresh_throwaway_view() {
     assert!(std::path::Path::new("/bin/sh").exists());
     std::fs::write("/tmp/x", "y").unwrap();

@@ -355,7 +355,9 @@ fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
         RootfsSource::Host => Base::Host,
         RootfsSource::Busybox => {
             let bb = busybox_path().ok_or(RootfsError::NoBusybox)?;
+            // The layout is part of what the base is: a new one is a new base.
             let key = cache.file_key("busybox", bb)?;
+            let key = cache::derived_key("busybox", &format!("{key}/layout-{}", busybox::LAYOUT));
             built(cache.get_or_build(&key, |tmp| busybox::build(bb, tmp))?)
         }
         RootfsSource::Dir(path) => {

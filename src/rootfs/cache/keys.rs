@@ -104,6 +104,20 @@ fn settled_at(mtime: (i64, i64), ctime: (i64, i64), now: std::time::SystemTime) 
         .is_ok_and(|age| age >= Duration::from_secs(2))
 }
 
+/// A key derived from other text (a key and what else makes the entry): `<prefix>-<sha256>`.
+pub fn derived_key(prefix: &str, text: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(FORMAT.as_bytes());
+    h.update(text.as_bytes());
+    let hex: String = h
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{prefix}-{hex}")
+}
+
 /// The cache key of a file's content: `<prefix>-<sha256>`.
 ///
 /// ```no_run

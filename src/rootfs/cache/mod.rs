@@ -30,7 +30,7 @@ use super::RootfsError;
 mod keys;
 mod list;
 
-pub use keys::file_key;
+pub use keys::{derived_key, file_key};
 use list::lock_file;
 pub use list::Entry;
 
