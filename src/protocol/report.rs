@@ -239,13 +239,13 @@ fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
 /// A report stream that does not decode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProtocolError {
-    /// The stream does not start with [`MAGIC`].
+    /// The stream does not start with a frame's magic bytes (`NSTR`).
     BadMagic,
     /// A frame of another protocol version (a binary built with another nstest?).
     Version(u8),
     /// A frame kind this version does not know.
     UnknownKind(u8),
-    /// A payload over [`MAX_PAYLOAD`].
+    /// A payload over the limit (16 MiB).
     TooLarge(usize),
     /// A payload whose fields do not add up.
     Malformed,

@@ -1,0 +1,183 @@
+//! What an isolated test costs where users run it: a crate of their own that depends on
+//! nstest, built by cargo in the default dev profile (no profile override), run by `cargo test`
+//! and by `cargo nextest run` (a process per test), beside `unshare` + `chroot` of `/bin/true`
+//! over the same root in the same run. Run as root:
+//!
+//! ```text
+//! cargo run --release --example user_build            # 200 tests a row
+//! cargo run --release --example user_build -- 50      # 50
+//! ```
+//!
+//! It writes a crate under `$TMPDIR/nstest-user-build/` (`tests/t.rs`: N `#[nstest::test]`s
+//! and N plain `#[test]`s, in one ordinary libtest target), builds it in both profiles, then
+//! times, sequentially: its test binary on the isolated tests (`--test-threads 1`, as `cargo
+//! test -- --test-threads 1` runs it), and `cargo nextest run -j 1` on the isolated tests and
+//! on the plain ones (what nstest adds under nextest is the difference). "CPU ms" is the CPU
+//! time per test on all cores (from `/proc/stat`: the harness, the containers, kernel workers).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `(busy, total)` jiffies of all CPUs, from the first line of `/proc/stat`.
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Wall time and CPU time (all cores) of `f`.
+fn timed(f: impl FnOnce()) -> (Duration, Duration) {
+    let hz = 100.0; // USER_HZ: /proc/stat counts in 1/100 s on Linux
+    let before = cpu_jiffies();
+    let start = Instant::now();
+    f();
+    let wall = start.elapsed();
+    let after = cpu_jiffies();
+    (
+        wall,
+        Duration::from_secs_f64((after.0 - before.0) as f64 / hz),
+    )
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.stderr(Stdio::piped()).output().expect("command runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+/// The generated crate, with `n` isolated and `n` plain tests.
+fn write_crate(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir.join("tests")).unwrap();
+    let nstest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"user-build\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
+             [dev-dependencies]\nnstest = {{ path = {:?} }}\n\n[workspace]\n",
+            nstest.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/lib.rs"), "").unwrap();
+    let mut t = String::new();
+    for i in 0..n {
+        t.push_str(&format!(
+            "#[nstest::test]\nfn iso_{i:04}() {{}}\n#[test]\nfn plain_{i:04}() {{}}\n"
+        ));
+    }
+    std::fs::write(dir.join("tests/t.rs"), t).unwrap();
+}
+
+/// Builds the crate's tests in `profile` (`dev` or `release`); the test binary.
+fn build(dir: &Path, profile: &str) -> PathBuf {
+    let mut cmd = Command::new("cargo");
+    cmd.args(["test", "--no-run", "--message-format=short"])
+        .current_dir(dir);
+    if profile == "release" {
+        cmd.arg("--release");
+    }
+    let out = run(&mut cmd);
+    let exe = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Executable tests/t.rs ("))
+        .and_then(|l| l.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no test binary in:\n{out}"));
+    dir.join(exe)
+}
+
+fn row(name: &str, n: usize, (wall, cpu): (Duration, Duration), floor: Option<Duration>) {
+    let per = wall.as_secs_f64() * 1000.0 / n as f64;
+    let cpu = cpu.as_secs_f64() * 1000.0 / n as f64;
+    let x = floor.map_or(String::new(), |f| {
+        format!("{:.2}", per / (f.as_secs_f64() * 1000.0 / n as f64))
+    });
+    println!("{name:<44} {per:>10.3} {x:>10} {cpu:>10.3}");
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200);
+    let dir = std::env::temp_dir().join("nstest-user-build");
+    write_crate(&dir, n);
+    let has_nextest = Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    println!("building the generated crate (dev and release profiles) …");
+    let dev = build(&dir, "dev");
+    let release = build(&dir, "release");
+    // Warm: the rootfs is built once into the cache, the binaries are in the page cache.
+    run(Command::new(&dev).args(["iso_0000", "--exact"]));
+    run(Command::new(&release).args(["iso_0000", "--exact"]));
+    let root = nstest::rootfs::prepare(&nstest::spec::RootfsSource::Busybox)
+        .ok()
+        .and_then(|p| match p.base {
+            nstest::rootfs::Base::Dir(d) => Some(d),
+            nstest::rootfs::Base::Host => None,
+        })
+        .expect("the busybox base (apt-get install busybox-static)");
+
+    println!(
+        "\n{n} tests a row, sequential; x unshare = per test / unshare's per run\n{:<44} {:>10} {:>10} {:>10}",
+        "what", "ms/test", "x unshare", "CPU ms"
+    );
+    let floor = timed(|| {
+        for _ in 0..n {
+            run(Command::new("unshare")
+                .args([
+                    "--uts", "--pid", "--mount", "--ipc", "--net", "--fork", "chroot",
+                ])
+                .arg(&root)
+                .arg("/bin/true"));
+        }
+    });
+    let f = Some(floor.0);
+    row("unshare + chroot of /bin/true (the floor)", n, floor, f);
+    let libtest = |exe: &Path| {
+        timed(|| {
+            run(Command::new(exe).args(["iso_", "--test-threads", "1"]));
+        })
+    };
+    row("cargo test, dev profile (the default)", n, libtest(&dev), f);
+    row("cargo test, release profile", n, libtest(&release), f);
+    if has_nextest {
+        let nextest = |filter: &str| {
+            timed(|| {
+                run(Command::new("cargo")
+                    .args(["nextest", "run", "-j", "1", "--no-fail-fast", "-E"])
+                    .arg(format!("test(/^{filter}/)"))
+                    .current_dir(&dir));
+            })
+        };
+        let iso = nextest("iso_");
+        let plain = nextest("plain_");
+        row("cargo nextest run -j 1, dev: nstest tests", n, iso, f);
+        row("cargo nextest run -j 1, dev: plain #[test]s", n, plain, f);
+        row(
+            "  what nstest adds under nextest",
+            n,
+            (iso.0.saturating_sub(plain.0), iso.1.saturating_sub(plain.1)),
+            f,
+        );
+    } else {
+        println!("(cargo-nextest not installed: no nextest rows)");
+    }
+}
