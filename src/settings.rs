@@ -60,13 +60,23 @@ pub(crate) fn upper_on_disk() -> bool {
     std::env::var("NSTEST_UPPER").as_deref() == Ok("disk")
 }
 
-/// Rootless mode: the effective uid is not 0, or `NSTEST_ROOTLESS=1`. Decided once per
-/// process (it is asked for every container).
+/// Rootless mode: the effective uid is not 0 of the initial user namespace (a normal user, or
+/// root of a user namespace: a rootless container's test that starts containers of its own),
+/// or `NSTEST_ROOTLESS=1`. Decided once per process (it is asked for every container).
 pub(crate) fn rootless() -> bool {
     static ROOTLESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ROOTLESS.get_or_init(|| {
-        !nix::unistd::geteuid().is_root() || switch("NSTEST_ROOTLESS") == Some(true)
+        !nix::unistd::geteuid().is_root()
+            || !in_the_initial_user_namespace()
+            || switch("NSTEST_ROOTLESS") == Some(true)
     })
+}
+
+/// Whether this process's user namespace maps every uid to itself (the initial one does).
+fn in_the_initial_user_namespace() -> bool {
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    fields.is_empty() || fields == ["0", "0", "4294967295"]
 }
 
 /// Whether rootless mode may use `/etc/subuid` ranges (not `NSTEST_SUBIDS=off`).
