@@ -10,9 +10,19 @@ use std::path::Path;
 use crate::reexec::{take_role, Role};
 
 /// Becomes what the re-exec contract says this process is; returns in a process of its own.
+/// Once per process (the constructor, and `nstest::init()` or `nstest::main!()` again).
 pub(crate) fn dispatch() {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     match take_role() {
-        Role::Own => {}
+        // A process that runs one isolated test forks its fork server now, while pristine.
+        Role::Own => {
+            if crate::parent::prefork::prefork() == crate::parent::prefork::Prefork::Server {
+                crate::child::serve_fork_requests()
+            }
+        }
         Role::Container(hex) => crate::child::enter(&hex),
         Role::ForkServer => crate::child::serve_fork_requests(),
         Role::IdMapTask => idmap_task(),

@@ -114,7 +114,10 @@
 //!   starts that overflows its stack dies of SIGSEGV without the message.
 //! - From a process's second container on, each container is a clone of the fork server,
 //!   started at that second container: its argv is `argv[0]` alone, and its umask, resource
-//!   limits and inherited stdio are the harness's when the server started. A program that has
+//!   limits and inherited stdio are the harness's when the server started. A process started to
+//!   run one isolated test (`<binary> <name> --exact`, as nextest runs each) forks its server
+//!   before `main` and clones even that test's container from it: that test sees the
+//!   harness's argv, as an in-process test does. A program that has
 //!   run two [`Container`]s keeps the server (`nstest-forksrv`, idle, about 3 MB) until it
 //!   exits. The server is used with glibc only (its clones need glibc's thread id rewritten,
 //!   as glibc's fork does). While it was opt-in, the cgroup-v2 VM test hung with it in 2 of 6

@@ -23,6 +23,9 @@ pub(crate) fn serve() -> ! {
     let Some(one_thread) = sys::single_threaded() else {
         sys::exit_now(1)
     };
+    // A network namespace made now, before the first request (the harness is still starting
+    // up): the first container without `net = "host"` enters it instead of making its own.
+    let mut spare = sys::spare_netns();
     if sys::send_with_fds(sock.as_fd(), b"ready", &[]).is_err() {
         sys::exit_now(1)
     }
@@ -37,10 +40,20 @@ pub(crate) fn serve() -> ! {
         };
         let answer = match ForkRequest::decode(&buf[..n]) {
             Ok(req) if req.fd_count() == fds.len() => {
-                let flags = CloneFlags::from_bits_retain(req.flags);
+                let mut flags = CloneFlags::from_bits_retain(req.flags);
+                let mut plan = plan(&req, &fds);
+                // Not for a user namespace's container: its network namespace must be its own.
+                let own_netns = flags.contains(CloneFlags::CLONE_NEWNET)
+                    && !flags.contains(CloneFlags::CLONE_NEWUSER)
+                    && plan.netns.is_none();
+                let spare = if own_netns { spare.take() } else { None };
+                if let Some(fd) = &spare {
+                    plan.netns = Some(fd.as_raw_fd());
+                    flags.remove(CloneFlags::CLONE_NEWNET);
+                }
                 // The clone closes the socket first, so that the harness sees a server that
                 // died, even while the clone waits to be released.
-                match sys::fork_container(&one_thread, flags, &plan(&req, &fds), &[SOCKET_FD]) {
+                match sys::fork_container(&one_thread, flags, &plan, &[SOCKET_FD]) {
                     Ok(None) => run_container(req.spec),
                     Ok(Some(cloned)) => Ok((cloned.pid.as_raw(), cloned.pidfd)),
                     Err(e) => Err(-(e.errno as i32)),

@@ -26,7 +26,7 @@ use crate::sys::{self, ChildPlan, Cloned, ExecPlan, SysError};
 /// How long the harness waits for the server to take a request or answer it. A clone takes
 /// well under a millisecond; a server that is stopped (`SIGSTOP`, a debugger) or stuck delays the
 /// request it holds by this much; that container is then started again without it.
-const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What starting the server needs from the spawner's once-per-process set-up.
 pub(crate) struct Start<'a> {
@@ -55,6 +55,11 @@ pub(crate) enum Answer {
 pub(crate) struct Server {
     /// Our end of its socket; `None` once it failed (the harness clones by itself from then on).
     sock: Mutex<Option<(OwnedFd, Cloned)>>,
+    /// Whether it has said it is ready (a server forked before `main` says so when first asked).
+    ready: AtomicBool,
+    /// The write end of its liveness pipe, for a server forked before `main` (the one of a
+    /// re-executed server is the spawner's).
+    _life: Option<OwnedFd>,
     /// Set when it failed, read without the lock (`get`, once per container).
     failed: AtomicBool,
     /// The process that started it: a process forked from that one has its own children, and
@@ -91,12 +96,29 @@ pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Serv
             let (sock, cloned) = rx.recv().ok()??;
             Some(Server {
                 sock: Mutex::new(Some((sock, cloned))),
+                ready: AtomicBool::new(true),
+                _life: None,
                 failed: AtomicBool::new(false),
                 owner: nix::unistd::getpid(),
             })
         })
         .as_ref()
         .filter(|s| s.owner == nix::unistd::getpid() && !s.failed.load(Ordering::Relaxed))
+}
+
+/// Adopts a server forked before `main` (`super::prefork`): the harness's end of its socket,
+/// the server, and the write end of its liveness pipe. It says it is ready when first asked.
+/// Whether it was taken (no server was there yet).
+pub(super) fn adopt(sock: OwnedFd, cloned: Cloned, life: OwnedFd) -> bool {
+    SERVER
+        .set(Some(Server {
+            sock: Mutex::new(Some((sock, cloned))),
+            ready: AtomicBool::new(false),
+            _life: Some(life),
+            failed: AtomicBool::new(false),
+            owner: nix::unistd::getpid(),
+        }))
+        .is_ok()
 }
 
 /// Clones and re-executes this binary as the server, and waits until it says it is ready.
@@ -147,6 +169,22 @@ impl Server {
         let Some((sock, _)) = guard.as_ref() else {
             return Answer::NotSent;
         };
+        if !self.ready.load(Ordering::Relaxed) {
+            // A server forked before `main` says it is ready when first asked.
+            let mut buf = [0u8; 8];
+            match sys::recv_with_fds(sock.as_fd(), &mut buf) {
+                Ok((5, _)) if &buf[..5] == b"ready" => self.ready.store(true, Ordering::Relaxed),
+                Ok(_) => {
+                    let why = SysError::new("its first word", nix::errno::Errno::EBADMSG);
+                    self.stop(&mut guard, &why);
+                    return Answer::NotSent;
+                }
+                Err(e) => {
+                    self.stop(&mut guard, &e);
+                    return Answer::NotSent;
+                }
+            }
+        }
         let mut fds: Vec<RawFd> = plan.fds.iter().map(|&(src, _)| src).collect();
         fds.extend(plan.netns);
         fds.extend(plan.sync.map(|(r, _)| r));

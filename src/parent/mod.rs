@@ -3,6 +3,7 @@
 pub(crate) mod forkserver;
 pub(crate) mod netns;
 pub(crate) mod package;
+pub(crate) mod prefork;
 pub(crate) mod probe;
 pub(crate) mod shell;
 pub(crate) mod spawn;

@@ -155,7 +155,8 @@ pub(crate) fn spawn(
     } else {
         Vec::new()
     };
-    let server = if first {
+    // A server forked before `main` (a process that runs one test) serves the first one too.
+    let server = if first && !(super::prefork::preforked() && spec_is_test(spec)) {
         None
     } else {
         super::forkserver::get(|| super::forkserver::Start {
@@ -219,6 +220,10 @@ pub(crate) fn spawn(
         stderr: err_r.map(File::from),
         report: File::from(report_r),
     })
+}
+
+fn spec_is_test(spec: &ChildSpec) -> bool {
+    matches!(spec.run, RunSpec::Test(_))
 }
 
 impl Running {

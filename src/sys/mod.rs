@@ -8,15 +8,14 @@
 //! is here.
 
 mod clone;
+mod fork;
 mod init;
 mod mount;
 mod net;
 mod socket;
 
-pub use clone::{
-    clone_call, clone_exec, fork_container, join_namespaces, single_threaded, ChildPlan, Cloned,
-    ExecPlan,
-};
+pub use clone::{clone_call, clone_exec, join_namespaces, ChildPlan, Cloned, ExecPlan};
+pub use fork::{fork_container, fork_helper, single_threaded};
 pub use init::{
     catch_stack_overflow, child_events, clear_env, count_child_events, reap_own_children,
     set_environ_region, setsid, sigchld_handler_is_ours, wait_child_event,
@@ -25,7 +24,7 @@ pub use mount::{
     bind, bind_read_only_tree, make_rprivate, mknod_exact, mknod_like, mount, pivot_root_to,
     set_xattr,
 };
-pub use net::{loopback_up, new_netns_with_lo};
+pub use net::{loopback_up, new_netns_with_lo, spare_netns};
 pub use socket::{recv_with_fds, send_with_fds, seqpacket_pair, set_socket_timeouts};
 
 use std::ffi::CString;

@@ -43,6 +43,19 @@ pub fn loopback_up() -> Result<()> {
     Ok(())
 }
 
+/// A new network namespace with `lo` up, made while the caller stays in its own (it enters the
+/// new one and comes back): an fd that keeps it, for a container to enter. `None` where the
+/// caller may not (rootless).
+pub fn spare_netns() -> Option<OwnedFd> {
+    let home = open_fd("/proc/thread-self/ns/net", false).ok()?;
+    let spare = new_netns_with_lo();
+    if nix::sched::setns(&home, CloneFlags::CLONE_NEWNET).is_err() {
+        // Stranded in the new namespace: the clones would share it. Nothing may go on.
+        super::exit_now(1)
+    }
+    spare.ok()
+}
+
 /// A new network namespace with `lo` up, made by (and entered by) the calling thread; returns an
 /// fd that keeps it. The thread stays in it: call from a thread of its own.
 pub fn new_netns_with_lo() -> Result<OwnedFd> {

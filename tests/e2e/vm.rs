@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::host::{serial, HostGuard};
-use crate::outcomes::check_every_outcome;
+use crate::outcomes::check_every_outcome_slowly;
 use crate::runs::{fixture, scratch, Run};
 
 /// `/init` of the VM: from the initramfs onto a tmpfs (`pivot_root` refuses the initial
@@ -237,7 +237,7 @@ fn limits_on_a_kernel_with_only_cgroup_v2_in_a_vm() {
         })
     };
     // Every outcome for the same reason as on this machine, the limits through cgroup v2 ...
-    check_every_outcome(&run_between("VM: start", "exit"), false);
+    check_every_outcome_slowly(&run_between("VM: start", "exit"), false);
     // ... and no cgroup of the run left in the VM.
     assert_eq!(field("cgroups left"), "0", "{}", tell());
     // Rootless with a delegated subtree: the limits apply as for root (in the user's subtree).
@@ -247,7 +247,7 @@ fn limits_on_a_kernel_with_only_cgroup_v2_in_a_vm() {
         "{}",
         rootless.text()
     );
-    check_every_outcome(&rootless, false);
+    check_every_outcome_slowly(&rootless, false);
     assert_eq!(field("cgroups left rootless"), "0", "{}", tell());
     // Before Linux 6.6 tmpfs has no user.* xattrs: rootless overlay would fail deletions with
     // EIO; each container gets a private copy instead, and the run says so.

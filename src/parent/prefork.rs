@@ -1,0 +1,119 @@
+//! A fork server forked before `main`, for a process that runs one isolated test (`cargo nextest
+//! run` starts one per test): the process is still pristine then (one thread, nothing of
+//! nstest's set up), so its fork is as good a server as a re-executed binary, without the
+//! second `execve`, dynamic loading and C library start-up of a large test binary.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::forkserver::{adopt, ANSWER_TIMEOUT};
+use crate::reexec::{LIFE_FD, SOCKET_FD};
+use crate::sys::{self, ChildPlan};
+
+/// Whether a server was forked before `main` (see [`prefork`]): then even a process's first
+/// container is cloned by it.
+pub(crate) fn preforked() -> bool {
+    PREFORKED.load(Ordering::Relaxed)
+}
+
+static PREFORKED: AtomicBool = AtomicBool::new(false);
+
+/// What [`prefork`] made of this process.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Prefork {
+    /// Nothing: not a process that runs one isolated test, or the server could not be forked.
+    NotHere,
+    /// The server: it serves (`child::serve_fork_requests`) and never returns.
+    Server,
+    /// The harness, with its server.
+    Harness,
+}
+
+/// Before `main`, in a process started to run one isolated test (`<binary> <name> --exact`:
+/// how `cargo nextest run` runs each test), starts the fork server by forking this process,
+/// still pristine (one thread, before `main`, nothing of nstest's set up), instead of
+/// re-executing the binary for the test's container: the `execve`, the dynamic loading and the
+/// C library's start-up of a large test binary are paid once per process, not twice.
+pub(crate) fn prefork() -> Prefork {
+    if !crate::settings::fork_server() || !cfg!(target_env = "gnu") || !one_test_process() {
+        return Prefork::NotHere;
+    }
+    let Some(one_thread) = sys::single_threaded() else {
+        return Prefork::NotHere;
+    };
+    let (Ok((mine, theirs)), Ok(life), Ok(null)) =
+        (sys::seqpacket_pair(), sys::pipe(), sys::open_dev_null())
+    else {
+        return Prefork::NotHere;
+    };
+    if sys::set_socket_timeouts(mine.as_fd(), ANSWER_TIMEOUT).is_err() {
+        return Prefork::NotHere;
+    }
+    // The server holds none of the harness's stdio: a test runner waiting for the end of the
+    // harness's output must not wait for it.
+    let n = null.as_raw_fd();
+    let plan = ChildPlan {
+        fds: vec![
+            (n, 0),
+            (n, 1),
+            (n, 2),
+            (theirs.as_raw_fd(), SOCKET_FD),
+            (life.0.as_raw_fd(), LIFE_FD),
+        ],
+        life: (life.0.as_raw_fd(), life.1.as_raw_fd()),
+        report_fd: SOCKET_FD,
+        writes: Vec::new(),
+        sync: None,
+        netns: None,
+        cgroup_ns: None,
+    };
+    match sys::fork_helper(&one_thread, &plan) {
+        Ok(None) => {
+            // The server: its socket and liveness pipe are at SOCKET_FD and LIFE_FD now, and
+            // the fds these hold were closed; they must not be closed again.
+            std::mem::forget((mine, theirs, life, null));
+            Prefork::Server
+        }
+        Ok(Some(cloned)) => {
+            drop((theirs, life.0, null));
+            PREFORKED.store(adopt(mine, cloned, life.1), Ordering::Relaxed);
+            Prefork::Harness
+        }
+        Err(_) => Prefork::NotHere,
+    }
+}
+
+/// Whether the command line names one registered test with `--exact` and lists nothing.
+fn one_test_process() -> bool {
+    let Ok(cmdline) = std::fs::read("/proc/self/cmdline") else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).skip(1).collect();
+    let flag = |f: &[u8]| args.contains(&f);
+    if !flag(b"--exact") || flag(b"--list") {
+        return false;
+    }
+    // The filters: words that are neither options nor the value of one.
+    const WITH_VALUE: [&[u8]; 7] = [
+        b"--test-threads",
+        b"--skip",
+        b"--format",
+        b"--color",
+        b"--logfile",
+        b"-Z",
+        b"--shuffle-seed",
+    ];
+    let mut filters = Vec::new();
+    let mut words = args.iter().filter(|a| !a.is_empty());
+    while let Some(a) = words.next() {
+        if WITH_VALUE.contains(a) {
+            words.next();
+        } else if !a.starts_with(b"-") {
+            filters.push(*a);
+        }
+    }
+    match filters.as_slice() {
+        [name] => std::str::from_utf8(name).is_ok_and(|n| crate::registry::find(n).is_some()),
+        _ => false,
+    }
+}
