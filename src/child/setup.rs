@@ -111,6 +111,13 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<bool, Set
         if *if_missing && in_rootfs(&root, target) {
             continue; // the rootfs's own loader (a glibc image) serves its programs
         }
+        if *if_missing && !host.is_dir() {
+            // The loader's file: a symlink to its real path, which the entry before shows.
+            let parent = target.parent().unwrap_or(Path::new("/"));
+            let at = bind_target(&root, parent, true)?.join(target.file_name().unwrap_or_default());
+            symlink(host, &at).map_err(io_at(Step::Package, format!("symlink({at:?})")))?;
+            continue;
+        }
         let inside = bind_target(&root, target, host.is_dir())?;
         sys::bind_read_only_tree(host, &inside).map_err(at(Step::Package))?;
     }
@@ -304,16 +311,9 @@ fn dev(root: &Path, userns: bool) -> Result<(), SetupError> {
         Some("newinstance,ptmxmode=0666,mode=0620"),
     )
     .map_err(at(Step::MountDev))?;
-    let shm = dev.join("shm");
-    mkdir(&shm, 0o1777, Step::MountDev)?;
-    sys::mount(
-        "tmpfs",
-        &shm,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777"),
-    )
-    .map_err(at(Step::MountDev))?;
+    // A directory of /dev's own tmpfs, sticky and open to all: a mount of its own would cost
+    // each container a mount and its teardown for nothing a test can tell.
+    mkdir(&dev.join("shm"), 0o1777, Step::MountDev)?;
     for (name, target) in DEV_LINKS {
         let p = dev.join(name);
         symlink(target, &p)

@@ -44,7 +44,9 @@ pub struct ChildSpec {
     /// Shares the host's network namespace (`net = "host"`) instead of a new one with `lo`.
     pub host_net: bool,
     /// The test's package (see `parent::package`): `(host, container, only where the rootfs
-    /// has nothing)` bound read-only with everything under them, before `binds`.
+    /// has nothing)` bound read-only with everything under them, before `binds`; an entry
+    /// only where the rootfs has nothing that is a file (the loader) is made a symlink to its
+    /// host path, which a directory entry before it shows.
     pub package: Vec<(PathBuf, PathBuf, bool)>,
     /// Where a fresh writable tmpfs is mounted over the package (`CARGO_TARGET_TMPDIR`).
     pub tmpfs: Vec<PathBuf>,
