@@ -40,7 +40,8 @@
 //!
 //! - `hostname = "box"`: the container's hostname (default: the function name, made a valid
 //!   hostname).
-//! - `rootfs = "path"`: a `.tar` (`.tar.gz`, `.tgz`, `.tar.zst`, `.tar.xz`), a directory,
+//! - `rootfs = "path"`: a `.tar` (`.tar.gz`, `.tgz`, `.tar.zst`, `.tar.xz`; a `docker save`
+//!   archive or an OCI layout packed as a tar is recognised and its image used), a directory,
 //!   `oci:dir[:tag]` or `docker-archive:path`, relative to the package's `CARGO_MANIFEST_DIR`;
 //!   or `builtin:busybox` / `builtin:host`.
 //! - `bind = ["host:/container", "…:rw"]`, `env = ["KEY=value"]`, `workdir = "/path"`. The

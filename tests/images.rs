@@ -224,6 +224,58 @@ fn a_docker_save_archive_with_two_layers_and_whiteouts() {
     assert_layered(RootfsSource::DockerArchive(path));
 }
 
+/// A directory packed as a tar, its entries named from the top (as skopeo and docker pack them).
+fn tar_of(dir: &Path, to: &Path) {
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(to)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// A `docker save` archive given as a plain path (`rootfs = "save.tar"`, the way users write
+/// it), compressed or not, and an OCI layout packed as a tar (skopeo's `oci-archive:`, and
+/// Docker 25+'s `docker save`, which writes both), are recognised by what they hold.
+#[test]
+fn an_image_archive_given_as_a_plain_path_is_used_as_the_image() {
+    setup();
+    let dir = tmp("plain");
+    let save = dir.join("save.tar");
+    docker_archive(&save);
+    assert_layered(RootfsSource::Tar(save.clone()));
+    let gz = dir.join("save.tar.gz");
+    std::fs::write(&gz, gzip(&std::fs::read(&save).unwrap())).unwrap();
+    assert_layered(RootfsSource::Tar(gz));
+
+    let layout = dir.join("layout");
+    oci_layout(&layout, "only");
+    let oci_tar = dir.join("oci.tar");
+    tar_of(&layout, &oci_tar);
+    assert_layered(RootfsSource::Tar(oci_tar));
+
+    // Docker 25+: the OCI layout, and a manifest.json whose layers are its blobs.
+    let digests = oci_layout(&dir.join("docker25"), "docker25:1");
+    let layers: Vec<String> = digests
+        .iter()
+        .map(|d| format!("\"blobs/sha256/{}\"", d.trim_start_matches("sha256:")))
+        .collect();
+    std::fs::write(
+        dir.join("docker25/manifest.json"),
+        format!(
+            r#"[{{"Config":"blobs/sha256/none","RepoTags":["docker25:1"],"Layers":[{}]}}]"#,
+            layers.join(",")
+        ),
+    )
+    .unwrap();
+    let docker25 = dir.join("docker25.tar");
+    tar_of(&dir.join("docker25"), &docker25);
+    assert_layered(RootfsSource::Tar(docker25));
+}
+
 #[test]
 fn a_missing_or_corrupt_layer_is_refused_and_nothing_is_left() {
     setup();

@@ -317,6 +317,53 @@ pub fn build_docker_archive(
 ) -> Result<(), RootfsError> {
     // The archive's own entries (manifest, layer tarballs) need no owners.
     unpack::unpack(archive, scratch, &mut Owners::default())?;
+    build_docker_unpacked(archive, scratch, dest, owners)
+}
+
+/// What an unpacked archive holds, by its top-level entries: a `docker save` archive (a
+/// `manifest.json`; Docker 25+ writes an OCI layout beside it), an OCI image layout packed as a
+/// tar (`oci-layout`, as skopeo's `oci-archive:` writes it), or a root filesystem (anything
+/// else, or anything with `bin`, `etc` or `usr` at the top).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unpacked {
+    Rootfs,
+    DockerSave,
+    OciLayout,
+}
+
+/// What the archive unpacked at `dir` is (see [`Unpacked`]).
+pub(crate) fn kind_of_unpacked(dir: &Path) -> Unpacked {
+    let has = |n: &str| std::fs::symlink_metadata(dir.join(n)).is_ok();
+    if ["bin", "etc", "usr"].iter().any(|d| has(d)) {
+        Unpacked::Rootfs
+    } else if dir.join("manifest.json").is_file() {
+        Unpacked::DockerSave
+    } else if dir.join("oci-layout").is_file() && dir.join("index.json").is_file() {
+        Unpacked::OciLayout
+    } else {
+        Unpacked::Rootfs
+    }
+}
+
+/// Builds `dest` from the image of an OCI layout unpacked at `dir` from `archive` (the one image
+/// it holds).
+pub(crate) fn build_oci_unpacked(
+    dir: &Path,
+    dest: &Path,
+    owners: &mut Owners,
+) -> Result<(), RootfsError> {
+    let digest = oci_manifest(dir, None)?;
+    build_oci(dir, &digest, dest, owners)
+}
+
+/// Builds `dest` from a `docker save` archive already unpacked at `scratch` (its first image's
+/// layers, in order); `archive` names it in errors.
+pub(crate) fn build_docker_unpacked(
+    archive: &Path,
+    scratch: &Path,
+    dest: &Path,
+    owners: &mut Owners,
+) -> Result<(), RootfsError> {
     let manifest = scratch.join("manifest.json");
     if !manifest.is_file() {
         return Err(bad(archive, ImageError::NotDockerArchive));

@@ -373,6 +373,37 @@ fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
             built(cache.get_or_build(&key, |tmp| {
                 let mut owners = Owners::default();
                 unpack::unpack(&path, tmp, &mut owners)?;
+                // A `docker save` archive, or an OCI layout packed as a tar, given as a plain
+                // path: recognised by what it holds, and its image used.
+                let kind = image::kind_of_unpacked(tmp);
+                if kind == image::Unpacked::Rootfs {
+                    return settle_owners(cache, &key, tmp, owners);
+                }
+                let scratch = cache.scratch_dir(&key);
+                let io = |e: std::io::Error| RootfsError::Cache {
+                    path: tmp.to_path_buf(),
+                    source: Arc::new(e),
+                };
+                std::fs::rename(tmp, &scratch).map_err(io)?;
+                std::fs::create_dir(tmp).map_err(io)?;
+                let mut owners = Owners::default();
+                let result = match kind {
+                    image::Unpacked::DockerSave => {
+                        image::build_docker_unpacked(&path, &scratch, tmp, &mut owners)
+                    }
+                    _ => image::build_oci_unpacked(&scratch, tmp, &mut owners),
+                };
+                cache::remove_tree(&scratch);
+                result?;
+                let what = if kind == image::Unpacked::DockerSave {
+                    "a `docker save` archive"
+                } else {
+                    "an OCI image layout"
+                };
+                eprintln!(
+                    "nstest: {} is {what}: its image is the rootfs",
+                    path.display()
+                );
                 settle_owners(cache, &key, tmp, owners)
             })?)
         }
