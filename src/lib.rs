@@ -43,7 +43,8 @@
 //! - `rootfs = "path"`: a `.tar` (`.tar.gz`, `.tgz`, `.tar.zst`, `.tar.xz`; a `docker save`
 //!   archive or an OCI layout packed as a tar is recognised and its image used), a directory,
 //!   `oci:dir[:tag]` or `docker-archive:path`, relative to the package's `CARGO_MANIFEST_DIR`;
-//!   or `builtin:busybox` / `builtin:host`.
+//!   `docker://[registry/]repo[:tag][@sha256:…]`, an image by name, pulled once into the cache
+//!   and kept (`docs/guide.md`); or `builtin:busybox` / `builtin:host`.
 //! - `bind = ["host:/container", "…:rw"]`, `env = ["KEY=value"]`, `workdir = "/path"`. The
 //!   environment is otherwise clean: `PATH` for the rootfs, `HOME`, `HOSTNAME`; `TERM`,
 //!   `RUST_BACKTRACE`, `RUST_LIB_BACKTRACE`, `RUST_MIN_STACK`, `RUST_LOG`, `OUT_DIR` and what
@@ -83,6 +84,9 @@
 //!   cloning each from one fork server started once per run (the default, from a process's
 //!   second container on).
 //! - `NSTEST_PACKAGE=off`: tests without a `package` option do not see their package.
+//! - `NSTEST_PULL=always`: an image by name's tag is resolved again at the registry.
+//! - `NSTEST_INSECURE_REGISTRIES`: registries (`host:port`, comma-separated) spoken to in plain
+//!   HTTP, beside loopback ones.
 //! - `NSTEST_UNAVAILABLE=skip`: where containers cannot be made, report the tests as ignored
 //!   (with the reason) instead of failed.
 //!

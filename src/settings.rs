@@ -7,7 +7,7 @@ use std::ffi::OsString;
 
 /// Every variable (the test below checks that the code names no other).
 #[cfg(test)]
-const NAMES: [&str; 15] = [
+const NAMES: [&str; 17] = [
     "NSTEST_ROOTFS",
     "NSTEST_TIMEOUT",
     "NSTEST_MEMORY",
@@ -23,6 +23,8 @@ const NAMES: [&str; 15] = [
     "NSTEST_KEEP",
     "NSTEST_PACKAGE",
     "NSTEST_UNAVAILABLE",
+    "NSTEST_PULL",
+    "NSTEST_INSECURE_REGISTRIES",
 ];
 
 /// `NSTEST_ROOTFS`, unless unset or empty.
@@ -112,6 +114,23 @@ pub(crate) fn package() -> Option<bool> {
 /// `NSTEST_UNAVAILABLE=skip`: tests that cannot run here are ignored, not failed.
 pub(crate) fn unavailable_skip() -> bool {
     std::env::var("NSTEST_UNAVAILABLE").as_deref() == Ok("skip")
+}
+
+/// `NSTEST_PULL=always`: an image's tag is resolved again at the registry, instead of the digest
+/// the cache kept from the first pull.
+pub(crate) fn pull_always() -> bool {
+    std::env::var("NSTEST_PULL").as_deref() == Ok("always")
+}
+
+/// `NSTEST_INSECURE_REGISTRIES`: registries (`host[:port]`, comma-separated) spoken to in plain
+/// HTTP, beside loopback ones.
+pub(crate) fn insecure_registries() -> Vec<String> {
+    std::env::var("NSTEST_INSECURE_REGISTRIES")
+        .unwrap_or_default()
+        .split(',')
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect()
 }
 
 /// Every `NSTEST_*` variable of this run, sorted: what the `rerun:` line repeats.

@@ -24,7 +24,7 @@ pub const WORKDIR_FIX: &str = "write an absolute path without '..'";
 /// The fix for a network other than the two there are.
 pub const NET_FIX: &str = "use \"loopback\" (the default) or \"host\"";
 /// The fix for a rootfs string that names nothing.
-pub const ROOTFS_FIX: &str = "name builtin:busybox, builtin:host, a .tar (.tar.gz, .tgz, .tar.zst, .tzst, .tar.xz, .txz), a directory, oci:dir[:tag] or docker-archive:path";
+pub const ROOTFS_FIX: &str = "name builtin:busybox, builtin:host, a .tar (.tar.gz, .tgz, .tar.zst, .tzst, .tar.xz, .txz), a directory, oci:dir[:tag], docker-archive:path or docker://[registry/]repository[:tag][@sha256:digest]";
 
 /// Splits a leading whole number from its unit: `"64M"` is `(64, "M")`.
 fn number_and_unit(s: &str) -> Option<(u64, &str)> {
@@ -139,8 +139,84 @@ pub enum Rootfs<'a> {
     },
     /// `docker-archive:path`.
     DockerArchive(&'a str),
+    /// `docker://[registry/]repo[:tag][@sha256:digest]`: an image in a registry.
+    Registry(ImageRef<'a>),
     /// Anything else: a path to an archive or a directory.
     Path(&'a str),
+}
+
+/// An image in a registry, as `docker://` names it (skopeo's transport, Docker's reference).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageRef<'a> {
+    /// The registry's host (and port): `docker.io` when the reference names none.
+    pub registry: &'a str,
+    /// The repository, as written (`alpine`; Docker Hub's official images are `library/…`).
+    pub repo: &'a str,
+    /// The tag: `latest` when neither a tag nor a digest is given.
+    pub tag: Option<&'a str>,
+    /// `sha256:<64 hex>`.
+    pub digest: Option<&'a str>,
+}
+
+/// The fix for a `docker://` reference that does not read.
+pub const IMAGE_REF_FIX: &str = "write docker://[registry/]repository[:tag][@sha256:<64 hex digits>], e.g. docker://alpine:3.20 or docker://127.0.0.1:5000/test/app:1";
+
+/// Reads an image reference (after `docker://`): `[registry/]repo[:tag][@sha256:hex]`. The
+/// first component is the registry if it has a `.` or a `:`, or is `localhost`.
+pub fn image_ref(s: &str) -> Option<ImageRef<'_>> {
+    let (name, digest) = match s.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (s, None),
+    };
+    if let Some(d) = digest {
+        let hex = d.strip_prefix("sha256:")?;
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return None;
+        }
+    }
+    let (registry, path) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (first, rest)
+        }
+        _ => ("docker.io", name),
+    };
+    let (repo, tag) = match path.rsplit_once(':') {
+        Some((r, t)) => (r, Some(t)),
+        None => (path, None),
+    };
+    let component = |c: &str| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+    };
+    let tag_ok = |t: &str| {
+        !t.is_empty()
+            && t.len() <= 128
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && !t.starts_with(['.', '-'])
+    };
+    let host_ok = !registry.is_empty()
+        && registry
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    (host_ok && repo.split('/').all(component) && tag.map_or(true, tag_ok)).then_some(ImageRef {
+        registry,
+        repo,
+        tag: tag.or(if digest.is_none() {
+            Some("latest")
+        } else {
+            None
+        }),
+        digest,
+    })
 }
 
 /// Reads a rootfs string; `None` if it is empty, a `builtin:` other than the two there are, or
@@ -162,6 +238,9 @@ pub fn rootfs(s: &str) -> Option<Rootfs<'_>> {
     }
     if let Some(path) = s.strip_prefix("docker-archive:") {
         return (!path.is_empty()).then_some(Rootfs::DockerArchive(path));
+    }
+    if let Some(reference) = s.strip_prefix("docker://") {
+        return image_ref(reference).map(Rootfs::Registry);
     }
     (!s.is_empty()).then_some(Rootfs::Path(s))
 }
@@ -193,6 +272,37 @@ mod tests {
             Some(Rootfs::DockerArchive("save.tar"))
         );
         assert_eq!(rootfs("alpine.tar.gz"), Some(Rootfs::Path("alpine.tar.gz")));
+        let r = |s| match rootfs(s) {
+            Some(Rootfs::Registry(r)) => Some((r.registry, r.repo, r.tag, r.digest)),
+            _ => None,
+        };
+        assert_eq!(
+            r("docker://alpine:3.20"),
+            Some(("docker.io", "alpine", Some("3.20"), None))
+        );
+        assert_eq!(
+            r("docker://alpine"),
+            Some(("docker.io", "alpine", Some("latest"), None))
+        );
+        assert_eq!(
+            r("docker://127.0.0.1:5000/test/app:1"),
+            Some(("127.0.0.1:5000", "test/app", Some("1"), None))
+        );
+        let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let ghcr = format!("docker://ghcr.io/o/r@{d}");
+        assert_eq!(r(&ghcr), Some(("ghcr.io", "o/r", None, Some(d))));
+        let local = format!("docker://localhost/r:t@{d}");
+        assert_eq!(r(&local), Some(("localhost", "r", Some("t"), Some(d))));
+        for bad in [
+            "docker://",
+            "docker://Alpine",
+            "docker://a:",
+            "docker://a@sha256:12",
+            "docker://a b",
+            "docker://a/:t",
+        ] {
+            assert_eq!(rootfs(bad), None, "{bad}");
+        }
         for bad in [
             "",
             "builtin:",

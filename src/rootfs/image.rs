@@ -193,7 +193,7 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String, RootfsError> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn this_arch() -> &'static str {
+pub(crate) fn this_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

@@ -14,7 +14,7 @@ mod error;
 mod rootfs_source;
 
 pub use error::SpecError;
-pub use rootfs_source::RootfsSource;
+pub use rootfs_source::{ImageRef, RootfsSource};
 
 /// `PATH` inside a container (the test's, and `NSTEST_SHELL`'s shell): what an Alpine or Debian
 /// root expects.

@@ -37,6 +37,60 @@ pub enum RootfsSource {
     },
     /// `docker-archive:path`: a `docker save` archive; its first image's layers applied in order.
     DockerArchive(PathBuf),
+    /// `docker://[registry/]repo[:tag][@sha256:digest]`: an image in a registry, pulled once
+    /// into the cache and kept.
+    Registry(ImageRef),
+}
+
+/// An image in a registry, as `docker://` names it.
+///
+/// ```
+/// let s = nstest::spec::RootfsSource::parse("docker://alpine:3.20", std::path::Path::new("/")).unwrap();
+/// let nstest::spec::RootfsSource::Registry(r) = s else { panic!() };
+/// assert_eq!((r.api_host(), r.repository().as_str()), ("registry-1.docker.io", "library/alpine"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ImageRef {
+    /// The registry's host (and port), as written: `docker.io` when the reference names none.
+    pub registry: String,
+    /// The repository as written.
+    pub repo: String,
+    /// The tag (`latest` when neither a tag nor a digest was given).
+    pub tag: Option<String>,
+    /// The digest (`sha256:…`), when the reference pins one.
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// The host the registry's API answers on: Docker Hub's is `registry-1.docker.io`.
+    pub fn api_host(&self) -> &str {
+        match self.registry.as_str() {
+            "docker.io" | "index.docker.io" => "registry-1.docker.io",
+            r => r,
+        }
+    }
+
+    /// The repository in the registry's API: Docker Hub's official images are `library/…`.
+    pub fn repository(&self) -> String {
+        if self.api_host() == "registry-1.docker.io" && !self.repo.contains('/') {
+            format!("library/{}", self.repo)
+        } else {
+            self.repo.clone()
+        }
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "docker://{}/{}", self.registry, self.repo)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The archive names taken as tarballs.
@@ -77,6 +131,14 @@ impl RootfsSource {
             Some(grammar::Rootfs::DockerArchive(path)) => {
                 return Ok(Self::DockerArchive(base.join(path)))
             }
+            Some(grammar::Rootfs::Registry(r)) => {
+                return Ok(Self::Registry(ImageRef {
+                    registry: r.registry.to_string(),
+                    repo: r.repo.to_string(),
+                    tag: r.tag.map(str::to_string),
+                    digest: r.digest.map(str::to_string),
+                }))
+            }
             Some(grammar::Rootfs::Path(path)) => path,
         };
         let path = base.join(s);
@@ -115,6 +177,7 @@ impl fmt::Display for RootfsSource {
             Self::Oci { dir, tag: None } => write!(f, "oci:{}", dir.display()),
             Self::Oci { dir, tag: Some(t) } => write!(f, "oci:{}:{t}", dir.display()),
             Self::DockerArchive(p) => write!(f, "docker-archive:{}", p.display()),
+            Self::Registry(r) => write!(f, "{r}"),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests that run the fixture binaries.
 
+pub mod images;
+
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
