@@ -212,7 +212,9 @@ impl Container {
     }
 
     /// Sets a variable in the container's environment. The environment is otherwise clean:
-    /// `PATH` for the rootfs, `HOME=/root`, `HOSTNAME`, and `TERM`, `RUST_BACKTRACE` and `RUST_LIB_BACKTRACE` when set.
+    /// `PATH` for the rootfs, `HOME=/root`, `HOSTNAME`, and the variables a test also gets passed
+    /// through when set (`TERM`, `RUST_BACKTRACE`, `RUST_LOG`, cargo's and nextest's, …; see the
+    /// `env` option).
     ///
     /// ```no_run
     /// let out = nstest::Container::new("sh").args(["-c", "echo $GREETING"]).env("GREETING", "hi").output()?;

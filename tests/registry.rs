@@ -325,21 +325,22 @@ fn processes_pulling_one_image_at_once_download_it_once() {
 }
 
 /// A registry in front of `upstream` that asks for a bearer token, which its `/token` endpoint
-/// gives for the basic credentials `user:pass` only; what it serves with the token, it proxies.
-fn token_front(upstream: String) -> String {
+/// gives for the basic credentials `user:pass` only (or to anyone, with `anonymous`: Docker
+/// Hub's public images); what it serves with the token, it proxies.
+fn token_front(upstream: String, anonymous: bool) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let me = addr.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
             let (upstream, me) = (upstream.clone(), me.clone());
-            std::thread::spawn(move || serve_front(conn, &upstream, &me));
+            std::thread::spawn(move || serve_front(conn, &upstream, &me, anonymous));
         }
     });
     addr
 }
 
-fn serve_front(mut conn: TcpStream, upstream: &str, me: &str) {
+fn serve_front(mut conn: TcpStream, upstream: &str, me: &str, anonymous: bool) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut head = Vec::new();
     loop {
@@ -371,7 +372,7 @@ fn serve_front(mut conn: TcpStream, upstream: &str, me: &str) {
     };
     // base64("user:pass")
     if path.starts_with("/token") {
-        if header("Authorization").as_deref() == Some("Basic dXNlcjpwYXNz") {
+        if anonymous || header("Authorization").as_deref() == Some("Basic dXNlcjpwYXNz") {
             reply(
                 &mut conn,
                 "200 OK",
@@ -408,7 +409,7 @@ fn token_auth_takes_the_credentials_of_the_auth_file_and_names_a_refusal() {
     let layout = tmp("auth-layout");
     oci_layout(&layout, "1");
     registry.push(&layout, "1", "test/auth", false);
-    let front = token_front(registry.addr.clone());
+    let front = token_front(registry.addr.clone(), false);
     let reference = format!("docker://{front}/test/auth:1");
     let files = tmp("auth-files");
     let auth_file = |name: &str, userpass: &str| {
@@ -434,6 +435,31 @@ fn token_auth_takes_the_credentials_of_the_auth_file_and_names_a_refusal() {
             ("REGISTRY_AUTH_FILE", good.to_str().unwrap()),
             ("HOME", "/nonexistent"),
         ],
+    );
+    assert!(ok.starts_with("OK "), "{ok}");
+    // The same credentials where docker keeps them.
+    let home = tmp("auth-home");
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    std::fs::copy(&good, home.join(".docker/config.json")).unwrap();
+    let ok = pull_in_a_process(
+        &reference,
+        &tmp("auth-cache-docker"),
+        &[
+            ("REGISTRY_AUTH_FILE", ""),
+            ("XDG_RUNTIME_DIR", ""),
+            ("HOME", home.to_str().unwrap()),
+        ],
+    );
+    assert!(ok.starts_with("OK "), "{ok}");
+    // An anonymous token, where the registry gives one to anyone.
+    let open = format!(
+        "docker://{}/test/auth:1",
+        token_front(registry.addr.clone(), true)
+    );
+    let ok = pull_in_a_process(
+        &open,
+        &tmp("auth-cache-anonymous"),
+        &[("REGISTRY_AUTH_FILE", ""), ("HOME", "/nonexistent")],
     );
     assert!(ok.starts_with("OK "), "{ok}");
     for file in [&bad, &none] {
