@@ -58,8 +58,15 @@ impl Client {
     }
 
     /// Downloads the blob `digest` (`sha256:<hex>`) into `dest`, through `tmp`, verified: a
-    /// blob whose content has another digest is refused and nothing is left. Its size.
-    pub(super) fn blob(&mut self, digest: &str, tmp: &Path, dest: &Path) -> Result<u64, PullError> {
+    /// blob whose content has another digest is refused and nothing is left. Its size;
+    /// `progress` hears the bytes so far as they come.
+    pub(super) fn blob(
+        &mut self,
+        digest: &str,
+        tmp: &Path,
+        dest: &Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, PullError> {
         let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repo);
         let mut res = self.get(&url, "*/*", &format!("blob {digest}"))?;
         let io = |e: std::io::Error| PullError::Store(format!("{}: {e}", tmp.display()));
@@ -73,6 +80,7 @@ impl Client {
                 Ok(n) => {
                     h.update(&buf[..n]);
                     size += n as u64;
+                    progress(size);
                     if let Err(e) = out.write_all(&buf[..n]) {
                         break Err(io(e));
                     }

@@ -303,7 +303,24 @@ fn fetch(store: &Path, r: &ImageRef) -> Result<String, PullError> {
     for (i, l) in missing.iter().enumerate() {
         let dest = blob_path(store, &l.digest);
         let tmp = dest.with_extension(format!("part.{}", std::process::id()));
-        let size = client.blob(&l.digest, &tmp, &dest)?;
+        // A long download says how far it is, every few seconds.
+        let mut said = Instant::now();
+        let mut progress = |got: u64| {
+            if said.elapsed().as_secs() >= 3 {
+                said = Instant::now();
+                let of = l
+                    .size
+                    .map(|s| format!(" of {}", mib(s)))
+                    .unwrap_or_default();
+                eprintln!(
+                    "nstest: {r}: {}/{} {}{of} …",
+                    i + 1,
+                    missing.len(),
+                    mib(got)
+                );
+            }
+        };
+        let size = client.blob(&l.digest, &tmp, &dest, &mut progress)?;
         eprintln!(
             "nstest: {r}: {}/{} {} ({})",
             i + 1,
