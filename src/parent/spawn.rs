@@ -165,6 +165,19 @@ pub(crate) fn spawn(
             life: &once.life,
         })
     };
+    if server.is_some() {
+        // A clone of the server has the server's stdio (`/dev/null`), not this process's: what
+        // the container inherits is handed over explicitly (`--nocapture` output, a terminal).
+        if !stdio.stdin_null {
+            fds.push((0, 0));
+        }
+        if matches!(stdio.stdout, Out::Inherit) {
+            fds.push((1, 1));
+        }
+        if matches!(stdio.stderr, Out::Inherit) {
+            fds.push((2, 2));
+        }
+    }
     // A child of the fork server is always held: should the server die before it answers,
     // the child sees the hold pipe closed and ends without running anything.
     let (hold_r, hold_w) = pipe_if(hold || server.is_some())?;

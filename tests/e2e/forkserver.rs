@@ -174,3 +174,35 @@ fn every_outcome_is_the_same_without_the_fork_server() {
     );
     check_every_outcome(&nobody, true);
 }
+
+/// With `--nocapture` (as `cargo test -- --nocapture`, and as nextest runs every test, in a
+/// process of its own, where the server is forked before `main`), a test's own output reaches
+/// the harness's stdout and stderr whoever cloned its container: the harness's first container,
+/// or the fork server's, whose own stdio is `/dev/null`.
+#[test]
+fn nocapture_output_reaches_the_harness_from_every_container() {
+    let run = run_fixture(
+        "nocapture-all",
+        &["panic", "--nocapture", "--test-threads", "1"],
+        &[],
+    );
+    let text = run.text();
+    assert_eq!(run.outcomes.len(), 3, "{text}");
+    for test in ["fail_panic", "fail_should_panic_mismatch"] {
+        assert!(
+            text.contains(&format!("thread '{test}' (2) panicked at")),
+            "{test}'s own panic is missing:\n{text}"
+        );
+    }
+    // One test per process, as nextest runs it: the preforked server clones its container.
+    let run = run_fixture(
+        "nocapture-one",
+        &["fail_panic", "--exact", "--nocapture"],
+        &[],
+    );
+    let text = run.text();
+    assert!(
+        text.contains("thread 'fail_panic' (2) panicked at"),
+        "the test's own panic is missing:\n{text}"
+    );
+}
