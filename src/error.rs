@@ -63,6 +63,8 @@ pub enum Error {
     IdMap(crate::idmap::IdMapError),
     /// The report stream from the child did not decode.
     Protocol(ProtocolError),
+    /// A [`crate::Network`], or a container's place on it, could not be made or changed.
+    Network(crate::network::NetworkError),
     /// This binary was re-executed as a container child, but nstest's constructor, which enters
     /// the container before `main`, did not run, and `main` does not start with `nstest::init()`
     /// (or `nstest::main!()`), the fallback.
@@ -117,6 +119,7 @@ impl fmt::Display for Error {
                 "cannot bind {} into the container: {e} (relative bind paths start at the package's directory for tests, at the current directory for `Container`)",
                 p.display()
             ),
+            Self::Network(e) => write!(f, "{e}"),
             Self::NotInitialized => f.write_str(
                 "this binary was re-executed as an nstest container but did not enter nstest: call `nstest::init()` first thing in `main` (test binaries: end with `nstest::main!()`)",
             ),
@@ -126,6 +129,12 @@ impl fmt::Display for Error {
 
 /// Whole on its own (see the module's rule): no `source()`.
 impl std::error::Error for Error {}
+
+impl From<crate::network::NetworkError> for Error {
+    fn from(e: crate::network::NetworkError) -> Self {
+        Self::Network(e)
+    }
+}
 
 impl From<SpecError> for Error {
     fn from(e: SpecError) -> Self {

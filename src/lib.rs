@@ -90,6 +90,14 @@
 //! - `NSTEST_UNAVAILABLE=skip`: where containers cannot be made, report the tests as ignored
 //!   (with the reason) instead of failed.
 //!
+//! ## Several hosts in one test
+//!
+//! [`Network::new`] makes a virtual switch inside the test; [`Container::network`] puts a
+//! container on it, [`Container::spawn`] starts it in the background ([`Child`]), and
+//! [`Container::from_fn`] makes a host of a plain function of the test binary. Hosts reach each
+//! other and the test by hostname; [`Network::partition`] cuts groups of them apart until
+//! [`Network::heal`]. See the guide's "Several hosts in one test".
+//!
 //! ## How it works, in brief
 //!
 //! For each test the harness `clone(2)`s into new UTS, PID, mount, IPC and network namespaces
@@ -144,6 +152,9 @@
 //!   (as root: the slice above the session scope; rootless: a delegated subtree), else the
 //!   limited test fails saying so (v1 is used on hybrid machines).
 //! - Only the first and last MiB of a test's captured output are kept.
+//! - A container from [`Container::spawn`] is killed when the thread that spawned it ends (its
+//!   parent-death signal follows that thread): spawn hosts from the test's own thread, or one
+//!   that outlives them. Link faults (delay, loss, rate) are not there yet.
 //! - Isolation protects the host from a test's accidents and mistakes; root code in a test that
 //!   sets out to escape is not contained without a user namespace.
 
@@ -163,6 +174,7 @@ mod entry;
 mod error;
 mod harness;
 mod idmap;
+mod network;
 mod parent;
 mod protocol;
 mod reexec;
@@ -170,6 +182,7 @@ mod registry;
 pub mod rootfs;
 mod runner;
 mod settings;
+mod spawned;
 pub mod spec;
 #[allow(unsafe_code)]
 mod sys;
@@ -178,8 +191,10 @@ pub use cgroup::CgroupError;
 pub use container::{Container, Stdio};
 pub use error::Error;
 pub use idmap::{IdMapError, IdMapStep};
+pub use network::{hostname, Network, NetworkError};
 pub use nstest_macros::test;
 pub use protocol::{ProtocolError, Step};
+pub use spawned::Child;
 pub use spec::Net;
 pub use sys::SysError;
 

@@ -58,3 +58,16 @@ pub(crate) fn take_role() -> Role {
 pub(crate) fn is_container_child() -> bool {
     std::env::var_os(CONTAINER_ENV).is_some()
 }
+
+static INSIDE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks this process as an nstest container (a child that entered its container).
+pub(crate) fn mark_inside() {
+    INSIDE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether this process is an nstest container (a test, or a `Container`'s process that is
+/// this binary): its namespaces are its own, never the host's.
+pub(crate) fn inside_container() -> bool {
+    INSIDE.load(std::sync::atomic::Ordering::Relaxed)
+}

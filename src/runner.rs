@@ -264,6 +264,8 @@ pub(crate) fn run_desc(
         workdir: settings.workdir.clone(),
         keep: keep().then(|| desc.name()),
         shell_on_failure: RUN_ENV.shell,
+        network: None,
+        echo: None,
     }
     .run()
     .map_err(|e| {

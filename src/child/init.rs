@@ -75,6 +75,8 @@ pub fn run_test(desc: &'static TestDesc, thread: TestThread, reporter: Reporter,
 /// Reports the outcome and ends the process (the whole container), or, for `NSTEST_SHELL`,
 /// waits after a failure until the parent has opened its shell and kills it.
 fn finish(outcome: Outcome, mut reporter: Reporter, hold: bool) -> ! {
+    // The hosts the test started: killed, their output complete before the outcome is told.
+    crate::spawned::end_all();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     let failed = outcome != Outcome::Passed;

@@ -39,6 +39,7 @@ pub(crate) fn serve_fork_requests() -> ! {
 /// The container side, for the spec `hex` (from `reexec::CONTAINER_ENV`, or from the fork
 /// server).
 pub(crate) fn enter(hex: &std::ffi::OsStr) -> ! {
+    crate::reexec::mark_inside();
     let _ = sys::set_cloexec(REPORT_FD);
     name_after_the_binary();
     let mut reporter = Reporter(sys::report_file(REPORT_FD));
@@ -89,6 +90,16 @@ pub(crate) fn enter(hex: &std::ffi::OsStr) -> ! {
         RunSpec::Probe => {
             reporter.send(&Message::SetupDone);
             sys::exit_now(0)
+        }
+        RunSpec::Function(offset) => {
+            let _ = sys::setsid();
+            reporter.send(&Message::SetupDone);
+            drop(reporter);
+            // As a Rust program's `main`: a panic is printed by the hook and exits 101.
+            let ended = std::panic::catch_unwind(sys::fn_at(offset));
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            sys::exit_now(if ended.is_ok() { 0 } else { 101 })
         }
         RunSpec::Command(argv) => {
             reporter.send(&Message::SetupDone);

@@ -198,12 +198,16 @@ fn prefill_etc(lower: &Path, upper: &Path, hostname: &str) -> Result<bool, Setup
 
 /// `/etc/hostname` and `/etc/hosts` consistent with the hostname. Runs after `pivot_root`, so a
 /// symlink in the rootfs can only lead somewhere inside the container.
-pub(super) fn write_etc(hostname: &str) -> Result<(), SetupError> {
+/// With `hosts` false, `/etc/hostname` only.
+pub(super) fn write_etc(hostname: &str, hosts: bool) -> Result<(), SetupError> {
     let etc = Path::new("/etc");
     if fs::symlink_metadata(etc).is_err() {
         mkdir(etc, 0o755, Step::WriteEtc)?;
     }
     for (name, text) in etc_files(hostname) {
+        if name == "hosts" && !hosts {
+            continue;
+        }
         let file = etc.join(name);
         let _ = fs::remove_file(&file);
         fs::write(&file, text).map_err(io_at(Step::WriteEtc, format!("write({file:?})")))?;

@@ -141,7 +141,8 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<bool, Set
     })?;
 
     if !etc_written {
-        write_etc(&spec.hostname)?;
+        // A container on a network has the network's `/etc/hosts`, bound in read-only.
+        write_etc(&spec.hostname, spec.interface.is_none())?;
     }
     if let Some(w) = &spec.workdir {
         fs::create_dir_all(w).map_err(io_at(
@@ -157,6 +158,14 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<bool, Set
     sys::sethostname(&spec.hostname).map_err(at(Step::SetHostname))?;
     if !spec.host_net {
         sys::loopback_up().map_err(at(Step::LoopbackUp))?;
+    }
+    if let Some(i) = &spec.interface {
+        // `eth0`, made in this namespace by the parent while this process was held.
+        let index = sys::if_index("eth0").map_err(at(Step::Interface))?;
+        let mut rtnl = sys::Rtnl::open().map_err(at(Step::Interface))?;
+        rtnl.add_addr(index, i.addr, i.prefix)
+            .and_then(|()| rtnl.link_up(index, None))
+            .map_err(at(Step::Interface))?;
     }
     Ok(copied)
 }

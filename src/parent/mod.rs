@@ -1,6 +1,7 @@
 //! The host side of a container: prepare the rootfs, spawn, supervise, and judge what came back.
 
 pub(crate) mod forkserver;
+mod judge;
 pub(crate) mod netns;
 pub(crate) mod package;
 pub(crate) mod prefork;
@@ -16,10 +17,11 @@ use std::time::Duration;
 
 use once_cell::sync::Lazy;
 
-use crate::error::{describe_status, Error};
+use crate::error::Error;
 use crate::protocol::{BaseSpec, ChildSpec, Message, Outcome, RunSpec};
 use crate::rootfs::{self, Base};
-use crate::spec::{format_duration, Bind, Limits, Net, RootfsSource};
+use crate::spec::{Bind, Limits, Net, RootfsSource};
+pub(crate) use judge::{judge_test, setup_failure, Verdict};
 pub(crate) use spawn::{Out, StdioSetup};
 pub(crate) use supervise::Finished;
 
@@ -72,11 +74,34 @@ pub(crate) struct Launch<'a> {
     pub keep: Option<String>,
     /// `NSTEST_SHELL=1` (with a terminal): a shell in the container if the test fails.
     pub shell_on_failure: bool,
+    /// A place on a [`crate::Network`]: `eth0`, made while the child is held.
+    pub network: Option<crate::network::Attachment>,
+    /// Each line of captured output is also written to this process's stderr after this
+    /// prefix (a host's output, shown with the test's).
+    pub echo: Option<String>,
+}
+
+/// A container started by [`Launch::start`], set up or on its way; [`Started::finish`] waits.
+pub(crate) struct Started {
+    running: spawn::Running,
+    cgroup: Option<crate::cgroup::TestCgroup>,
+    kept: Option<std::path::PathBuf>,
+    _disk_layer: Option<RemoveOnDrop>,
+    shell: Option<(String, bool, bool)>,
+    timeout: Option<Duration>,
+    capture_limit: Option<usize>,
+    echo: Option<String>,
+    network: Option<crate::network::Attachment>,
 }
 
 impl Launch<'_> {
     /// Prepares the rootfs (once per run), starts the container and waits for it.
     pub(crate) fn run(self) -> Result<Finished, Error> {
+        self.start()?.finish(&mut |_| {})
+    }
+
+    /// Prepares the rootfs (once per run) and starts the container, released to set itself up.
+    pub(crate) fn start(self) -> Result<Started, Error> {
         if crate::reexec::is_container_child() {
             return Err(Error::NotInitialized);
         }
@@ -142,19 +167,24 @@ impl Launch<'_> {
                 .clone()
                 .or_else(|| disk_layer.as_ref().map(|d| d.0.clone())),
             hold_on_failure: self.shell_on_failure,
+            interface: self.network.as_ref().map(|n| n.interface()),
             run: self.run,
         };
         let cgroup = crate::cgroup::TestCgroup::create(&self.limits).map_err(Error::Cgroup)?;
         let ranges = crate::idmap::ranges().filter(|_| spec.userns);
-        let hold = cgroup.is_some() || ranges.is_some();
+        let hold = cgroup.is_some() || ranges.is_some() || self.network.is_some();
         let mut running = spawn::spawn(&spec, &self.args, self.stdio, hold)?;
         if hold {
-            // The child waits before its set-up: give it its id maps and cgroups.
+            // The child waits before its set-up: give it its id maps, cgroups and interface.
             let pid = running.cloned.pid;
             let ready = ranges
                 .map_or(Ok(()), |r| r.apply(pid).map_err(Error::IdMap))
                 .and_then(|()| match &cgroup {
                     Some(cg) => cg.place(pid.as_raw()).map_err(Error::Cgroup),
+                    None => Ok(()),
+                })
+                .and_then(|()| match &self.network {
+                    Some(n) => n.attach(pid.as_raw()).map_err(Error::Network),
                     None => Ok(()),
                 });
             if let Err(e) = ready {
@@ -164,26 +194,80 @@ impl Launch<'_> {
         }
         // Also a child of the fork server waits, until the harness holds its pidfd.
         running.release()?;
+        let shell = match &spec.run {
+            RunSpec::Test(name) if spec.hold_on_failure => {
+                Some((name.clone(), spec.userns, spec.host_net))
+            }
+            _ => None,
+        };
+        Ok(Started {
+            running,
+            cgroup,
+            kept: keep_upper,
+            _disk_layer: disk_layer,
+            shell,
+            timeout: self.timeout,
+            capture_limit: self.capture_limit,
+            echo: self.echo,
+            network: self.network,
+        })
+    }
+}
+
+impl Started {
+    /// The container's PID 1, as this process's PID namespace numbers it.
+    pub(crate) fn pid(&self) -> i32 {
+        self.running.cloned.pid.as_raw()
+    }
+
+    /// A second fd of the container's pidfd (signals without pid-reuse races).
+    pub(crate) fn pidfd(&self) -> Result<std::os::fd::OwnedFd, Error> {
+        self.running.cloned.pidfd.try_clone().map_err(|e| {
+            Error::Host(crate::sys::SysError::new(
+                "dup(pidfd)",
+                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)),
+            ))
+        })
+    }
+
+    /// Waits for the container to end (killed at its timeout), its output drained.
+    /// `on_message` sees each report message as it arrives.
+    pub(crate) fn finish(self, on_message: &mut dyn FnMut(&Message)) -> Result<Finished, Error> {
+        let Started {
+            running,
+            cgroup,
+            kept,
+            _disk_layer,
+            shell,
+            timeout,
+            capture_limit,
+            echo,
+            network,
+        } = self;
         let kill_cgroup = || {
             if let Some(cg) = &cgroup {
                 cg.kill();
             }
         };
-        let kept = keep_upper;
-        let (test, userns, host_net) = match &spec.run {
-            RunSpec::Test(name) => (name.as_str(), spec.userns, spec.host_net),
-            _ => ("", false, false),
-        };
         let mut on_message = |m: &Message, cloned: &crate::sys::Cloned| {
-            if spec.hold_on_failure && matches!(m, Message::Outcome(o) if *o != Outcome::Passed) {
-                shell::open(cloned, test, userns, host_net);
-                cloned.kill();
+            if let (Message::SetupDone, Some(n)) = (m, &network) {
+                if let Err(e) = n.publish() {
+                    note_once(&e.to_string());
+                }
+            }
+            on_message(m);
+            if let Some((test, userns, host_net)) = &shell {
+                if matches!(m, Message::Outcome(o) if *o != Outcome::Passed) {
+                    shell::open(cloned, test, *userns, *host_net);
+                    cloned.kill();
+                }
             }
         };
         let mut finished = supervise::supervise(
             running,
-            self.timeout,
-            self.capture_limit,
+            timeout,
+            capture_limit,
+            echo.as_deref(),
             &kill_cgroup,
             &mut on_message,
         )?;
@@ -245,197 +329,5 @@ fn note_once(note: &str) {
         .insert(note.to_string())
     {
         eprintln!("nstest: note: {note}");
-    }
-}
-
-/// Why the container never got as far as its test or command, if it did not: the set-up
-/// failure it reported, or, without a `SetupDone`, the timeout (`timeout`) that killed it, a
-/// garbled report, or its death. Whatever a container does after `SetupDone` is judged apart.
-pub(crate) fn setup_failure(f: &Finished, timeout: Option<Duration>) -> Option<Error> {
-    if let Some(e) = reported_setup_error(f) {
-        return Some(e);
-    }
-    if f.setup_done() {
-        return None;
-    }
-    Some(match (&f.protocol_error, timeout) {
-        (_, Some(t)) if f.timed_out => Error::SetupTimedOut(t),
-        (Some(e), _) => Error::Protocol(e.clone()),
-        (None, _) => Error::DiedDuringSetup(f.status),
-    })
-}
-
-/// The set-up failure the child reported, if any.
-fn reported_setup_error(f: &Finished) -> Option<Error> {
-    f.messages.iter().find_map(|m| match m {
-        Message::SetupFailed {
-            step,
-            detail,
-            errno,
-        } => Some(Error::Setup {
-            step: *step,
-            detail: detail.clone(),
-            errno: nix::errno::Errno::from_raw(*errno),
-        }),
-        _ => None,
-    })
-}
-
-/// What a test run came to.
-#[derive(Debug)]
-pub(crate) enum Verdict {
-    Passed,
-    /// The test failed; the reason, as the user reads it.
-    Failed(String),
-    /// nstest could not run the test.
-    Error(Error),
-}
-
-/// Judges a finished test container; what the resource limits did is said with the reason.
-pub(crate) fn judge_test(f: &Finished, timeout: Duration) -> Verdict {
-    match (judge_outcome(f, timeout), &f.limits) {
-        (Verdict::Failed(_), Some(note))
-            if note.starts_with("killed: out of memory") && f.status.code().is_none() =>
-        {
-            Verdict::Failed(note.clone())
-        }
-        (Verdict::Failed(reason), Some(note)) => Verdict::Failed(format!("{reason}\n{note}")),
-        (v, _) => v,
-    }
-}
-
-fn judge_outcome(f: &Finished, timeout: Duration) -> Verdict {
-    if let Some(e) = setup_failure(f, Some(timeout)) {
-        return Verdict::Error(e);
-    }
-    let outcome = f.messages.iter().find_map(|m| match m {
-        Message::Outcome(o) => Some(o),
-        _ => None,
-    });
-    if let Some(o) = outcome {
-        return match o {
-            Outcome::Passed => Verdict::Passed,
-            Outcome::Panicked { message, location } => Verdict::Failed(match location {
-                Some(l) => format!("test panicked at {l}: {message}"),
-                None => format!("test panicked: {message}"),
-            }),
-            Outcome::ReturnedErr { debug } => Verdict::Failed(format!("test returned an error: {debug}")),
-            Outcome::DidNotPanic { expected: None } => Verdict::Failed("test did not panic as expected".into()),
-            Outcome::DidNotPanic { expected: Some(e) } => {
-                Verdict::Failed(format!("test did not panic as expected (expected a panic containing {e:?})"))
-            }
-            Outcome::WrongPanic { message, expected } => Verdict::Failed(format!(
-                "panic did not contain expected string\n      panic message: {message:?}\n expected substring: {expected:?}"
-            )),
-        };
-    }
-    if f.timed_out {
-        return Verdict::Failed(format!(
-            "timed out after {} (PID 1 and every process of the container were killed)",
-            format_duration(timeout)
-        ));
-    }
-    if let Some(sig) = f.messages.iter().find_map(|m| match m {
-        Message::FatalSignal(s) => Some(*s),
-        _ => None,
-    }) {
-        return Verdict::Failed(format!(
-            "test killed by signal {}",
-            crate::sys::signal_name(sig)
-        ));
-    }
-    if let Some(e) = &f.protocol_error {
-        return Verdict::Error(Error::Protocol(e.clone()));
-    }
-    Verdict::Failed(match f.status.code() {
-        Some(code) => format!(
-            "test process exited with code {code} before reporting a result (std::process::exit or similar inside the test?)"
-        ),
-        None => format!("test {}", describe_status(f.status)),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::process::ExitStatusExt;
-    use std::process::ExitStatus;
-    use std::time::Duration;
-
-    use super::{judge_test, Error, Finished, Verdict};
-    use crate::protocol::{Message, Outcome};
-
-    fn finished(messages: Vec<Message>, status: ExitStatus, timed_out: bool) -> Finished {
-        Finished {
-            status,
-            messages,
-            protocol_error: None,
-            stdout: Default::default(),
-            stderr: Default::default(),
-            timed_out,
-            limits: None,
-            kept: None,
-        }
-    }
-
-    const SIGKILL: i32 = libc::SIGKILL;
-    const SIGABRT: i32 = libc::SIGABRT;
-    const TIMEOUT: Duration = Duration::from_millis(300);
-
-    #[test]
-    fn a_timeout_before_set_up_is_done_is_nstests_error_not_the_tests() {
-        let f = finished(vec![], ExitStatus::from_raw(SIGKILL), true);
-        match judge_test(&f, TIMEOUT) {
-            Verdict::Error(e @ Error::SetupTimedOut(d)) => {
-                assert_eq!(d, TIMEOUT);
-                assert!(e
-                    .to_string()
-                    .contains("set-up did not finish within the timeout of 300ms"));
-            }
-            v => panic!("{v:?}"),
-        }
-        // Once set up, the same timeout is the test's.
-        let f = finished(
-            vec![Message::SetupDone],
-            ExitStatus::from_raw(SIGKILL),
-            true,
-        );
-        match judge_test(&f, TIMEOUT) {
-            Verdict::Failed(reason) => {
-                assert!(reason.contains("timed out after 300ms"), "{reason}")
-            }
-            v => panic!("{v:?}"),
-        }
-    }
-
-    #[test]
-    fn a_fatal_signal_before_set_up_is_done_is_a_death_during_set_up() {
-        let f = finished(
-            vec![Message::FatalSignal(SIGABRT)],
-            ExitStatus::from_raw(SIGABRT),
-            false,
-        );
-        assert!(matches!(
-            judge_test(&f, TIMEOUT),
-            Verdict::Error(Error::DiedDuringSetup(_))
-        ));
-        let f = finished(
-            vec![Message::SetupDone, Message::FatalSignal(SIGABRT)],
-            ExitStatus::from_raw(SIGABRT),
-            false,
-        );
-        match judge_test(&f, TIMEOUT) {
-            Verdict::Failed(reason) => assert_eq!(reason, "test killed by signal SIGABRT"),
-            v => panic!("{v:?}"),
-        }
-    }
-
-    #[test]
-    fn an_outcome_is_judged_after_set_up() {
-        let f = finished(
-            vec![Message::SetupDone, Message::Outcome(Outcome::Passed)],
-            ExitStatus::from_raw(0),
-            false,
-        );
-        assert!(matches!(judge_test(&f, TIMEOUT), Verdict::Passed));
     }
 }

@@ -66,6 +66,8 @@ fn run() -> Result<(), Error> {
         workdir: None,
         keep: None,
         shell_on_failure: false,
+        network: None,
+        echo: None,
     }
     .run()?;
     match setup_failure(&finished, Some(TIMEOUT)) {

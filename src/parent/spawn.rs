@@ -137,7 +137,10 @@ pub(crate) fn spawn(
     static STARTED_ONE: AtomicBool = AtomicBool::new(false);
     let first = matches!(spec.run, RunSpec::Probe) || !STARTED_ONE.swap(true, Ordering::Relaxed);
     // A ready-made network namespace (root only: in a user namespace the container makes its own).
-    let netns = if spec.host_net || spec.userns || first {
+    // Not for a container on a `Network`: its `eth0` is made in the namespace of its pid, which
+    // must be the one it was cloned with (a clone enters a ready-made one on its own time).
+    let on_network = spec.interface.is_some();
+    let netns = if spec.host_net || spec.userns || first || on_network {
         None
     } else {
         super::netns::take()
@@ -156,7 +159,7 @@ pub(crate) fn spawn(
         Vec::new()
     };
     // A server forked before `main` (a process that runs one test) serves the first one too.
-    let server = if first && !(super::prefork::preforked() && spec_is_test(spec)) {
+    let server = if on_network || first && !(super::prefork::preforked() && spec_is_test(spec)) {
         None
     } else {
         super::forkserver::get(|| super::forkserver::Start {

@@ -102,7 +102,50 @@ struct Stream {
 
 enum Sink {
     Report(Decoder),
-    Out(Captured),
+    Out(Captured, Option<Echo>),
+}
+
+/// Writes each complete line to this process's stderr after a prefix (`web | `), the rest when
+/// the stream ends.
+struct Echo {
+    prefix: String,
+    partial: Vec<u8>,
+}
+
+impl Echo {
+    fn push(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        if let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') {
+            let lines: Vec<u8> = self.partial.drain(..=end).collect();
+            self.write(&lines);
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.partial.is_empty() {
+            let mut rest = std::mem::take(&mut self.partial);
+            rest.push(b'\n');
+            self.write(&rest);
+        }
+    }
+
+    fn write(&self, lines: &[u8]) {
+        use std::io::Write;
+        let mut text = Vec::with_capacity(lines.len() + 16);
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            text.extend_from_slice(self.prefix.as_bytes());
+            text.extend_from_slice(line);
+        }
+        // One write per chunk, so that lines of several hosts do not interleave mid-line.
+        let _ = std::io::stderr().lock().write_all(&text);
+    }
+}
+
+fn echo_after(prefix: &str) -> Echo {
+    Echo {
+        prefix: prefix.to_string(),
+        partial: Vec::new(),
+    }
 }
 
 /// On a host-side failure while watching: the container is killed (its whole PID namespace
@@ -120,6 +163,7 @@ pub(crate) fn supervise(
     running: Running,
     timeout: Option<Duration>,
     capture_limit: Option<usize>,
+    echo: Option<&str>,
     on_timeout: &dyn Fn(),
     on_message: &mut dyn FnMut(&Message, &crate::sys::Cloned),
 ) -> Result<Finished, Error> {
@@ -141,11 +185,11 @@ pub(crate) fn supervise(
         },
         Stream {
             file: stdout,
-            sink: Sink::Out(Captured::new(capture_limit)),
+            sink: Sink::Out(Captured::new(capture_limit), echo.map(echo_after)),
         },
         Stream {
             file: stderr,
-            sink: Sink::Out(Captured::new(capture_limit)),
+            sink: Sink::Out(Captured::new(capture_limit), echo.map(echo_after)),
         },
     ];
     let mut messages = Vec::new();
@@ -219,7 +263,12 @@ pub(crate) fn supervise(
             match r {
                 Ok(0) | Err(_) => s.file = None,
                 Ok(len) => match &mut s.sink {
-                    Sink::Out(c) => c.push(&buf[..len]),
+                    Sink::Out(c, echo) => {
+                        c.push(&buf[..len]);
+                        if let Some(e) = echo {
+                            e.push(&buf[..len]);
+                        }
+                    }
                     Sink::Report(d) => {
                         d.push(&buf[..len]);
                         loop {
@@ -240,10 +289,14 @@ pub(crate) fn supervise(
                 },
             }
             if s.file.is_none() {
-                if let Sink::Report(d) = &s.sink {
-                    if let Err(e) = d.finish() {
-                        protocol_error.get_or_insert(e);
+                match &mut s.sink {
+                    Sink::Report(d) => {
+                        if let Err(e) = d.finish() {
+                            protocol_error.get_or_insert(e);
+                        }
                     }
+                    Sink::Out(_, Some(echo)) => echo.finish(),
+                    Sink::Out(_, None) => {}
                 }
             }
         }
@@ -255,7 +308,12 @@ pub(crate) fn supervise(
     }
     let [_, out, err] = streams;
     let take = |s: Stream| match s.sink {
-        Sink::Out(c) => c,
+        Sink::Out(c, echo) => {
+            if let Some(mut e) = echo {
+                e.finish();
+            }
+            c
+        }
         Sink::Report(_) => unreachable!(),
     };
     Ok(Finished {

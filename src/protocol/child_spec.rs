@@ -26,6 +26,20 @@ pub enum RunSpec {
     Command(Vec<OsString>),
     /// Nothing: set the container up, report, exit. The probe.
     Probe,
+    /// A plain `fn()` of this binary ([`crate::Container::from_fn`]), called on PID 1's main
+    /// thread: its address as an offset from an anchor function of nstest, which holds in any
+    /// process of the same executable whatever its load address.
+    Function(i64),
+}
+
+/// A container's interface on a [`crate::Network`]: `eth0`, made by the parent while the child
+/// is held, is given this address and brought up by the child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterfaceSpec {
+    /// The container's address.
+    pub addr: std::net::Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
 }
 
 /// Everything the child needs to set up the container and run one thing.
@@ -62,6 +76,8 @@ pub struct ChildSpec {
     /// `NSTEST_KEEP=1`: the overlay's upper and work directories go here (on disk) instead of
     /// the scratch tmpfs, so a failed test's writes can be looked at afterwards.
     pub keep_upper: Option<PathBuf>,
+    /// An interface on a network (`/etc/hosts` is then the network's, bound in by the parent).
+    pub interface: Option<InterfaceSpec>,
     /// What to run.
     pub run: RunSpec,
 }
@@ -115,6 +131,14 @@ impl ChildSpec {
                 }
             }
         }
+        match &self.interface {
+            None => p.push(0),
+            Some(i) => {
+                p.push(1);
+                p.extend_from_slice(&i.addr.octets());
+                p.push(i.prefix);
+            }
+        }
         match &self.run {
             RunSpec::Test(name) => {
                 p.push(0);
@@ -128,6 +152,10 @@ impl ChildSpec {
                 }
             }
             RunSpec::Probe => p.push(2),
+            RunSpec::Function(offset) => {
+                p.push(3);
+                p.extend_from_slice(&offset.to_le_bytes());
+            }
         }
         p.iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -184,6 +212,17 @@ impl ChildSpec {
         };
         let workdir = opt_path(&mut r)?;
         let keep_upper = opt_path(&mut r)?;
+        let interface = match r.u8()? {
+            0 => None,
+            1 => {
+                let o = r.take(4)?;
+                Some(InterfaceSpec {
+                    addr: std::net::Ipv4Addr::new(o[0], o[1], o[2], o[3]),
+                    prefix: r.u8()?,
+                })
+            }
+            _ => return Err(ProtocolError::Malformed),
+        };
         let run = match r.u8()? {
             0 => RunSpec::Test(r.string()?),
             1 => {
@@ -194,6 +233,7 @@ impl ChildSpec {
                 RunSpec::Command(argv)
             }
             2 => RunSpec::Probe,
+            3 => RunSpec::Function(i64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"))),
             _ => return Err(ProtocolError::Malformed),
         };
         r.end()?;
@@ -211,6 +251,7 @@ impl ChildSpec {
             workdir,
             hold_on_failure,
             keep_upper,
+            interface,
             run,
         })
     }
@@ -243,6 +284,10 @@ mod tests {
                 workdir: Some("/srv".into()),
                 hold_on_failure: true,
                 keep_upper: Some("/c/kept/1/t".into()),
+                interface: Some(InterfaceSpec {
+                    addr: [10, 88, 0, 7].into(),
+                    prefix: 24,
+                }),
                 run: RunSpec::Test("m::t".into()),
             },
             ChildSpec {
@@ -259,6 +304,7 @@ mod tests {
                 workdir: None,
                 hold_on_failure: false,
                 keep_upper: None,
+                interface: None,
                 run: RunSpec::Command(vec![
                     "/bin/sh".into(),
                     "-c".into(),
@@ -282,9 +328,15 @@ mod tests {
             workdir: None,
             hold_on_failure: false,
             keep_upper: None,
+            interface: None,
             run: RunSpec::Probe,
         };
-        assert_eq!(ChildSpec::decode(&probe.encode()), Ok(probe));
+        assert_eq!(ChildSpec::decode(&probe.encode()), Ok(probe.clone()));
+        let function = ChildSpec {
+            run: RunSpec::Function(-0x1234_5678_9abc),
+            ..probe
+        };
+        assert_eq!(ChildSpec::decode(&function.encode()), Ok(function));
         assert!(ChildSpec::decode("zz").is_err());
         assert!(ChildSpec::decode("01").is_err());
     }

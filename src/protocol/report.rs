@@ -70,13 +70,15 @@ pub enum Step {
     SetHostname,
     /// Bringing up `lo`.
     LoopbackUp,
+    /// Giving `eth0` its address on a [`crate::Network`] and bringing it up.
+    Interface,
     /// Finding the test to run in the re-executed binary.
     FindTest,
     /// `execve` of the command (Container) or of the test binary itself.
     Exec,
 }
 
-const STEPS: [Step; 22] = [
+const STEPS: [Step; 23] = [
     Step::ReadSpec,
     Step::MakePrivate,
     Step::MountScratch,
@@ -99,6 +101,7 @@ const STEPS: [Step; 22] = [
     Step::Bind,
     Step::Workdir,
     Step::Package,
+    Step::Interface,
 ];
 
 impl Step {

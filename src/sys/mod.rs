@@ -3,15 +3,16 @@
 //! Each wrapper returns a [`SysError`] that names the call and its arguments and keeps the errno
 //! matchable (`mount("overlay", "/…/root", …) => EPERM`). `unsafe` lives in this module only, and
 //! each block says why it is sound. By role: [`clone`] makes the container's process, [`mount`]
-//! its mounts, [`net`] its network, [`socket`] the fork server's channel, [`init`] PID 1's duties
-//! (session, reaping, stack overflows, its environment); the rest (fds, waits, signals, names)
-//! is here.
+//! its mounts, [`net`] and [`netlink`] its network, [`socket`] the fork server's channel,
+//! [`init`] PID 1's duties (session, reaping, stack overflows, its environment); the rest (fds,
+//! waits, signals, names) is here.
 
 mod clone;
 mod fork;
 mod init;
 mod mount;
 mod net;
+mod netlink;
 mod socket;
 
 pub use clone::{clone_call, clone_exec, join_namespaces, ChildPlan, Cloned, ExecPlan};
@@ -25,6 +26,7 @@ pub use mount::{
     set_xattr,
 };
 pub use net::{loopback_up, new_netns_with_lo, spare_netns};
+pub use netlink::{if_index, in_netns, netns_of, Rtnl};
 pub use socket::{recv_with_fds, send_with_fds, seqpacket_pair, set_socket_timeouts};
 
 use std::ffi::CString;
@@ -282,4 +284,26 @@ pub fn report_file(fd: RawFd) -> std::fs::File {
     // SAFETY: the parent put the write end of the report pipe at `fd` for this process, and
     // nothing else in the process owns that fd; it is taken once, by the child's entry point.
     unsafe { std::fs::File::from_raw_fd(fd) }
+}
+
+/// What [`fn_offset`] measures from: a function of nstest's, which sits at the same offset from
+/// the executable's load address in every process of the same executable.
+#[inline(never)]
+fn anchor() {
+    std::hint::black_box(());
+}
+
+/// Where `f` is, as an offset from [`anchor`]: the same in every process of this executable
+/// (a re-executed container child, a clone of the fork server) whatever its load address.
+pub fn fn_offset(f: fn()) -> i64 {
+    (f as usize as i64).wrapping_sub(anchor as fn() as usize as i64)
+}
+
+/// The function at `offset` from [`anchor`] (see [`fn_offset`]).
+pub fn fn_at(offset: i64) -> fn() {
+    let addr = (anchor as fn() as usize as i64).wrapping_add(offset) as usize;
+    // SAFETY: `offset` was computed by `fn_offset` from a `fn()` of this same executable (the
+    // container child runs `/proc/self/exe` of the process that made its spec, or is a clone
+    // of a fork server that did), so `anchor + offset` is that function's address here.
+    unsafe { std::mem::transmute::<usize, fn()>(addr) }
 }

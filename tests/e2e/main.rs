@@ -12,6 +12,7 @@
 //! - `unavailable`: no user namespaces, no cgroup delegation, `NSTEST_UNAVAILABLE=skip`;
 //! - `container`: the `Container` API and the `run` example;
 //! - `load`: the 500 tests of `e2e-load`, round after round;
+//! - `network`: several hosts per test (`tests/network.rs`) rootless, their output, what is left;
 //! - `rootless`: the suite as an unprivileged user;
 //! - `vm`: the limits on a kernel with only cgroup v2, in a VM.
 //!
@@ -28,6 +29,7 @@ mod debugging;
 mod forkserver;
 mod interrupts;
 mod load;
+mod network;
 mod outcomes;
 mod rootless;
 mod roots;

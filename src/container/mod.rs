@@ -1,17 +1,14 @@
 //! [`Container`]: run a command as PID 1 of fresh namespaces over a throwaway rootfs.
 
+mod launch;
+
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
 use std::process::{ExitStatus, Output};
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::parent::{self, Launch, Out, StdioSetup};
-use crate::protocol::RunSpec;
-use crate::spec::{
-    parse_bytes, parse_env, validate_workdir, Bind, Limits, Net, RootfsSource, SpecError,
-    DEFAULT_HOSTNAME,
-};
+use crate::network::Network;
+use crate::spec::{Limits, Net};
 
 /// Where a container's standard stream goes.
 ///
@@ -48,8 +45,11 @@ pub enum Stdio {
 #[derive(Clone, Debug)]
 pub struct Container {
     argv: Vec<OsString>,
+    /// A function of this binary to run instead of `argv` ([`Container::from_fn`]).
+    function: Option<i64>,
     rootfs: Option<String>,
-    hostname: String,
+    hostname: Option<String>,
+    network: Option<Network>,
     net: Net,
     limits: Limits,
     memory: Option<String>,
@@ -73,8 +73,10 @@ impl Container {
     pub fn new(program: impl AsRef<OsStr>) -> Self {
         Self {
             argv: vec![program.as_ref().to_owned()],
+            function: None,
             rootfs: None,
-            hostname: DEFAULT_HOSTNAME.to_string(),
+            hostname: None,
+            network: None,
             net: Net::Loopback,
             limits: Limits::default(),
             memory: None,
@@ -86,6 +88,31 @@ impl Container {
             stdout: None,
             stderr: None,
         }
+    }
+
+    /// A container whose PID 1 runs `f`, a plain function of this binary (not a closure: the
+    /// container is this binary started again, and finds `f` there), e.g. a Rust server on one
+    /// host of a [`Network`] while the test is its client. It exits 0 when `f` returns and 101
+    /// when it panics (the panic printed to its stderr), as a Rust program does. Arguments do
+    /// not apply.
+    ///
+    /// ```no_run
+    /// fn serve() {
+    ///     let listener = std::net::TcpListener::bind("0.0.0.0:7000").unwrap();
+    ///     for conn in listener.incoming() {
+    ///         std::io::Write::write_all(&mut conn.unwrap(), b"hello\n").unwrap();
+    ///     }
+    /// }
+    /// # fn main() -> Result<(), nstest::Error> {
+    /// let net = nstest::Network::new()?;
+    /// let server = nstest::Container::from_fn(serve).hostname("server").network(&net).spawn()?;
+    /// # drop(server); Ok(()) }
+    /// ```
+    pub fn from_fn(f: fn()) -> Self {
+        let mut c = Self::new("");
+        c.argv.clear();
+        c.function = Some(crate::sys::fn_offset(f));
+        c
     }
 
     /// Adds an argument.
@@ -129,7 +156,8 @@ impl Container {
         self
     }
 
-    /// The container's hostname (default `nstest`).
+    /// The container's hostname (default `nstest`; on a [`Network`], `host<n>` after the last
+    /// octet of its address).
     ///
     /// ```no_run
     /// let out = nstest::Container::new("hostname").hostname("db-1").output()?;
@@ -137,7 +165,15 @@ impl Container {
     /// # Ok::<(), nstest::Error>(())
     /// ```
     pub fn hostname(&mut self, hostname: impl Into<String>) -> &mut Self {
-        self.hostname = hostname.into();
+        self.hostname = Some(hostname.into());
+        self
+    }
+
+    /// Puts the container on `network`: its own network namespace with `lo` and `eth0`, an
+    /// address of the network's subnet on the switch. Every host on the network, and the
+    /// caller, reach it by its hostname (see [`Network`]).
+    pub fn network(&mut self, network: &Network) -> &mut Self {
+        self.network = Some(network.clone());
         self
     }
 
@@ -307,67 +343,5 @@ impl Container {
     /// ```
     pub fn output(&mut self) -> Result<Output, Error> {
         self.run(Stdio::Null, Stdio::Piped)
-    }
-
-    fn run(&self, default_in: Stdio, default_out: Stdio) -> Result<Output, Error> {
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        let rootfs = match &self.rootfs {
-            Some(s) => RootfsSource::parse(s, &cwd)?,
-            None => RootfsSource::Default,
-        };
-        let mut limits = self.limits.clone();
-        if let Some(m) = &self.memory {
-            limits.memory = Some(parse_bytes(m)?);
-        }
-        if limits.cpus.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
-            return Err(SpecError::BadCpus(limits.cpus.unwrap_or_default().to_string()).into());
-        }
-        let out = |s: Option<Stdio>| match s.unwrap_or(default_out) {
-            Stdio::Inherit => Out::Inherit,
-            Stdio::Null => Out::Null,
-            Stdio::Piped => Out::Pipe,
-        };
-        let finished = Launch {
-            rootfs: &rootfs,
-            base_dir: &cwd,
-            hostname: &self.hostname,
-            net: self.net,
-            run: RunSpec::Command(self.argv.clone()),
-            args: Vec::new(),
-            stdio: StdioSetup {
-                stdin_null: self.stdin.unwrap_or(default_in) == Stdio::Null,
-                stdout: out(self.stdout),
-                stderr: out(self.stderr),
-            },
-            timeout: self.timeout,
-            capture_limit: None,
-            limits,
-            package: None,
-            binds: self
-                .binds
-                .iter()
-                .map(|b| Bind::parse(b, &cwd))
-                .collect::<Result<_, _>>()?,
-            env: self
-                .env
-                .iter()
-                .map(|(k, v)| parse_env(&format!("{k}={v}")))
-                .collect::<Result<_, _>>()?,
-            workdir: self.workdir.as_deref().map(validate_workdir).transpose()?,
-            keep: None,
-            shell_on_failure: false,
-        }
-        .run()?;
-        if let Some(e) = parent::setup_failure(&finished, self.timeout) {
-            return Err(e);
-        }
-        if finished.timed_out {
-            return Err(Error::TimedOut(self.timeout.unwrap_or_default()));
-        }
-        Ok(Output {
-            status: finished.status,
-            stdout: finished.stdout.into_bytes(),
-            stderr: finished.stderr.into_bytes(),
-        })
     }
 }

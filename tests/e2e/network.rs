@@ -1,0 +1,120 @@
+//! Several hosts per test (`tests/network.rs`, a test target of its own): the whole suite
+//! rootless too, a failing test's hosts' output shown with its failure, and nothing of a network
+//! left on the host, whether the test ends or its harness is killed.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::host::{processes_with, serial, wait_until, HostGuard};
+
+/// The `network` test binary cargo built beside this one.
+fn network_tests() -> PathBuf {
+    let me = std::env::current_exe().unwrap();
+    std::fs::read_dir(me.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("network-") && !name.ends_with(".d")
+        })
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .expect("cargo test builds tests/network.rs")
+}
+
+/// The host's network interfaces: a network's bridge and veth ends never show up here.
+fn interfaces() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn network_new_outside_a_container_is_refused_and_names_why() {
+    let err = nstest::Network::new().unwrap_err();
+    assert!(
+        matches!(err, nstest::NetworkError::NotInContainer),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("inside an #[nstest::test]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_network_suite_passes_rootless_too() {
+    let lock = serial();
+    let _guard = HostGuard::state_only(&lock);
+    let before = interfaces();
+    let out = Command::new(network_tests())
+        .env("NSTEST_ROOTLESS", "1")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("6 passed; 0 failed; 2 ignored"), "{text}");
+    assert_eq!(interfaces(), before);
+}
+
+#[test]
+fn a_failing_tests_hosts_are_shown_with_its_failure_after_their_hostname() {
+    let lock = serial();
+    let _guard = HostGuard::state_only(&lock);
+    let before = interfaces();
+    let out = Command::new(network_tests())
+        .args(["fails_with_hosts_on_purpose", "--exact", "--ignored"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    let failure = &text[text
+        .find("---- fails_with_hosts_on_purpose")
+        .expect("a failure")..];
+    for line in [
+        "\nweb | serving\n",
+        "\nweb | a warning\n",
+        "\nweb | no newline\n",
+        "\ngreeter | listening\n",
+        "the test failed with two hosts running",
+    ] {
+        assert!(failure.contains(line), "{line:?} in:\n{failure}");
+    }
+    assert_eq!(interfaces(), before);
+    assert!(processes_with("sleep 1000").is_empty());
+}
+
+#[test]
+fn a_killed_harness_leaves_no_host_and_no_interface_behind() {
+    let lock = serial();
+    let _guard = HostGuard::state_only(&lock);
+    let before = interfaces();
+    let mut harness = Command::new(network_tests())
+        .args(["hangs_with_hosts", "--exact", "--ignored", "--nocapture"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(harness.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("hosts up"))),
+        "the test never said its hosts were up"
+    );
+    assert_eq!(processes_with("nstest-e2e-network-host").len(), 2);
+    harness.kill().unwrap();
+    harness.wait().unwrap();
+    wait_until("the hosts to be gone", Duration::from_secs(5), || {
+        processes_with("nstest-e2e-network-host").is_empty()
+    });
+    assert_eq!(interfaces(), before);
+}
