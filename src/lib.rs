@@ -96,7 +96,8 @@
 //! container on it, [`Container::spawn`] starts it in the background ([`Child`]), and
 //! [`Container::from_fn`] makes a host of a plain function of the test binary. Hosts reach each
 //! other and the test by hostname; [`Network::partition`] cuts groups of them apart until
-//! [`Network::heal`]. See the guide's "Several hosts in one test".
+//! [`Network::heal`], and [`Network::set_link`] gives one host's link a delay, a loss or a rate
+//! ([`LinkFaults`]). See the guide's "Several hosts in one test".
 //!
 //! ## How it works, in brief
 //!
@@ -154,7 +155,10 @@
 //! - Only the first and last MiB of a test's captured output are kept.
 //! - A container from [`Container::spawn`] is killed when the thread that spawned it ends (its
 //!   parent-death signal follows that thread): spawn hosts from the test's own thread, or one
-//!   that outlives them. Link faults (delay, loss, rate) are not there yet.
+//!   that outlives them. A host re-executes the test binary inside its container: over a root
+//!   without the binary's C library it needs the host's loader, which the package view gives.
+//! - Inside a test, `Container`s and hosts unpack their rootfs into the test's own cache (its
+//!   `/root/.cache`, on the test's tmpfs): once per test, not once per machine.
 //! - Isolation protects the host from a test's accidents and mistakes; root code in a test that
 //!   sets out to escape is not contained without a user namespace.
 
@@ -191,7 +195,7 @@ pub use cgroup::CgroupError;
 pub use container::{Container, Stdio};
 pub use error::Error;
 pub use idmap::{IdMapError, IdMapStep};
-pub use network::{hostname, Network, NetworkError};
+pub use network::{hostname, LinkFaults, Network, NetworkError};
 pub use nstest_macros::test;
 pub use protocol::{ProtocolError, Step};
 pub use spawned::Child;

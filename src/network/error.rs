@@ -26,6 +26,20 @@ pub enum NetworkError {
     Neighbour(SysError),
     /// `/etc/hosts` (the caller's, which every host on the network sees) could not be written.
     Hosts(std::io::Error),
+    /// A link's faults could not be set.
+    Faults(SysError),
+    /// The kernel has no queueing discipline `kind` (built without `option`), which the link
+    /// faults asked for need.
+    MissingQdisc {
+        /// `netem` or `tbf`.
+        kind: &'static str,
+        /// The kernel option that provides it.
+        option: &'static str,
+    },
+    /// Link faults that make no sense (a loss over 100%, a rate of 0).
+    BadFaults(String),
+    /// Link faults are set on a container's link; this name is the caller's.
+    NotAContainer(String),
     /// No host of this name is on the network.
     UnknownHost(String),
     /// A host of this name is already on the network.
@@ -63,6 +77,19 @@ impl fmt::Display for NetworkError {
             Self::Link(e) => sys(f, "link the host to the network (a veth pair)", e),
             Self::Neighbour(e) => sys(f, "change a host's neighbour table (partition or heal)", e),
             Self::Hosts(e) => write!(f, "cannot write /etc/hosts with the network's hosts: {e}"),
+            Self::Faults(e) => sys(f, "set the link's faults (a queueing discipline)", e),
+            Self::MissingQdisc { kind, option } => write!(
+                f,
+                "this kernel has no `{kind}` queueing discipline ({option} is not set, and no \
+                 sch_{kind} module was loaded): the link faults asked for need it; run this \
+                 test on a kernel with it (`modprobe sch_{kind}`, or a distribution kernel)"
+            ),
+            Self::BadFaults(what) => write!(f, "bad link faults: {what}"),
+            Self::NotAContainer(name) => write!(
+                f,
+                "{name:?} is the caller, whose side of the switch is the switch itself: set \
+                 faults on the link of a container instead"
+            ),
             Self::UnknownHost(name) => write!(f, "no host named {name:?} is on this network"),
             Self::DuplicateHost(name) => write!(
                 f,

@@ -16,8 +16,10 @@
 //! packet resolves the real address again.
 
 mod error;
+mod faults;
 
 pub use error::NetworkError;
+pub use faults::LinkFaults;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::OwnedFd;
@@ -190,6 +192,43 @@ impl Network {
             self.neighbour(&state.members[from], ip, None)?;
         }
         Ok(())
+    }
+
+    /// Gives the link of the container named `host` these faults, each way (towards it, on the
+    /// switch's end; from it, on its `eth0`), in place of any it had; `LinkFaults::new()`
+    /// makes it healthy again.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let net = nstest::Network::new()?;
+    /// use std::time::Duration;
+    /// net.set_link("db", nstest::LinkFaults::new().delay(Duration::from_millis(200)))?;
+    /// net.set_link("db", nstest::LinkFaults::new().rate(1_000_000).loss(5.0))?;
+    /// net.set_link("db", nstest::LinkFaults::new())?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// A kernel without the queueing discipline a fault needs (`netem` for delay and loss, `tbf`
+    /// for rate) is [`NetworkError::MissingQdisc`], which names the kernel option.
+    pub fn set_link(&self, host: &str, faults: LinkFaults) -> Result<(), NetworkError> {
+        faults.check()?;
+        let state = self.state();
+        let member = state
+            .members
+            .iter()
+            .find(|m| m.name == host && !matches!(m.at, Place::Gone))
+            .ok_or_else(|| NetworkError::UnknownHost(host.to_string()))?;
+        let Place::Host(netns) = &member.at else {
+            return Err(NetworkError::NotAContainer(host.to_string()));
+        };
+        let end = format!("{}h{}", self.0.bridge, member.ip.octets()[3]);
+        faults.apply(sys::if_index(&end).map_err(NetworkError::Faults)?)?;
+        sys::in_netns(netns, || {
+            Ok(sys::if_index("eth0")
+                .map_err(NetworkError::Faults)
+                .and_then(|index| faults.apply(index)))
+        })
+        .map_err(NetworkError::Faults)?
     }
 
     /// Sets (or, with `None`, deletes) `member`'s neighbour entry for `ip`.

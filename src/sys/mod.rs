@@ -26,7 +26,7 @@ pub use mount::{
     set_xattr,
 };
 pub use net::{loopback_up, new_netns_with_lo, spare_netns};
-pub use netlink::{if_index, in_netns, netns_of, Rtnl};
+pub use netlink::{if_index, in_netns, netns_of, Rtnl, QDISC_CHILD, QDISC_ROOT};
 pub use socket::{recv_with_fds, send_with_fds, seqpacket_pair, set_socket_timeouts};
 
 use std::ffi::CString;

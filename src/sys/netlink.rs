@@ -27,6 +27,15 @@ const NDA_DST: u16 = 1;
 const NDA_LLADDR: u16 = 2;
 const NUD_PERMANENT: u16 = 0x80;
 const NLA_F_NESTED: u16 = 0x8000;
+// From <linux/rtnetlink.h> and <linux/pkt_sched.h>.
+const TCA_KIND: u16 = 1;
+const TCA_OPTIONS: u16 = 2;
+const TC_H_ROOT: u32 = 0xffff_ffff;
+const TCA_NETEM_LATENCY64: u16 = 10;
+const TCA_TBF_PARMS: u16 = 1;
+const TCA_TBF_RATE64: u16 = 4;
+const TCA_TBF_BURST: u16 = 6;
+const TC_LINKLAYER_ETHERNET: u8 = 1;
 
 /// A request being built: the header, then the family's fixed part, then attributes.
 struct Msg(Vec<u8>);
@@ -62,11 +71,25 @@ impl Msg {
 
     /// Starts a nested attribute; [`Msg::end`] fills in its length.
     fn begin(&mut self, kind: u16) -> usize {
+        self.begin_raw(kind | NLA_F_NESTED)
+    }
+
+    /// Starts an attribute whose payload is written piece by piece (netem's options: a struct
+    /// followed by attributes, not flagged nested).
+    fn begin_raw(&mut self, kind: u16) -> usize {
         let at = self.0.len();
         self.0.extend_from_slice(&[0, 0]);
-        self.0
-            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        self.0.extend_from_slice(&kind.to_ne_bytes());
         at
+    }
+
+    /// `struct tcmsg`: family, interface, handle, parent.
+    fn tcmsg(mut self, index: u32, handle: u32, parent: u32) -> Self {
+        self.0.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+        for v in [index, handle, parent, 0] {
+            self.0.extend_from_slice(&v.to_ne_bytes());
+        }
+        self
     }
 
     fn end(&mut self, at: usize) {
@@ -257,6 +280,74 @@ impl Rtnl {
         }
     }
 }
+
+impl Rtnl {
+    /// `tc qdisc del dev <index> root` (none there is no error).
+    pub fn del_root_qdisc(&mut self, index: u32) -> Result<()> {
+        let m = Msg::new(libc::RTM_DELQDISC, 0).tcmsg(index, 0, TC_H_ROOT);
+        match self.request(|| format!("RTM_DELQDISC(index {index}, root)"), m) {
+            Err(e) if matches!(e.errno, Errno::ENOENT | Errno::EINVAL) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// `tc qdisc add dev <index> parent <parent> handle <handle> netem delay <delay_ns>ns
+    /// loss <loss>%`.
+    pub fn add_netem(&mut self, at: (u32, u32, u32), delay_ns: u64, loss: f64) -> Result<()> {
+        let (index, handle, parent) = at;
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+        let mut m = Msg::new(libc::RTM_NEWQDISC, flags).tcmsg(index, handle, parent);
+        m.name(TCA_KIND, "netem");
+        let opts = m.begin_raw(TCA_OPTIONS);
+        // struct tc_netem_qopt: latency (ticks; LATENCY64 below instead), limit (packets),
+        // loss (of u32::MAX), gap, duplicate, jitter.
+        let loss = (loss / 100.0 * u32::MAX as f64) as u32;
+        for v in [0u32, 1000, loss, 0, 0, 0] {
+            m.0.extend_from_slice(&v.to_ne_bytes());
+        }
+        m.attr(TCA_NETEM_LATENCY64, &(delay_ns as i64).to_ne_bytes());
+        m.end(opts);
+        self.request(
+            || format!("RTM_NEWQDISC(index {index}, netem delay {delay_ns}ns loss {loss})"),
+            m,
+        )
+    }
+
+    /// `tc qdisc add dev <index> parent <parent> handle <handle> tbf rate <rate>bit`, with a
+    /// burst of 10 ms of it (at least 3200 bytes) and a queue of 200 ms (at least 64 KiB).
+    pub fn add_tbf(&mut self, at: (u32, u32, u32), bits_per_second: u64) -> Result<()> {
+        let (index, handle, parent) = at;
+        let bytes = (bits_per_second / 8).max(1);
+        let burst = (bytes / 100).clamp(3200, u32::MAX as u64) as u32;
+        let limit = (bytes / 5).clamp(64 * 1024, u32::MAX as u64) as u32;
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+        let mut m = Msg::new(libc::RTM_NEWQDISC, flags).tcmsg(index, handle, parent);
+        m.name(TCA_KIND, "tbf");
+        let opts = m.begin(TCA_OPTIONS);
+        // struct tc_tbf_qopt: rate and peak rate (struct tc_ratespec: cell_log, linklayer,
+        // overhead, cell_align, mpu, rate), limit, buffer, mtu.
+        let mut q = vec![0u8; 36];
+        q[1] = TC_LINKLAYER_ETHERNET;
+        q[8..12].copy_from_slice(&(bytes.min(u32::MAX as u64) as u32).to_ne_bytes());
+        q[13] = TC_LINKLAYER_ETHERNET;
+        q[24..28].copy_from_slice(&limit.to_ne_bytes());
+        m.attr(TCA_TBF_PARMS, &q);
+        if bytes > u32::MAX as u64 {
+            m.attr(TCA_TBF_RATE64, &bytes.to_ne_bytes());
+        }
+        m.attr(TCA_TBF_BURST, &burst.to_ne_bytes());
+        m.end(opts);
+        self.request(
+            || format!("RTM_NEWQDISC(index {index}, tbf rate {bits_per_second}bit)"),
+            m,
+        )
+    }
+}
+
+/// The root handle of a link's faults, and its one class (`1:`, `1:1`).
+pub const QDISC_ROOT: (u32, u32) = (0x0001_0000, TC_H_ROOT);
+/// Below netem (`2:` at `1:1`).
+pub const QDISC_CHILD: (u32, u32) = (0x0002_0000, 0x0001_0001);
 
 /// Runs `f` on a thread that has entered the network namespace `netns` (an open
 /// `/proc/<pid>/ns/net`), so the caller's threads stay where they are; a netlink socket `f`

@@ -1,4 +1,5 @@
-//! Limits on a kernel with only cgroup v2: a VM boots Debian's kernel and runs the fixture.
+//! Limits on a kernel with only cgroup v2: a VM boots Debian's kernel and runs the fixture;
+//! and link faults (`tests/network.rs`) on a kernel with netem.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -78,6 +79,14 @@ watched env NSTEST_CACHE_DIR=/tmp/cache-nobody /bin/ul-setpriv --reuid=65534 --r
   --clear-groups /bin/e2e-fixture --test-threads 2 --color never
 echo "VM: exit rootless: $?"
 echo "VM: cgroups left rootless: $(find /sys/fs/cgroup -name 'nstest-*' | wc -l)"
+# Link faults on a kernel with netem (tests/network.rs measures them where netem is there).
+# As under cargo, with its package (an empty directory at the path the binary was built for):
+# the package's view gives the nested containers the host's loader (the test binary,
+# glibc-linked, re-executes itself over the busybox root for each host).
+mkdir -p @MANIFEST_DIR@
+echo "VM: start network"
+watched env NSTEST_CACHE_DIR=/tmp/cache /bin/network link_faults --nocapture --color never
+echo "VM: exit network: $?"
 poweroff -f
 "#;
 
@@ -130,6 +139,7 @@ fn limits_on_a_kernel_with_only_cgroup_v2_in_a_vm() {
     // their libraries.
     for (exe, to) in [
         (fixture(), "bin/e2e-fixture"),
+        (crate::network::network_tests(), "bin/network"),
         (PathBuf::from("/usr/bin/setpriv"), "bin/ul-setpriv"),
     ] {
         std::fs::copy(&exe, root.join(to)).unwrap();
@@ -138,25 +148,47 @@ fn limits_on_a_kernel_with_only_cgroup_v2_in_a_vm() {
             .split_whitespace()
             .filter(|w| w.starts_with('/'))
         {
-            let to = root.join(lib.trim_start_matches('/'));
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(lib, to).unwrap();
+            // At its real path, and a symlink where ldd names another (the loader:
+            // /lib64/ld-linux-x86-64.so.2 is in the C library's directory, where nstest
+            // finds that library to show it to a nested container).
+            let real = std::fs::canonicalize(lib).unwrap();
+            let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(inside(&real).parent().unwrap()).unwrap();
+            let _ = std::fs::copy(&real, inside(&real)); // twice for both binaries: fine
+            if real != Path::new(lib) && !inside(Path::new(lib)).exists() {
+                std::fs::create_dir_all(inside(Path::new(lib)).parent().unwrap()).unwrap();
+                std::os::unix::fs::symlink(&real, inside(Path::new(lib))).unwrap();
+            }
         }
     }
     // The demos bind /etc/os-release and /usr/bin, and share the host's network (a dummy NIC).
     std::fs::copy("/etc/os-release", root.join("etc/os-release")).unwrap();
     std::os::unix::fs::symlink("/bin/busybox", root.join("usr/bin/sh")).unwrap();
     let modules = Path::new("/lib/modules").join(&version).join("kernel");
-    for m in ["fs/overlayfs/overlay.ko", "drivers/net/dummy.ko"] {
+    // Loaded in this order (a module after those it depends on): the file names say it.
+    for (i, m) in [
+        "fs/overlayfs/overlay.ko",
+        "drivers/net/dummy.ko",
+        "net/llc/llc.ko",
+        "net/802/stp.ko",
+        "net/bridge/bridge.ko",
+        "drivers/net/veth.ko",
+        "net/sched/sch_netem.ko",
+        "net/sched/sch_tbf.ko",
+    ]
+    .iter()
+    .enumerate()
+    {
         let from = modules.join(m);
         assert!(from.exists(), "{} (linux-image-amd64)", from.display());
-        std::fs::copy(
-            &from,
-            root.join("lib/modules").join(from.file_name().unwrap()),
-        )
-        .unwrap();
+        let name = format!("{i:02}-{}", from.file_name().unwrap().to_string_lossy());
+        std::fs::copy(&from, root.join("lib/modules").join(name)).unwrap();
     }
-    std::fs::write(root.join("init"), VM_INIT).unwrap();
+    std::fs::write(
+        root.join("init"),
+        VM_INIT.replace("@MANIFEST_DIR@", env!("CARGO_MANIFEST_DIR")),
+    )
+    .unwrap();
     std::fs::set_permissions(
         root.join("init"),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -263,6 +295,14 @@ fn limits_on_a_kernel_with_only_cgroup_v2_in_a_vm() {
             rootless.text()
         );
     }
+    // Delay and loss measured through netem, the rate through tbf.
+    let network = run_between("VM: start network", "exit network");
+    assert_eq!(field("exit network"), "0", "{}", network.text());
+    assert!(
+        network.text().contains("link faults: netem delay"),
+        "{}",
+        network.text()
+    );
     host.finish();
     std::fs::remove_dir_all(&dir).unwrap();
 }
