@@ -292,6 +292,32 @@ fn link_faults_delay_and_loss_or_the_missing_netem_named() {
     }
 }
 
+/// A container the test starts gets the test's rootfs (as it was before the test wrote to it):
+/// here the default one; tests/e2e/network.rs runs this with `NSTEST_ROOTFS` set to a directory
+/// with a marker, and to `builtin:host`.
+#[nstest::test(timeout = "60s")]
+fn hosts_inherit_the_tests_rootfs() {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    // The host's own binaries (`builtin:host`) have util-linux's setpriv; busybox has none.
+    let setpriv = if std::path::Path::new("/usr/bin/setpriv").exists() {
+        "setpriv\n"
+    } else {
+        ""
+    };
+    let mine = read("/etc/os-release") + &read("/etc/nstest-marker") + setpriv;
+    std::fs::write("/etc/nstest-marker", "written by the test\n").unwrap();
+    let out = Container::new("sh")
+        .args([
+            "-c",
+            "cat /etc/os-release; cat /etc/nstest-marker 2>/dev/null; \
+             test -e /usr/bin/setpriv && echo setpriv; true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), mine);
+    println!("inherited: {}", mine.lines().last().unwrap_or_default());
+}
+
 /// Run by tests/e2e/network.rs: its hosts' output is shown with its failure.
 #[nstest::test(timeout = "60s")]
 #[ignore = "fails on purpose: tests/e2e runs it"]

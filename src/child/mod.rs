@@ -21,6 +21,18 @@ use crate::protocol::{ChildSpec, Message, RunSpec, Step};
 use crate::reexec::{CONTAINER_ENV, REPORT_FD};
 use crate::sys;
 
+/// Where a test over a directory base other than the default shows it, read-only, to the
+/// containers it starts (in nstest's own `/dev` tmpfs: no write to the rootfs).
+pub(crate) const INHERITED_ROOTFS: &str = "/dev/.nstest-rootfs";
+
+static INHERITED: std::sync::OnceLock<crate::spec::RootfsSource> = std::sync::OnceLock::new();
+
+/// The rootfs the containers a test starts get by default: the test's own (its base, as it was
+/// before the test wrote anything), where it is not the default one.
+pub(crate) fn inherited() -> Option<crate::spec::RootfsSource> {
+    INHERITED.get().cloned()
+}
+
 /// The report fd, written frame by frame.
 struct Reporter(File);
 
@@ -77,6 +89,14 @@ pub(crate) fn enter(hex: &std::ffi::OsStr) -> ! {
         Ok(true) => reporter.send(&Message::RootfsCopied),
         Ok(false) => {}
         Err(e) => fail(&mut reporter, e.step, e.detail, e.errno as i32),
+    }
+    if spec.expose_base {
+        let _ = INHERITED.set(match &spec.base {
+            crate::protocol::BaseSpec::Lower(_) => {
+                crate::spec::RootfsSource::Dir(INHERITED_ROOTFS.into())
+            }
+            crate::protocol::BaseSpec::Host => crate::spec::RootfsSource::Host,
+        });
     }
     clean_env(&spec);
     match spec.run {

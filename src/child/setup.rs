@@ -106,6 +106,12 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<bool, Set
     )
     .map_err(at(Step::MountTmp))?;
     dev(&root, spec.userns)?;
+    if let (true, BaseSpec::Lower(lower)) = (spec.expose_base, &spec.base) {
+        // For the containers the test starts: they inherit its rootfs (see `child::inherited`).
+        let inside = root.join(super::INHERITED_ROOTFS.trim_start_matches('/'));
+        mkdir(&inside, 0o755, Step::Bind)?;
+        sys::bind(lower, &inside, true).map_err(at(Step::Bind))?;
+    }
     // The test's package at its own paths, read-only; a private writable CARGO_TARGET_TMPDIR.
     for (host, target, if_missing) in &spec.package {
         if *if_missing && in_rootfs(&root, target) {

@@ -104,7 +104,8 @@ impl Container {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         let rootfs = match &self.rootfs {
             Some(s) => RootfsSource::parse(s, &cwd)?,
-            None => RootfsSource::Default,
+            // Inside a test: the test's own rootfs, where it is not the default.
+            None => crate::child::inherited().unwrap_or(RootfsSource::Default),
         };
         let attachment = match &self.network {
             Some(_) if self.net == Net::Host => return Err(NetworkError::HostNet.into()),

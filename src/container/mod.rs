@@ -150,7 +150,8 @@ impl Container {
     /// # Ok::<(), nstest::Error>(())
     /// ```
     ///
-    /// Default: `NSTEST_ROOTFS`, else the busybox fixture, else `builtin:host`.
+    /// Default: inside a test, the test's rootfs (its base, without the test's writes);
+    /// elsewhere `NSTEST_ROOTFS`, else the busybox fixture, else `builtin:host`.
     pub fn rootfs(&mut self, rootfs: impl Into<String>) -> &mut Self {
         self.rootfs = Some(rootfs.into());
         self

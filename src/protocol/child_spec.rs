@@ -78,6 +78,9 @@ pub struct ChildSpec {
     pub keep_upper: Option<PathBuf>,
     /// An interface on a network (`/etc/hosts` is then the network's, bound in by the parent).
     pub interface: Option<InterfaceSpec>,
+    /// The base is shown read-only at [`crate::child::INHERITED_ROOTFS`] (a directory base),
+    /// so that the containers the test starts inherit its rootfs.
+    pub expose_base: bool,
     /// What to run.
     pub run: RunSpec,
 }
@@ -98,7 +101,8 @@ impl ChildSpec {
             self.overlay as u8
                 | (self.userns as u8) << 1
                 | (self.host_net as u8) << 2
-                | (self.hold_on_failure as u8) << 3,
+                | (self.hold_on_failure as u8) << 3
+                | (self.expose_base as u8) << 4,
         );
         put_str(&mut p, &self.hostname);
         p.extend_from_slice(&(self.package.len() as u32).to_le_bytes());
@@ -188,6 +192,7 @@ impl ChildSpec {
         let flags = r.u8()?;
         let (overlay, userns, host_net) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
         let hold_on_failure = flags & 8 != 0;
+        let expose_base = flags & 16 != 0;
         let hostname = r.string()?;
         let n = r.u32()?;
         let package = (0..n)
@@ -252,6 +257,7 @@ impl ChildSpec {
             hold_on_failure,
             keep_upper,
             interface,
+            expose_base,
             run,
         })
     }
@@ -288,6 +294,7 @@ mod tests {
                     addr: [10, 88, 0, 7].into(),
                     prefix: 24,
                 }),
+                expose_base: true,
                 run: RunSpec::Test("m::t".into()),
             },
             ChildSpec {
@@ -305,6 +312,7 @@ mod tests {
                 hold_on_failure: false,
                 keep_upper: None,
                 interface: None,
+                expose_base: false,
                 run: RunSpec::Command(vec![
                     "/bin/sh".into(),
                     "-c".into(),
@@ -329,6 +337,7 @@ mod tests {
             hold_on_failure: false,
             keep_upper: None,
             interface: None,
+            expose_base: false,
             run: RunSpec::Probe,
         };
         assert_eq!(ChildSpec::decode(&probe.encode()), Ok(probe.clone()));

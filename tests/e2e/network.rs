@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::host::{processes_with, serial, wait_until, HostGuard};
+use crate::runs::{busybox_copy, scratch};
 
 /// The `network` test binary cargo built beside this one.
 pub fn network_tests() -> PathBuf {
@@ -62,7 +63,7 @@ fn the_network_suite_passes_rootless_too() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("8 passed; 0 failed; 2 ignored"), "{text}");
+    assert!(text.contains("9 passed; 0 failed; 2 ignored"), "{text}");
     assert_eq!(interfaces(), before);
 }
 
@@ -117,4 +118,28 @@ fn a_killed_harness_leaves_no_host_and_no_interface_behind() {
         processes_with("nstest-e2e-network-host").is_empty()
     });
     assert_eq!(interfaces(), before);
+}
+
+#[test]
+fn the_containers_a_test_starts_inherit_its_rootfs() {
+    let dir = scratch("inherit");
+    let root = dir.join("root");
+    busybox_copy(&root);
+    std::fs::write(root.join("etc/nstest-marker"), "the test's own rootfs\n").unwrap();
+    let lock = serial();
+    let _guard = HostGuard::state_only(&lock);
+    for (rootfs, seen) in [
+        (root.to_str().unwrap(), "the test's own rootfs"),
+        ("builtin:host", "inherited: setpriv"),
+    ] {
+        let out = Command::new(network_tests())
+            .args(["hosts_inherit_the_tests_rootfs", "--exact", "--nocapture"])
+            .env("NSTEST_ROOTFS", rootfs)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{rootfs}: {text}");
+        assert!(text.contains(seen), "{rootfs}: {text}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
