@@ -355,23 +355,26 @@ pub fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// Adds a host to this process's list and rewrites `/etc/hosts` in place (same inode: the
-/// containers have it bound).
+/// Adds a host to this process's list and to `/etc/hosts`, in place (same inode: the containers
+/// have it bound). The first host replaces the file's text (the caller's `127.0.1.1` line must
+/// go: the file is every host's); later ones are appended, one line in one write, so that a
+/// reader never sees the file shorter than it was.
 fn add_host(name: String, ip: Ipv4Addr) -> Result<(), NetworkError> {
     use std::io::Write;
     let mut hosts = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
+    let line = format!("{ip}\t{name}\n");
     hosts.push((name, ip));
-    let mut text = String::from(
-        "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-    );
-    for (name, ip) in hosts.iter() {
-        text.push_str(&format!("{ip}\t{name}\n"));
-    }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open("/etc/hosts")
+    let mut file = std::fs::OpenOptions::new();
+    let text = if hosts.len() == 1 {
+        file.write(true).create(true).truncate(true);
+        format!(
+            "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost ip6-localhost ip6-loopback\n{line}"
+        )
+    } else {
+        file.append(true);
+        line
+    };
+    file.open("/etc/hosts")
         .and_then(|mut f| f.write_all(text.as_bytes()))
         .map_err(NetworkError::Hosts)
 }
