@@ -111,7 +111,10 @@ fn a_killed_harness_leaves_no_host_and_no_interface_behind() {
         lines.any(|l| l.is_ok_and(|l| l.contains("hosts up"))),
         "the test never said its hosts were up"
     );
-    assert_eq!(processes_with("nstest-e2e-network-host").len(), 2);
+    // Set up, each host then execs its command: both are there a moment later.
+    wait_until("both hosts running", Duration::from_secs(5), || {
+        processes_with("nstest-e2e-network-host").len() == 2
+    });
     harness.kill().unwrap();
     harness.wait().unwrap();
     wait_until("the hosts to be gone", Duration::from_secs(5), || {
