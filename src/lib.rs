@@ -157,8 +157,9 @@
 //!   parent-death signal follows that thread): spawn hosts from the test's own thread, or one
 //!   that outlives them. A host re-executes the test binary inside its container: over a root
 //!   without the binary's C library it needs the host's loader, which the package view gives.
-//! - Inside a test, `Container`s and hosts unpack their rootfs into the test's own cache (its
-//!   `/root/.cache`, on the test's tmpfs): once per test, not once per machine.
+//! - Inside a test, a `Container` given a rootfs of its own (`.rootfs(...)`) prepares it in the
+//!   test's own cache (its `/root/.cache`, on the test's tmpfs): once per test, not once per
+//!   machine. By default it inherits the test's, which costs nothing.
 //! - Isolation protects the host from a test's accidents and mistakes; root code in a test that
 //!   sets out to escape is not contained without a user namespace.
 

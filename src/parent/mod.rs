@@ -168,10 +168,9 @@ impl Launch<'_> {
                 .or_else(|| disk_layer.as_ref().map(|d| d.0.clone())),
             hold_on_failure: self.shell_on_failure,
             interface: self.network.as_ref().map(|n| n.interface()),
-            // A test over another rootfs than the default shows it to the containers it starts
-            // (inside, the default is the busybox root again).
-            expose_base: matches!(self.run, RunSpec::Test(_))
-                && !matches!(source, RootfsSource::Busybox),
+            // A test shows its rootfs to the containers it starts: they inherit it, and need
+            // not build a root of their own inside the test.
+            expose_base: matches!(self.run, RunSpec::Test(_)),
             run: self.run,
         };
         let cgroup = crate::cgroup::TestCgroup::create(&self.limits).map_err(Error::Cgroup)?;
