@@ -61,13 +61,14 @@ pub(crate) fn is_container_child() -> bool {
 
 static INSIDE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Marks this process as an nstest container (a child that entered its container).
+/// Marks this process as an nstest container with a network namespace of its own (not
+/// `net = "host"`).
 pub(crate) fn mark_inside() {
     INSIDE.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Whether this process is an nstest container (a test, or a `Container`'s process that is
-/// this binary): its namespaces are its own, never the host's.
+/// Whether this process is an nstest container with a network namespace of its own (a test,
+/// or a `Container`'s process that is this binary, without `net = "host"`): never the host's.
 pub(crate) fn inside_container() -> bool {
     INSIDE.load(std::sync::atomic::Ordering::Relaxed)
 }

@@ -51,7 +51,6 @@ pub(crate) fn serve_fork_requests() -> ! {
 /// The container side, for the spec `hex` (from `reexec::CONTAINER_ENV`, or from the fork
 /// server).
 pub(crate) fn enter(hex: &std::ffi::OsStr) -> ! {
-    crate::reexec::mark_inside();
     let _ = sys::set_cloexec(REPORT_FD);
     name_after_the_binary();
     let mut reporter = Reporter(sys::report_file(REPORT_FD));
@@ -90,6 +89,10 @@ pub(crate) fn enter(hex: &std::ffi::OsStr) -> ! {
         Ok(false) => {}
         Err(e) => fail(&mut reporter, e.step, e.detail, e.errno as i32),
     }
+    if !spec.host_net {
+        // A network namespace of its own: `Network::new` may make its switch here.
+        crate::reexec::mark_inside();
+    }
     if spec.expose_base {
         let _ = INHERITED.set(match &spec.base {
             crate::protocol::BaseSpec::Lower(_) => {
@@ -115,8 +118,12 @@ pub(crate) fn enter(hex: &std::ffi::OsStr) -> ! {
             let _ = sys::setsid();
             reporter.send(&Message::SetupDone);
             drop(reporter);
-            // As a Rust program's `main`: a panic is printed by the hook and exits 101.
-            let ended = std::panic::catch_unwind(sys::fn_at(offset));
+            let Some(f) = sys::fn_at(offset) else {
+                eprintln!("nstest: Container::from_fn: no function of this executable there");
+                sys::exit_now(127)
+            };
+            // As a Rust program's `main` ends: a panic is printed by the hook and exits 101.
+            let ended = std::panic::catch_unwind(f);
             let _ = std::io::stdout().flush();
             let _ = std::io::stderr().flush();
             sys::exit_now(if ended.is_ok() { 0 } else { 101 })

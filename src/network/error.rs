@@ -15,8 +15,9 @@ use crate::sys::SysError;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum NetworkError {
-    /// `Network::new()` was called outside an nstest container: its switch would be made in
-    /// the host's network namespace.
+    /// `Network::new()` was called outside an nstest container, or in one that shares the
+    /// host's network (`net = "host"`): its switch would be made in the host's network
+    /// namespace.
     NotInContainer,
     /// The switch (a bridge, with the caller's address) could not be made.
     Bridge(SysError),
@@ -70,8 +71,10 @@ impl fmt::Display for NetworkError {
         match self {
             Self::NotInContainer => f.write_str(
                 "nstest::Network::new() makes its switch in the caller's own network namespace, \
-                 and this process is not in an nstest container (it would change the host's \
-                 network): call it inside an #[nstest::test], or in a Container's process",
+                 and this process has none of nstest's (it is not in an nstest container, or \
+                 its container shares the host's network with net = \"host\"): the switch \
+                 would change the host's network; call it inside an #[nstest::test] without \
+                 net = \"host\"",
             ),
             Self::Bridge(e) => sys(f, "make the network's switch (a bridge)", e),
             Self::Link(e) => sys(f, "link the host to the network (a veth pair)", e),
