@@ -265,7 +265,7 @@ pub(crate) fn run_desc(
         keep: keep().then(|| desc.name()),
         shell_on_failure: RUN_ENV.shell,
         network: None,
-        echo: None,
+        echo: [None, None],
     }
     .run()
     .map_err(|e| {

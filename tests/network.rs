@@ -13,7 +13,8 @@ fn connect(host: &str, port: u16, within: Duration) -> std::io::Result<TcpStream
     let start = Instant::now();
     loop {
         let addr = (host, port).to_socket_addrs()?.next().expect("an address");
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+        // Long enough for a handshake over a link delayed by 200 ms each way, under load.
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
             Ok(s) => return Ok(s),
             Err(e) if start.elapsed() >= within => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -51,7 +52,11 @@ fn a_client_reaches_a_server_by_name() {
         .network(&net)
         .spawn()
         .unwrap();
-    assert_ne!(web.ip(), net.ip());
+    // Its address is the one its name resolves to, on the network's subnet.
+    let by_name = ("web", 80).to_socket_addrs().unwrap().next().unwrap().ip();
+    assert_eq!(web.ip(), by_name);
+    assert!(web.ip().to_string().starts_with("10.88."), "{}", web.ip());
+    assert_eq!(web.hostname(), "web");
     // Another host, by name, with busybox's wget.
     let page = Container::new("sh")
         .args(["-c", "for i in $(seq 50); do wget -q -O - http://web/hostname && exit; sleep 0.1; done; exit 1"])
@@ -118,7 +123,18 @@ fn a_host_runs_a_function_of_the_test_binary() {
         .spawn()
         .unwrap();
     assert_eq!(hello("greeter", 7000).unwrap(), "hello from greeter\n");
-    assert!(server.id() > 1);
+    // Its PID 1 as the test sees it: this binary, started again.
+    let comm = std::fs::read_to_string(format!("/proc/{}/cmdline", server.id())).unwrap();
+    let me = std::fs::read_to_string("/proc/self/cmdline").unwrap();
+    assert_eq!(comm.split('\0').next(), me.split('\0').next());
+}
+
+#[nstest::test(net = "host")]
+fn network_new_is_refused_where_the_test_shares_the_hosts_network() {
+    match Network::new() {
+        Err(NetworkError::NotInContainer) => {}
+        other => panic!("a switch in the host's network namespace: {other:?}"),
+    }
 }
 
 #[nstest::test(timeout = "60s")]
@@ -200,6 +216,31 @@ fn unknown_and_duplicate_hostnames_are_errors() {
         .status()
         .unwrap_err();
     assert!(err.to_string().contains("already on this network"), "{err}");
+}
+
+#[nstest::test(hostname = "hub", timeout = "60s")]
+fn a_host_on_a_second_network_reaches_the_caller_by_name() {
+    let _first = Network::new().unwrap();
+    let second = Network::new().unwrap();
+    let listener = std::net::TcpListener::bind("0.0.0.0:7002").unwrap();
+    // Reads the host's line and closes, which ends the host's nc.
+    let served = std::thread::spawn(move || {
+        let (conn, from) = listener.accept().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(conn), &mut line).unwrap();
+        (line, from)
+    });
+    // "hub" is listed with the first network's address: the host reaches it through its
+    // default route, to the caller's address on its own network.
+    let st = Container::new("sh")
+        .args(["-c", "echo hi | nc -w 5 hub 7002"])
+        .network(&second)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{st}");
+    let (line, from) = served.join().unwrap();
+    assert_eq!(line, "hi\n");
+    assert!(from.ip().to_string().starts_with("10.88.1."), "{from}");
 }
 
 /// A host's server: sends 256 KiB to whoever connects on port 7001.
@@ -326,7 +367,8 @@ fn fails_with_hosts_on_purpose() {
     let _web = Container::new("sh")
         .args([
             "-c",
-            "echo serving; echo a warning >&2; printf 'no newline'; exec sleep 1000",
+            // It listens once it has written everything: the test's connection says so.
+            "echo serving; echo a warning >&2; printf 'no newline'; exec nc -l -p 80",
         ])
         .hostname("web")
         .network(&net)
@@ -338,6 +380,7 @@ fn fails_with_hosts_on_purpose() {
         .spawn()
         .unwrap();
     assert_eq!(hello("greeter", 7000).unwrap(), "hello from greeter\n");
+    drop(connect("web", 80, Duration::from_secs(10)).unwrap());
     panic!("the test failed with two hosts running");
 }
 

@@ -169,8 +169,13 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<bool, Set
         // `eth0`, made in this namespace by the parent while this process was held.
         let index = sys::if_index("eth0").map_err(at(Step::Interface))?;
         let mut rtnl = sys::Rtnl::open().map_err(at(Step::Interface))?;
+        // The caller has the first address of every network it made: by this route the host
+        // reaches all of them (its name in /etc/hosts may be that of another network).
+        let mask = u32::MAX.checked_shl(32 - u32::from(i.prefix)).unwrap_or(0);
+        let gateway = std::net::Ipv4Addr::from((u32::from(i.addr) & mask) | 1);
         rtnl.add_addr(index, i.addr, i.prefix)
             .and_then(|()| rtnl.link_up(index, None))
+            .and_then(|()| rtnl.add_default_route(index, gateway))
             .map_err(at(Step::Interface))?;
     }
     Ok(copied)

@@ -31,10 +31,9 @@ impl Container {
     pub fn spawn(&mut self) -> Result<Child, Error> {
         let (rootfs, cwd, attachment) = self.prepare()?;
         let hostname = self.hostname_for(attachment.as_ref());
-        let echo = [self.stdout, self.stderr]
-            .iter()
-            .any(Option::is_none)
-            .then(|| format!("{hostname} | "));
+        // A stream the caller did not set is shown after the hostname, and kept.
+        let prefix = format!("{hostname} | ");
+        let echo = [self.stdout, self.stderr].map(|s| s.is_none().then(|| prefix.clone()));
         let ip = attachment.as_ref().map(|a| a.ip());
         let launch = self.launch(
             &rootfs,
@@ -46,7 +45,14 @@ impl Container {
             echo,
         )?;
         let started = launch.start()?;
-        let (pid, pidfd) = (started.pid(), started.pidfd()?);
+        let pid = started.pid();
+        let pidfd = match started.pidfd() {
+            Ok(fd) => fd,
+            Err(e) => {
+                started.abandon();
+                return Err(e);
+            }
+        };
         let slot = std::sync::Arc::new(Slot::default());
         let (set_up, on_set_up) = std::sync::mpsc::sync_channel::<()>(1);
         let timeout = self.timeout;
@@ -56,12 +62,22 @@ impl Container {
                 .name(format!("nstest-{hostname}"))
                 .spawn(move || {
                     let mut set_up = Some(set_up);
-                    let finished = started.finish(&mut |m| {
-                        if matches!(m, Message::SetupDone) {
-                            set_up.take().map(|s| s.send(()));
-                        }
-                    });
+                    let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        started.finish(&mut |m| {
+                            if matches!(m, Message::SetupDone) {
+                                set_up.take().map(|s| s.send(()));
+                            }
+                        })
+                    }));
                     drop(set_up);
+                    // A watcher that panicked still leaves an answer: no `wait` waits forever.
+                    let finished = finished.unwrap_or_else(|_| {
+                        let e = nix::errno::Errno::EIO;
+                        Err(Error::Host(crate::sys::SysError::new(
+                            "watch the container",
+                            e,
+                        )))
+                    });
                     slot.put(finished.and_then(|f| conclude(f, timeout)));
                 })
         };
@@ -94,7 +110,7 @@ impl Container {
             attachment,
             default_in,
             default_out,
-            None,
+            [None, None],
         )?;
         conclude(launch.run()?, self.timeout)
     }
@@ -132,7 +148,7 @@ impl Container {
         network: Option<Attachment>,
         default_in: Stdio,
         default_out: Stdio,
-        echo: Option<String>,
+        echo: [Option<String>; 2],
     ) -> Result<Launch<'a>, Error> {
         let mut limits = self.limits.clone();
         if let Some(m) = &self.memory {
@@ -165,7 +181,8 @@ impl Container {
             hostname,
             net: self.net,
             run: match self.function {
-                Some(offset) => RunSpec::Function(offset),
+                Some(Some(offset)) => RunSpec::Function(offset),
+                Some(None) => return Err(SpecError::FunctionOutsideBinary.into()),
                 None => RunSpec::Command(self.argv.clone()),
             },
             args: Vec::new(),

@@ -45,8 +45,9 @@ pub enum Stdio {
 #[derive(Clone, Debug)]
 pub struct Container {
     argv: Vec<OsString>,
-    /// A function of this binary to run instead of `argv` ([`Container::from_fn`]).
-    function: Option<i64>,
+    /// A function of this binary to run instead of `argv` ([`Container::from_fn`]): its
+    /// offset, or `None` for one outside the executable.
+    function: Option<Option<i64>>,
     rootfs: Option<String>,
     hostname: Option<String>,
     network: Option<Network>,
@@ -94,7 +95,11 @@ impl Container {
     /// container is this binary started again, and finds `f` there), e.g. a Rust server on one
     /// host of a [`Network`] while the test is its client. It exits 0 when `f` returns and 101
     /// when it panics (the panic printed to its stderr), as a Rust program does. Arguments do
-    /// not apply.
+    /// not apply. `f` runs on PID 1's main thread, entered before Rust's `main` (as every nstest
+    /// container is): the thread has no name (a panic says `'<unnamed>'`), a stack overflow
+    /// is a plain SIGSEGV, and nothing reaps orphans (a host that starts processes waits for
+    /// them). A function outside the executable (a shared library's) is refused when the
+    /// container starts ([`crate::spec::SpecError::FunctionOutsideBinary`]).
     ///
     /// ```no_run
     /// fn serve() {
@@ -111,6 +116,7 @@ impl Container {
     pub fn from_fn(f: fn()) -> Self {
         let mut c = Self::new("");
         c.argv.clear();
+        // `None` in it: a function outside the executable, refused when it is started.
         c.function = Some(crate::sys::fn_offset(f));
         c
     }

@@ -158,7 +158,7 @@ impl Network {
             state
                 .members
                 .iter()
-                .position(|m| m.name == name && !matches!(m.at, Place::Gone))
+                .position(|m| m.name == name && matches!(m.at, Place::Caller | Place::Host(_)))
                 .ok_or_else(|| NetworkError::UnknownHost(name.to_string()))
         };
         let a = a
@@ -188,10 +188,15 @@ impl Network {
     /// with its next packet.
     pub fn heal(&self) -> Result<(), NetworkError> {
         let mut state = self.state();
-        while let Some((from, ip)) = state.cuts.pop() {
-            self.neighbour(&state.members[from], ip, None)?;
+        // Every cut is tried; one that could not be undone stays listed for the next `heal`.
+        let mut first_error = None;
+        for (from, ip) in std::mem::take(&mut state.cuts) {
+            if let Err(e) = self.neighbour(&state.members[from], ip, None) {
+                state.cuts.push((from, ip));
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Gives the link of the container named `host` these faults, each way (towards it, on the
@@ -216,7 +221,7 @@ impl Network {
         let member = state
             .members
             .iter()
-            .find(|m| m.name == host && !matches!(m.at, Place::Gone))
+            .find(|m| m.name == host && matches!(m.at, Place::Caller | Place::Host(_)))
             .ok_or_else(|| NetworkError::UnknownHost(host.to_string()))?;
         let Place::Host(netns) = &member.at else {
             return Err(NetworkError::NotAContainer(host.to_string()));

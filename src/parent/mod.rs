@@ -76,9 +76,9 @@ pub(crate) struct Launch<'a> {
     pub shell_on_failure: bool,
     /// A place on a [`crate::Network`]: `eth0`, made while the child is held.
     pub network: Option<crate::network::Attachment>,
-    /// Each line of captured output is also written to this process's stderr after this
-    /// prefix (a host's output, shown with the test's).
-    pub echo: Option<String>,
+    /// Each line of captured stdout (`[0]`) and stderr (`[1]`) is also written to this
+    /// process's stderr after this prefix (a host's output, shown with the test's).
+    pub echo: [Option<String>; 2],
 }
 
 /// A container started by [`Launch::start`], set up or on its way; [`Started::finish`] waits.
@@ -90,7 +90,7 @@ pub(crate) struct Started {
     shell: Option<(String, bool, bool)>,
     timeout: Option<Duration>,
     capture_limit: Option<usize>,
-    echo: Option<String>,
+    echo: [Option<String>; 2],
     network: Option<crate::network::Attachment>,
 }
 
@@ -233,6 +233,12 @@ impl Started {
         })
     }
 
+    /// Kills the container (its whole PID namespace) and reaps it: for an error of the caller's
+    /// after the start.
+    pub(crate) fn abandon(self) {
+        self.running.cloned.kill_and_reap();
+    }
+
     /// Waits for the container to end (killed at its timeout), its output drained.
     /// `on_message` sees each report message as it arrives.
     pub(crate) fn finish(self, on_message: &mut dyn FnMut(&Message)) -> Result<Finished, Error> {
@@ -270,7 +276,7 @@ impl Started {
             running,
             timeout,
             capture_limit,
-            echo.as_deref(),
+            [echo[0].as_deref(), echo[1].as_deref()],
             &kill_cgroup,
             &mut on_message,
         )?;

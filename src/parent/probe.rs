@@ -67,7 +67,7 @@ fn run() -> Result<(), Error> {
         keep: None,
         shell_on_failure: false,
         network: None,
-        echo: None,
+        echo: [None, None],
     }
     .run()?;
     match setup_failure(&finished, Some(TIMEOUT)) {

@@ -105,6 +105,9 @@ enum Sink {
     Out(Captured, Option<Echo>),
 }
 
+/// The longest line [`Echo`] holds back before it shows it.
+const ECHO_LINE_MAX: usize = 64 * 1024;
+
 /// Writes each complete line to this process's stderr after a prefix (`web | `), the rest when
 /// the stream ends.
 struct Echo {
@@ -118,6 +121,10 @@ impl Echo {
         if let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') {
             let lines: Vec<u8> = self.partial.drain(..=end).collect();
             self.write(&lines);
+        }
+        // Output without newlines is shown in lines of at most this much.
+        if self.partial.len() >= ECHO_LINE_MAX {
+            self.finish();
         }
     }
 
@@ -163,7 +170,7 @@ pub(crate) fn supervise(
     running: Running,
     timeout: Option<Duration>,
     capture_limit: Option<usize>,
-    echo: Option<&str>,
+    echo: [Option<&str>; 2],
     on_timeout: &dyn Fn(),
     on_message: &mut dyn FnMut(&Message, &crate::sys::Cloned),
 ) -> Result<Finished, Error> {
@@ -185,11 +192,11 @@ pub(crate) fn supervise(
         },
         Stream {
             file: stdout,
-            sink: Sink::Out(Captured::new(capture_limit), echo.map(echo_after)),
+            sink: Sink::Out(Captured::new(capture_limit), echo[0].map(echo_after)),
         },
         Stream {
             file: stderr,
-            sink: Sink::Out(Captured::new(capture_limit), echo.map(echo_after)),
+            sink: Sink::Out(Captured::new(capture_limit), echo[1].map(echo_after)),
         },
     ];
     let mut messages = Vec::new();

@@ -40,6 +40,9 @@ pub enum SpecError {
     /// A path that is neither a tar archive (`.tar`, `.tar.gz`/`.tgz`, `.tar.zst`/`.tzst`,
     /// `.tar.xz`/`.txz`) nor a directory.
     UnsupportedRootfs(PathBuf),
+    /// `Container::from_fn(f)` with an `f` outside the executable (in a shared library): the
+    /// container, this executable started again, could not find it.
+    FunctionOutsideBinary,
     /// An environment variable that holds one of the above.
     Env(&'static str, Box<SpecError>),
 }
@@ -57,6 +60,11 @@ impl fmt::Display for SpecError {
             Self::BadEnv(s) => write!(f, "invalid env {s:?}: {}", grammar::ENV_FIX),
             Self::BadWorkdir(s) => write!(f, "invalid workdir {s:?}: {}", grammar::WORKDIR_FIX),
             Self::EmptyRootfs => write!(f, "empty rootfs: {}", grammar::ROOTFS_FIX),
+            Self::FunctionOutsideBinary => f.write_str(
+                "Container::from_fn: the function is not in this executable (a shared \
+                 library's?); a container runs this executable again and finds only its own \
+                 functions: pass a function of the test binary",
+            ),
             Self::InvalidRootfs(s) => write!(f, "invalid rootfs {s:?}: {}", grammar::ROOTFS_FIX),
             Self::UnknownBuiltin(s) => {
                 write!(f, "unknown rootfs {s:?}: the builtins are builtin:busybox and builtin:host")

@@ -293,17 +293,64 @@ fn anchor() {
     std::hint::black_box(());
 }
 
-/// Where `f` is, as an offset from [`anchor`]: the same in every process of this executable
-/// (a re-executed container child, a clone of the fork server) whatever its load address.
-pub fn fn_offset(f: fn()) -> i64 {
-    (f as usize as i64).wrapping_sub(anchor as fn() as usize as i64)
+/// The load address of the object (the executable, or a shared library) that holds `addr`.
+fn object_base(addr: usize) -> Option<usize> {
+    // SAFETY: Dl_info is plain old data; all-zero is a valid value.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the loader's tables for `addr` and fills `info`.
+    let found = unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) };
+    (found != 0 && !info.dli_fbase.is_null()).then_some(info.dli_fbase as usize)
 }
 
-/// The function at `offset` from [`anchor`] (see [`fn_offset`]).
-pub fn fn_at(offset: i64) -> fn() {
-    let addr = (anchor as fn() as usize as i64).wrapping_add(offset) as usize;
-    // SAFETY: `offset` was computed by `fn_offset` from a `fn()` of this same executable (the
-    // container child runs `/proc/self/exe` of the process that made its spec, or is a clone
-    // of a fork server that did), so `anchor + offset` is that function's address here.
-    unsafe { std::mem::transmute::<usize, fn()>(addr) }
+/// Where `f` is, as an offset from [`anchor`]: the same in every process of this executable
+/// (a re-executed container child, a clone of the fork server) whatever its load address.
+/// `None` for a function outside the executable (a shared library's, loaded elsewhere).
+pub fn fn_offset(f: fn()) -> Option<i64> {
+    let (at, anchor) = (f as usize, anchor as fn() as usize);
+    same_object(at, anchor).then(|| (at as i64).wrapping_sub(anchor as i64))
+}
+
+/// Whether `a` and `b` are in the same loaded object; where the loader can say nothing of
+/// either (a static binary without `dladdr`), there is one object.
+fn same_object(a: usize, b: usize) -> bool {
+    match (object_base(a), object_base(b)) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// The function at `offset` from [`anchor`] (see [`fn_offset`]); `None` where that address is
+/// not in this executable.
+pub fn fn_at(offset: i64) -> Option<fn()> {
+    let anchor = anchor as fn() as usize;
+    let addr = (anchor as i64).wrapping_add(offset) as usize;
+    if addr == 0 || !same_object(addr, anchor) {
+        return None;
+    }
+    // SAFETY: `offset` comes from the spec this process was started with, which `fn_offset`
+    // wrote in a process of this same executable (the container child runs `/proc/self/exe`
+    // of that process, or is a clone of a fork server that did), from a `fn()` of the
+    // executable: `anchor + offset` is that function here, whatever the load address. (Who
+    // can write a process's spec, its environment, can run any code in it anyway.)
+    Some(unsafe { std::mem::transmute::<usize, fn()>(addr) })
+}
+
+#[cfg(test)]
+mod fn_tests {
+    fn target() {
+        std::hint::black_box(7);
+    }
+
+    #[test]
+    fn a_function_of_the_executable_is_found_again_by_its_offset() {
+        let offset = super::fn_offset(target).expect("target is in this executable");
+        assert_eq!(
+            super::fn_at(offset).map(|f| f as usize),
+            Some(target as fn() as usize)
+        );
+        // Far outside the executable: no function.
+        assert!(super::fn_at(i64::MAX / 2).is_none());
+        assert!(super::fn_at(-(super::anchor as fn() as usize as i64)).is_none());
+    }
 }

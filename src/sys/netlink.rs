@@ -185,7 +185,7 @@ impl Rtnl {
                         c => Err(SysError::new(call(), Errno::from_raw(-c))),
                     };
                 }
-                rest = &rest[(len + 3) & !3..];
+                rest = &rest[((len + 3) & !3).min(rest.len())..];
             }
         }
     }
@@ -245,6 +245,30 @@ impl Rtnl {
         m.attr(IFA_LOCAL, &addr.octets());
         m.attr(IFA_ADDRESS, &addr.octets());
         self.request(|| format!("RTM_NEWADDR({addr}/{prefix}, index {index})"), m)
+    }
+
+    /// `ip route add default via <gateway> dev <index>`.
+    pub fn add_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> Result<()> {
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+        let mut m = Msg::new(libc::RTM_NEWROUTE, flags);
+        // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type; flags.
+        m.0.extend_from_slice(&[
+            libc::AF_INET as u8,
+            0,
+            0,
+            0,
+            libc::RT_TABLE_MAIN,
+            libc::RTPROT_BOOT,
+            libc::RT_SCOPE_UNIVERSE,
+            libc::RTN_UNICAST,
+        ]);
+        m.0.extend_from_slice(&0u32.to_ne_bytes());
+        m.attr(libc::RTA_GATEWAY, &gateway.octets());
+        m.attr(libc::RTA_OIF, &index.to_ne_bytes());
+        self.request(
+            || format!("RTM_NEWROUTE(default via {gateway}, index {index})"),
+            m,
+        )
     }
 
     /// `ip neigh replace <ip> lladdr <mac> dev <index> nud permanent`, or with `mac` `None`,
@@ -354,18 +378,23 @@ pub const QDISC_CHILD: (u32, u32) = (0x0002_0000, 0x0001_0001);
 /// makes acts there.
 pub fn in_netns<T: Send>(netns: &OwnedFd, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::setns(netns, CloneFlags::CLONE_NEWNET)
-                .map_err(|e| SysError::new("setns(CLONE_NEWNET)", e))?;
-            f()
-        })
-        .join()
-        .unwrap_or_else(|_| {
-            Err(SysError::new(
-                "a thread in another network namespace",
-                Errno::EIO,
-            ))
-        })
+        std::thread::Builder::new()
+            .spawn_scoped(s, || {
+                nix::sched::setns(netns, CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| SysError::new("setns(CLONE_NEWNET)", e))?;
+                f()
+            })
+            .map_err(|e| {
+                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN));
+                SysError::new("a thread to enter another network namespace", errno)
+            })?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(SysError::new(
+                    "a thread in another network namespace",
+                    Errno::EIO,
+                ))
+            })
     })
 }
 
