@@ -100,9 +100,11 @@ impl Child {
         slot: Arc<Slot>,
     ) -> Self {
         let pidfd = Arc::new(pidfd);
-        LIVE.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((pidfd.clone(), slot.clone()));
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        // Those that ended are not listed any more (a program may spawn many over its life).
+        live.retain(|(_, slot)| !slot.lock().ended);
+        live.push((pidfd.clone(), slot.clone()));
+        drop(live);
         Self {
             pid: pid as u32,
             ip: IpAddr::V4(ip.unwrap_or(Ipv4Addr::LOCALHOST)),
