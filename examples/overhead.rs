@@ -13,6 +13,9 @@
 //! each test as `cargo nextest run` does: this binary started as a harness
 //! (`<binary> --exact trivial --nocapture`), once per test (nextest's own work not included).
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::cpu_jiffies;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -97,22 +100,6 @@ struct Stats {
     /// How many cores the whole machine kept busy meanwhile (all processes and kernel threads:
     /// helper threads, namespace clean-up), from /proc/stat.
     cores_busy: f64,
-}
-
-/// `(busy, total)` jiffies of all CPUs, from the first line of /proc/stat.
-fn cpu_jiffies() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let v: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total)
 }
 
 fn measure(what: What, root: &Path, n: usize, threads: usize) -> Stats {

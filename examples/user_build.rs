@@ -15,25 +15,12 @@
 //! on the plain ones (what nstest adds under nextest is the difference). "CPU ms" is the CPU
 //! time per test on all cores (from `/proc/stat`: the harness, the containers, kernel workers).
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::cpu_jiffies;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// `(busy, total)` jiffies of all CPUs, from the first line of `/proc/stat`.
-fn cpu_jiffies() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let v: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total)
-}
 
 /// Wall time and CPU time (all cores) of `f`.
 fn timed(f: impl FnOnce()) -> (Duration, Duration) {

@@ -250,13 +250,7 @@ fn an_index_of_two_platforms_gives_this_machines() {
 /// An OCI layout whose one tag is an image index of two images, linux/amd64 and linux/arm64,
 /// each a busybox root with its platform in `/etc/arch`.
 fn two_platform_layout(dir: &Path, tag: &str) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| {
-        let hex = sha256(data);
-        std::fs::write(blobs.join(&hex), data).unwrap();
-        (format!("sha256:{hex}"), data.len())
-    };
+    let put = |data: &[u8]| put_blob(dir, data);
     let mut entries = Vec::new();
     for arch in ["amd64", "arm64"] {
         let tar = layer(Some(&busybox_base()), &[("etc/arch", Some(arch))]);
@@ -278,14 +272,13 @@ fn two_platform_layout(dir: &Path, tag: &str) {
         entries.join(",")
     );
     let (i, i_size) = put(index.as_bytes());
-    std::fs::write(
-        dir.join("index.json"),
-        format!(
-            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{i}","size":{i_size},"annotations":{{"org.opencontainers.image.ref.name":"{tag}"}}}}]}}"#
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    write_index(
+        dir,
+        "application/vnd.oci.image.index.v1+json",
+        &i,
+        i_size,
+        tag,
+    );
 }
 
 #[test]

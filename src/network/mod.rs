@@ -35,8 +35,9 @@ const NOWHERE: [u8; 6] = [0x02, 0x6e, 0x73, 0x74, 0x00, 0x00];
 /// Networks made by this process: the `n` of `nst<n>` and `10.88.<n>.0/24`.
 static MADE: AtomicU8 = AtomicU8::new(0);
 
-/// Every `(name, address)` on a network of this process, in order: `/etc/hosts`.
-static HOSTS: Mutex<Vec<(String, Ipv4Addr)>> = Mutex::new(Vec::new());
+/// Whether this process has written its first host into `/etc/hosts` (which replaced the
+/// file's text); the lock keeps the writes of concurrent joins apart.
+static HOSTS_WRITTEN: Mutex<bool> = Mutex::new(false);
 
 /// A virtual switch with an IPv4 subnet, inside the caller's network namespace (in a test: the
 /// test's own; it goes away with it). The caller has an address on it ([`Network::ip`]);
@@ -82,6 +83,17 @@ struct State {
     cuts: Vec<(usize, Ipv4Addr)>,
 }
 
+impl State {
+    /// The index of the member named `name` that is on the network now (the caller, or a
+    /// container that has joined).
+    fn member(&self, name: &str) -> Result<usize, NetworkError> {
+        self.members
+            .iter()
+            .position(|m| m.name == name && matches!(m.at, Place::Caller | Place::Host(_)))
+            .ok_or_else(|| NetworkError::UnknownHost(name.to_string()))
+    }
+}
+
 #[derive(Debug)]
 struct Member {
     name: String,
@@ -123,22 +135,21 @@ impl Network {
         })();
         let index = made.map_err(NetworkError::Bridge)?;
         let name = hostname();
-        let net = Self(Arc::new(Shared {
+        add_host(&name, ip)?;
+        Ok(Self(Arc::new(Shared {
             bridge,
             index,
             subnet,
             state: Mutex::new(State {
                 members: vec![Member {
-                    name: name.clone(),
+                    name,
                     ip,
                     at: Place::Caller,
                 }],
                 next: 2,
                 cuts: Vec::new(),
             }),
-        }));
-        add_host(name, ip)?;
-        Ok(net)
+        })))
     }
 
     /// The caller's address on the network.
@@ -154,20 +165,13 @@ impl Network {
     /// out, one open stalls.
     pub fn partition(&self, a: &[&str], b: &[&str]) -> Result<(), NetworkError> {
         let mut state = self.state();
-        let find = |state: &State, name: &str| {
-            state
-                .members
-                .iter()
-                .position(|m| m.name == name && matches!(m.at, Place::Caller | Place::Host(_)))
-                .ok_or_else(|| NetworkError::UnknownHost(name.to_string()))
-        };
         let a = a
             .iter()
-            .map(|n| find(&state, n))
+            .map(|n| state.member(n))
             .collect::<Result<Vec<_>, _>>()?;
         let b = b
             .iter()
-            .map(|n| find(&state, n))
+            .map(|n| state.member(n))
             .collect::<Result<Vec<_>, _>>()?;
         for &x in &a {
             for &y in &b {
@@ -218,11 +222,7 @@ impl Network {
     pub fn set_link(&self, host: &str, faults: LinkFaults) -> Result<(), NetworkError> {
         faults.check()?;
         let state = self.state();
-        let member = state
-            .members
-            .iter()
-            .find(|m| m.name == host && matches!(m.at, Place::Caller | Place::Host(_)))
-            .ok_or_else(|| NetworkError::UnknownHost(host.to_string()))?;
+        let member = &state.members[state.member(host)?];
         let Place::Host(netns) = &member.at else {
             return Err(NetworkError::NotAContainer(host.to_string()));
         };
@@ -341,7 +341,7 @@ impl Attachment {
     /// Puts the container's name into `/etc/hosts`: once its set-up is done, so that a name
     /// that resolves has its address up (a packet sent before would wait for ARP, seconds).
     pub(crate) fn publish(&self) -> Result<(), NetworkError> {
-        add_host(self.name.clone(), self.ip)
+        add_host(&self.name, self.ip)
     }
 }
 
@@ -360,17 +360,16 @@ pub fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// Adds a host to this process's list and to `/etc/hosts`, in place (same inode: the containers
+/// Adds a host to `/etc/hosts`, in place (same inode: the containers
 /// have it bound). The first host replaces the file's text (the caller's `127.0.1.1` line must
 /// go: the file is every host's); later ones are appended, one line in one write, so that a
 /// reader never sees the file shorter than it was.
-fn add_host(name: String, ip: Ipv4Addr) -> Result<(), NetworkError> {
+fn add_host(name: &str, ip: Ipv4Addr) -> Result<(), NetworkError> {
     use std::io::Write;
-    let mut hosts = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut written = HOSTS_WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
     let line = format!("{ip}\t{name}\n");
-    hosts.push((name, ip));
     let mut file = std::fs::OpenOptions::new();
-    let text = if hosts.len() == 1 {
+    let text = if !*written {
         file.write(true).create(true).truncate(true);
         format!(
             "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost ip6-localhost ip6-loopback\n{line}"
@@ -381,5 +380,7 @@ fn add_host(name: String, ip: Ipv4Addr) -> Result<(), NetworkError> {
     };
     file.open("/etc/hosts")
         .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(NetworkError::Hosts)
+        .map_err(NetworkError::Hosts)?;
+    *written = true;
+    Ok(())
 }

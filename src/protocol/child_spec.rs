@@ -269,6 +269,24 @@ mod tests {
 
     #[test]
     fn child_spec_round_trips() {
+        let probe = ChildSpec {
+            scratch: "/s".into(),
+            base: BaseSpec::Host,
+            overlay: true,
+            hostname: "p".into(),
+            userns: true,
+            host_net: true,
+            package: vec![],
+            tmpfs: vec![],
+            binds: vec![],
+            env: vec![],
+            workdir: None,
+            hold_on_failure: false,
+            keep_upper: None,
+            interface: None,
+            expose_base: false,
+            run: RunSpec::Probe,
+        };
         for spec in [
             ChildSpec {
                 scratch: "/c/mnt".into(),
@@ -299,53 +317,24 @@ mod tests {
             },
             ChildSpec {
                 scratch: "/x".into(),
-                base: BaseSpec::Host,
                 overlay: false,
                 hostname: "h".into(),
-                userns: true,
                 host_net: false,
-                package: vec![],
-                tmpfs: vec![],
-                binds: vec![],
-                env: vec![],
-                workdir: None,
-                hold_on_failure: false,
-                keep_upper: None,
-                interface: None,
-                expose_base: false,
                 run: RunSpec::Command(vec![
                     "/bin/sh".into(),
                     "-c".into(),
                     OsString::from_vec(vec![0xff, b'a']),
                 ]),
+                ..probe.clone()
             },
+            ChildSpec {
+                run: RunSpec::Function(-0x1234_5678_9abc),
+                ..probe.clone()
+            },
+            probe,
         ] {
             assert_eq!(ChildSpec::decode(&spec.encode()), Ok(spec));
         }
-        let probe = ChildSpec {
-            scratch: "/s".into(),
-            base: BaseSpec::Host,
-            overlay: true,
-            hostname: "p".into(),
-            userns: true,
-            host_net: true,
-            package: vec![],
-            tmpfs: vec![],
-            binds: vec![],
-            env: vec![],
-            workdir: None,
-            hold_on_failure: false,
-            keep_upper: None,
-            interface: None,
-            expose_base: false,
-            run: RunSpec::Probe,
-        };
-        assert_eq!(ChildSpec::decode(&probe.encode()), Ok(probe.clone()));
-        let function = ChildSpec {
-            run: RunSpec::Function(-0x1234_5678_9abc),
-            ..probe
-        };
-        assert_eq!(ChildSpec::decode(&function.encode()), Ok(function));
         assert!(ChildSpec::decode("zz").is_err());
         assert!(ChildSpec::decode("01").is_err());
     }

@@ -101,16 +101,32 @@ pub fn sha256(data: &[u8]) -> String {
         .collect()
 }
 
+/// Writes `data` as a blob of the OCI layout at `dir`: its digest and size.
+pub fn put_blob(dir: &Path, data: &[u8]) -> (String, usize) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let hex = sha256(data);
+    std::fs::write(blobs.join(&hex), data).unwrap();
+    (format!("sha256:{hex}"), data.len())
+}
+
+/// The layout's `index.json`, whose one entry (`digest`, of `media_type` and `size` bytes) is
+/// tagged `tag`, and its `oci-layout` file.
+pub fn write_index(dir: &Path, media_type: &str, digest: &str, size: usize, tag: &str) {
+    std::fs::write(
+        dir.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{media_type}","digest":"{digest}","size":{size},"annotations":{{"org.opencontainers.image.ref.name":"{tag}"}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
 /// An OCI image layout (what `skopeo copy … oci:dir:tag` writes), layer blobs gzip-compressed.
 pub fn oci_layout(dir: &Path, tag: &str) -> Vec<String> {
     let (l1, l2) = layers(&dir.display().to_string());
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| {
-        let hex = sha256(data);
-        std::fs::write(blobs.join(&hex), data).unwrap();
-        (format!("sha256:{hex}"), data.len())
-    };
+    let put = |data: &[u8]| put_blob(dir, data);
     let layer_digests: Vec<(String, usize)> =
         [gzip(&l1), gzip(&l2)].iter().map(|l| put(l)).collect();
     let (config, config_size) =
@@ -124,14 +140,13 @@ pub fn oci_layout(dir: &Path, tag: &str) -> Vec<String> {
         layers_json.join(",")
     );
     let (m, m_size) = put(manifest.as_bytes());
-    std::fs::write(
-        dir.join("index.json"),
-        format!(
-            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{m}","size":{m_size},"annotations":{{"org.opencontainers.image.ref.name":"{tag}"}}}}]}}"#
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    write_index(
+        dir,
+        "application/vnd.oci.image.manifest.v1+json",
+        &m,
+        m_size,
+        tag,
+    );
     layer_digests.into_iter().map(|(d, _)| d).collect()
 }
 

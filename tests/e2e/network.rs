@@ -8,20 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::host::{processes_with, serial, wait_until, HostGuard};
-use crate::runs::{busybox_copy, scratch};
+use crate::runs::{busybox_copy, scratch, test_binary};
 
 /// The `network` test binary cargo built beside this one.
 pub fn network_tests() -> PathBuf {
-    let me = std::env::current_exe().unwrap();
-    std::fs::read_dir(me.parent().unwrap())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with("network-") && !name.ends_with(".d")
-        })
-        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .expect("cargo test builds tests/network.rs")
+    test_binary("network")
 }
 
 /// The host's network interfaces: a network's bridge and veth ends never show up here.

@@ -264,17 +264,7 @@ fn a_newuidmap_that_refuses_names_the_cause_and_the_fix() {
 /// namespace only, so its containers are rootless too (no `mknod`, a nested user namespace).
 #[test]
 fn a_rootless_tests_own_containers_are_rootless_too() {
-    let deps = std::env::current_exe().unwrap();
-    let deps = deps.parent().unwrap();
-    let pid_one = std::fs::read_dir(deps)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with("pid_one-") && !name.ends_with(".d")
-        })
-        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .expect("cargo test builds tests/pid_one.rs");
+    let pid_one = crate::runs::test_binary("pid_one");
     let lock = serial();
     let _guard = HostGuard::state_only(&lock);
     let out = std::process::Command::new(&pid_one)

@@ -13,6 +13,22 @@ pub fn fixture() -> PathBuf {
     common::example("e2e-fixture")
 }
 
+/// The newest binary of the test target `name` (`tests/<name>.rs`) that cargo built beside
+/// this one.
+pub fn test_binary(name: &str) -> PathBuf {
+    let me = std::env::current_exe().unwrap();
+    let prefix = format!("{name}-");
+    std::fs::read_dir(me.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let file = p.file_name().unwrap().to_string_lossy();
+            file.starts_with(&prefix) && !file.ends_with(".d")
+        })
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .unwrap_or_else(|| panic!("cargo test builds tests/{name}.rs"))
+}
+
 /// The cache the fixture runs share.
 pub fn e2e_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache")

@@ -109,13 +109,7 @@ pub fn derived_key(prefix: &str, text: &str) -> String {
     let mut h = Sha256::new();
     h.update(FORMAT.as_bytes());
     h.update(text.as_bytes());
-    let hex: String = h
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{prefix}-{hex}")
+    keyed(prefix, h)
 }
 
 /// The cache key of a file's content: `<prefix>-<sha256>`.
@@ -141,13 +135,18 @@ pub fn file_key(prefix: &str, path: &Path) -> Result<String, RootfsError> {
         }
         h.update(&buf[..n]);
     }
+    Ok(keyed(prefix, h))
+}
+
+/// `<prefix>-<the first 16 bytes of the digest, in hex>`.
+fn keyed(prefix: &str, h: Sha256) -> String {
     let hex: String = h
         .finalize()
         .iter()
         .take(16)
         .map(|b| format!("{b:02x}"))
         .collect();
-    Ok(format!("{prefix}-{hex}"))
+    format!("{prefix}-{hex}")
 }
 
 #[cfg(test)]
