@@ -159,7 +159,8 @@
 //!   without the binary's C library it needs the host's loader, which the package view gives.
 //! - Inside a test, a `Container` given a rootfs of its own (`.rootfs(...)`) prepares it in the
 //!   test's own cache (its `/root/.cache`, on the test's tmpfs): once per test, not once per
-//!   machine. By default it inherits the test's, which costs nothing.
+//!   machine. By default it inherits the test's, already prepared (one read-only bind per
+//!   test shows it).
 //! - Isolation protects the host from a test's accidents and mistakes; root code in a test that
 //!   sets out to escape is not contained without a user namespace.
 

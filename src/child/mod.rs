@@ -21,14 +21,14 @@ use crate::protocol::{ChildSpec, Message, RunSpec, Step};
 use crate::reexec::{CONTAINER_ENV, REPORT_FD};
 use crate::sys;
 
-/// Where a test over a directory base other than the default shows it, read-only, to the
-/// containers it starts (in nstest's own `/dev` tmpfs: no write to the rootfs).
+/// Where a test over a directory base shows it, read-only, to the containers it starts (in
+/// nstest's own `/dev` tmpfs: no write to the rootfs).
 pub(crate) const INHERITED_ROOTFS: &str = "/dev/.nstest-rootfs";
 
 static INHERITED: std::sync::OnceLock<crate::spec::RootfsSource> = std::sync::OnceLock::new();
 
 /// The rootfs the containers a test starts get by default: the test's own (its base, as it was
-/// before the test wrote anything), where it is not the default one.
+/// before the test wrote anything). `None` outside a test.
 pub(crate) fn inherited() -> Option<crate::spec::RootfsSource> {
     INHERITED.get().cloned()
 }

@@ -78,8 +78,8 @@ pub struct ChildSpec {
     pub keep_upper: Option<PathBuf>,
     /// An interface on a network (`/etc/hosts` is then the network's, bound in by the parent).
     pub interface: Option<InterfaceSpec>,
-    /// The base is shown read-only at [`crate::child::INHERITED_ROOTFS`] (a directory base),
-    /// so that the containers the test starts inherit its rootfs.
+    /// A test's: its base is shown read-only at `/dev/.nstest-rootfs` (a directory base), and
+    /// the containers the test starts inherit its rootfs.
     pub expose_base: bool,
     /// What to run.
     pub run: RunSpec,
