@@ -147,8 +147,10 @@
 //!   that counted on the kernel reaping its own children has to reap them.
 //! - In-container backtraces are symbolized only where the package is shown (the default; not
 //!   with `package = false`), since the binary must be readable at its own path.
-//! - In `harness = false` targets, libtest-mimic shows an ignore reason in parentheses
-//!   (`ignored (reason)`); libtest targets show it as libtest does (`ignored, reason`).
+//! - In `harness = false` targets, an ignore reason reads as libtest prints it (`ignored,
+//!   reason`) in libtest's pretty format only: libtest-mimic's JSON drops it and its terse
+//!   format has no room for it. A run given `--logfile` keeps libtest-mimic's own form,
+//!   `ignored (reason)`, in that file.
 //! - cgroup v2 limits need a cgroup the harness may write whose controllers reach its children
 //!   (as root: the slice above the session scope; rootless: a delegated subtree), else the
 //!   limited test fails saying so (v1 is used on hybrid machines).

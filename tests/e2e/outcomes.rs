@@ -1,7 +1,7 @@
 //! Every outcome the fixture's tests can have, reported for the right reason, in libtest's
 //! text and JSON formats, under libtest's flags and `NSTEST_TIMEOUT`.
 
-use crate::runs::{e2e_cache, run_fixture, Run};
+use crate::runs::{e2e_cache, run_fixture, run_fixture_in, Run};
 
 #[test]
 fn every_outcome_is_reported_for_the_right_reason() {
@@ -41,8 +41,8 @@ fn check_outcomes(run: &Run, rootless: bool, slow: bool) {
                 "FAILED"
             }
         } else {
-            // Its reason shown, as libtest-mimic shows a reason: in parentheses.
-            "ignored (hangs on purpose: tests/e2e runs it)"
+            // Its reason shown as libtest shows it (libtest-mimic's parentheses rewritten).
+            "ignored, hangs on purpose: tests/e2e runs it"
         };
         assert_eq!(
             outcome,
@@ -212,6 +212,36 @@ fn libtest_flags_work() {
         String::from_utf8_lossy(&run.output.stderr).contains("plain panic message"),
         "streamed live"
     );
+}
+
+/// An ignore reason reads as libtest prints it, in colour as in plain text; and a test's own
+/// output under `--nocapture` still follows the start of its line (libtest-mimic's output is
+/// relayed to stdout to print the reason so).
+#[test]
+fn an_ignore_reason_reads_as_libtest_prints_it() {
+    let run = run_fixture(
+        "ignore-reason",
+        &["hangs_with_a_child", "--color", "always"],
+        &[],
+    );
+    let text = run.text();
+    assert!(
+        text.contains(
+            "\ntest hangs_with_a_child ... \x1b[33mignored, hangs on purpose: tests/e2e runs it\x1b[0m\n"
+        ),
+        "{text:?}"
+    );
+    assert!(run.output.status.success(), "{text}");
+    // stdout and stderr in one pipe, in the order they were written.
+    let merged = ["sh", "-c", "exec \"$0\" \"$@\" 2>&1"];
+    let test = "demo_hostile_rm_rf_everything";
+    let args = [test, "--exact", "--nocapture"];
+    let run = run_fixture_in("ignore-reason-order", &merged, "e2e-cache", &args, &[]);
+    let text = run.text();
+    let start = text.find(&format!("test {test} ... ")).expect(&text);
+    let own = text.find("rm: can't remove").expect(&text);
+    assert!(start < own, "{text}");
+    assert!(run.output.status.success(), "{text}");
 }
 
 #[test]

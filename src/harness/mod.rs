@@ -7,7 +7,10 @@
 //!
 //! Either way `runner::run_desc` runs the test in its own container and judges the outcome.
 
+mod relay;
+
 use std::path::Path;
+use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
@@ -62,8 +65,12 @@ pub fn main() -> ! {
         eprintln!("nstest: every test is skipped (NSTEST_UNAVAILABLE=skip): {reason}");
     }
     // An ignored test with a reason, in a run that does not run ignored tests, is reported
-    // ignored with its reason (libtest-mimic only shows a reason given at run time).
+    // ignored with its reason (libtest-mimic only shows a reason given at run time), in
+    // libtest's words through the relay. A run that skips what it cannot bound may give one
+    // at run time too.
     let runs_ignored = args.ignored || args.include_ignored;
+    let reasons = skip || (!runs_ignored && tests.iter().any(|(_, d)| d.ignore_reason.is_some()));
+    let relay = relay::Relay::start(&mut args, reasons).map(Arc::new);
     let trials = tests
         .into_iter()
         .map(|(name, desc)| match (unavailable, desc.ignore_reason) {
@@ -71,16 +78,23 @@ pub fn main() -> ! {
                 Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
             }
             (None, _) => {
-                Trial::ignorable_test(name, move || match run_desc(desc, !nocapture, &[]) {
-                    Ok(output) => {
-                        if show_output {
-                            print_output(output);
-                        }
-                        Ok(Completion::Completed)
+                let relay = relay.clone();
+                Trial::ignorable_test(name, move || {
+                    // The test's own output (`--nocapture`) after its `test name ... `.
+                    if let Some(relay) = &relay {
+                        relay.drain();
                     }
-                    // A limit that cannot be applied here: skipped like the whole run would be.
-                    Err(f) if f.unavailable && skip => Ok(Completion::ignored_with(f.message)),
-                    Err(f) => Err(Failed::from(explained(f))),
+                    match run_desc(desc, !nocapture, &[]) {
+                        Ok(output) => {
+                            if show_output {
+                                print_output(output);
+                            }
+                            Ok(Completion::Completed)
+                        }
+                        // A limit that cannot be applied here: skipped like the whole run would be.
+                        Err(f) if f.unavailable && skip => Ok(Completion::ignored_with(f.message)),
+                        Err(f) => Err(Failed::from(explained(f))),
+                    }
                 })
                 .with_ignored_flag(desc.ignore)
             }
@@ -90,7 +104,11 @@ pub fn main() -> ! {
             }
         })
         .collect();
-    libtest_mimic::run(&args, trials).exit()
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Some(relay) = relay {
+        relay.finish();
+    }
+    conclusion.exit()
 }
 
 /// What the `#[test]` wrapper of a `#[nstest::test]` calls in an ordinary libtest target: runs
