@@ -69,7 +69,13 @@ pub fn main() -> ! {
     // libtest's words through the relay. A run that skips what it cannot bound may give one
     // at run time too.
     let runs_ignored = args.ignored || args.include_ignored;
-    let reasons = skip || (!runs_ignored && tests.iter().any(|(_, d)| d.ignore_reason.is_some()));
+    // (Not for one test without a reason, as nextest runs every test: no thread for nothing.)
+    let chosen = |name: &str| !args.exact || args.filter.as_deref().map_or(true, |f| f == name);
+    let reasons = skip
+        || (!runs_ignored
+            && tests
+                .iter()
+                .any(|(name, d)| d.ignore_reason.is_some() && chosen(name)));
     let relay = relay::Relay::start(&mut args, reasons).map(Arc::new);
     let trials = tests
         .into_iter()
