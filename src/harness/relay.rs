@@ -68,7 +68,10 @@ impl Relay {
         args.logfile = Some(path);
         let shared = Arc::new(Shared {
             reader: File::from(reader),
-            lines: Mutex::new(Lines::default()),
+            lines: Mutex::new(Lines {
+                early_start: one_at_a_time(args),
+                ..Lines::default()
+            }),
         });
         let relaying = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -137,19 +140,32 @@ impl Shared {
     }
 }
 
+/// Whether libtest-mimic runs the tests one at a time (as it counts its threads).
+fn one_at_a_time(args: &Arguments) -> bool {
+    match args.test_threads {
+        Some(n) => n == 1,
+        None => std::thread::available_parallelism().map_or(true, |n| n.get() == 1),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The relay's line discipline: whole lines pass rewritten (see [`rewrite`]); of a line not yet
-/// ended, the start of a test's line (`test name ... `) passes at once, the rest waits for its
-/// end (libtest-mimic writes an outcome and its newline together).
+/// ended, with `early_start`, the start of a test's line (`test name ... `) passes at once, the
+/// rest waits for its end (libtest-mimic writes an outcome and its newline together).
 #[derive(Default)]
 struct Lines {
     /// The current line so far.
     line: Vec<u8>,
     /// How much of `line` has been passed on.
     passed: usize,
+    /// Whether a test's line starts before its outcome is known: tests run one at a time, and
+    /// libtest-mimic prints the start before it runs each. (With more threads it prints a whole
+    /// line when a test has ended: it passes as one write, which nothing else written to the
+    /// terminal meanwhile can split.)
+    early_start: bool,
 }
 
 impl Lines {
@@ -169,7 +185,7 @@ impl Lines {
             self.passed = 0;
         }
         self.line.extend_from_slice(chunk);
-        if self.passed == 0 && self.line.starts_with(b"test ") {
+        if self.early_start && self.passed == 0 && self.line.starts_with(b"test ") {
             if let Some(i) = find(&self.line, SEPARATOR) {
                 self.passed = i + SEPARATOR.len();
                 out.extend_from_slice(&self.line[..self.passed]);
@@ -181,7 +197,8 @@ impl Lines {
     /// What is left when the output ends, as it is.
     fn end(&mut self) -> Vec<u8> {
         let rest = self.line[self.passed..].to_vec();
-        *self = Lines::default();
+        self.line.clear();
+        self.passed = 0;
         rest
     }
 }
@@ -226,8 +243,15 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    fn one_at_a_time() -> Lines {
+        Lines {
+            early_start: true,
+            ..Lines::default()
+        }
+    }
+
     fn feed_all(chunks: &[&str]) -> String {
-        let mut lines = Lines::default();
+        let mut lines = one_at_a_time();
         let mut out = Vec::new();
         for chunk in chunks {
             out.extend(lines.feed(chunk.as_bytes()));
@@ -265,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_test_line_passes_on_before_its_outcome_arrives() {
-        let mut lines = Lines::default();
+        let mut lines = one_at_a_time();
         assert_eq!(
             lines.feed(b"\nrunning 1 test\ntest a"),
             b"\nrunning 1 test\n"
@@ -275,6 +299,19 @@ mod tests {
         assert_eq!(lines.feed(b"why)\x1b[0m"), b"");
         assert_eq!(lines.feed(b"\n\ntest "), b"\x1b[33mignored, why\x1b[0m\n\n");
         assert_eq!(lines.end(), b"test ");
+    }
+
+    #[test]
+    fn with_tests_in_parallel_a_line_passes_whole() {
+        // libtest-mimic prints a test's line once the test has ended: one write keeps it whole.
+        let mut lines = Lines::default();
+        assert_eq!(lines.feed(b"test a ... "), b"");
+        assert_eq!(lines.feed(b"\x1b[33mignored (r)"), b"");
+        assert_eq!(
+            lines.feed(b"\x1b[0m\ntest b ... "),
+            b"test a ... \x1b[33mignored, r\x1b[0m\n"
+        );
+        assert_eq!(lines.feed(b"ok\n"), b"test b ... ok\n");
     }
 
     #[test]
