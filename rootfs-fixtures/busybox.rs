@@ -3,7 +3,6 @@
 //! this file for where the pieces come from).
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,27 +94,32 @@ pub fn find() -> Option<PathBuf> {
 /// assert!(!nstest::rootfs::busybox::is_static_elf(std::path::Path::new("/nonexistent")));
 /// ```
 pub fn is_static_elf(path: &Path) -> bool {
-    let mut head = Vec::new();
+    use std::os::unix::fs::FileExt;
+    // The file header, then the program headers where it says they are: two reads (every test
+    // process looks for the busybox of the default rootfs).
     let Ok(f) = fs::File::open(path) else {
         return false;
     };
-    if f.take(64 * 1024).read_to_end(&mut head).is_err()
-        || head.len() < 64
-        || head[..4] != *b"\x7fELF"
-    {
+    let mut head = [0u8; 64];
+    if f.read_exact_at(&mut head, 0).is_err() || head[..4] != *b"\x7fELF" {
         return false;
     }
     if head[4] != 2 || head[5] != 1 {
         return false; // only 64-bit little-endian is checked; others are not taken
     }
     let u16_at = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(head[32..40].try_into().unwrap()) as usize;
+    let phoff = u64::from_le_bytes(head[32..40].try_into().unwrap());
     let (phentsize, phnum) = (u16_at(54), u16_at(56));
-    (0..phnum).all(|i| {
-        let o = phoff + i * phentsize;
-        // A header past what we read cannot be checked: count it as dynamic.
-        o + 4 <= head.len() && u32::from_le_bytes(head[o..o + 4].try_into().unwrap()) != 3
-    })
+    if phentsize < 4 || phnum > 1024 {
+        return false;
+    }
+    let mut table = vec![0u8; phentsize * phnum];
+    if f.read_exact_at(&mut table, phoff).is_err() {
+        return false;
+    }
+    table
+        .chunks_exact(phentsize)
+        .all(|ph| u32::from_le_bytes([ph[0], ph[1], ph[2], ph[3]]) != 3)
 }
 
 /// Builds the rootfs into `dest` (an empty directory) from the static busybox at `busybox`.
@@ -180,4 +184,29 @@ pub fn build(busybox: &Path, dest: &Path) -> Result<(), RootfsError> {
         fs::write(&p, text).map_err(io(&p))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_static_elf_executable_counts() {
+        // This test binary has an interpreter (the C library's loader).
+        let me = std::env::current_exe().unwrap();
+        assert!(!is_static_elf(&me));
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("text");
+        fs::write(&text, "#!/bin/sh\n".repeat(20)).unwrap();
+        assert!(!is_static_elf(&text));
+        // An ELF header whose program headers lie past the file's end.
+        let mut cut = fs::read(&me).unwrap();
+        cut.truncate(64);
+        let short = dir.path().join("short");
+        fs::write(&short, &cut).unwrap();
+        assert!(!is_static_elf(&short));
+        if let Some(busybox) = find() {
+            assert!(is_static_elf(&busybox), "{busybox:?}");
+        }
+    }
 }

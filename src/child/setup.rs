@@ -266,14 +266,25 @@ fn proc_read_only(proc_dir: &Path) -> Result<(), SetupError> {
         }
     }
     // Host-wide directories nobody in a test needs to see: hidden under an empty read-only
-    // tmpfs (one mount each).
+    // tmpfs, one for all of them (a bind of a read-only mount is read-only): each file system
+    // made costs its making and its teardown.
+    let mut empty: Option<PathBuf> = None;
     for d in PROC_MASKED {
         let d = proc_dir.join(d);
-        if d.is_dir() {
-            let ro =
-                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-            sys::mount("tmpfs", &d, Some("tmpfs"), ro, Some("size=0"))
-                .map_err(at(Step::MountProc))?;
+        if !d.is_dir() {
+            continue;
+        }
+        match &empty {
+            Some(first) => sys::bind(first, &d, false).map_err(at(Step::MountProc))?,
+            None => {
+                let ro = MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC;
+                sys::mount("tmpfs", &d, Some("tmpfs"), ro, Some("size=0"))
+                    .map_err(at(Step::MountProc))?;
+                empty = Some(d);
+            }
         }
     }
     Ok(())

@@ -161,20 +161,12 @@ impl ChildSpec {
                 p.extend_from_slice(&offset.to_le_bytes());
             }
         }
-        p.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&p)
     }
 
     /// Parses what [`ChildSpec::encode`] wrote.
     pub fn decode(hex: &str) -> Result<Self, ProtocolError> {
-        let hex = hex.as_bytes();
-        if hex.len() % 2 != 0 {
-            return Err(ProtocolError::Malformed);
-        }
-        let nibble = |c: u8| (c as char).to_digit(16).ok_or(ProtocolError::Malformed);
-        let bytes = hex
-            .chunks(2)
-            .map(|c| Ok((nibble(c[0])? << 4 | nibble(c[1])?) as u8))
-            .collect::<Result<Vec<u8>, ProtocolError>>()?;
+        let bytes = unhex(hex.as_bytes()).ok_or(ProtocolError::Malformed)?;
         let mut r = Reader(&bytes);
         let v = r.u8()?;
         if v != VERSION {
@@ -263,9 +255,58 @@ impl ChildSpec {
     }
 }
 
+/// Lower-case hex of `bytes`. (A loop over a table, not `format!` per byte: every container's
+/// spec goes through here and back, in the user's unoptimised test build too.)
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+    String::from_utf8(out).expect("hex digits")
+}
+
+/// The bytes of hex text (either case); `None` if it is not that.
+fn unhex(text: &[u8]) -> Option<Vec<u8>> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() / 2);
+    for pair in text.chunks_exact(2) {
+        out.push(nibble(pair[0])? << 4 | nibble(pair[1])?);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_what_is_not_hex() {
+        let all: Vec<u8> = (0..=255).collect();
+        let text = hex(&all);
+        assert_eq!(&text[..8], "00010203");
+        assert_eq!(&text[text.len() - 4..], "feff");
+        assert_eq!(unhex(text.as_bytes()).unwrap(), all);
+        assert_eq!(unhex(b"0aFf").unwrap(), [10, 255]);
+        for bad in [&b"0"[..], b"0g", b"zz", b" 1"] {
+            assert_eq!(unhex(bad), None, "{bad:?}");
+        }
+        assert!(matches!(
+            ChildSpec::decode("0"),
+            Err(ProtocolError::Malformed)
+        ));
+    }
 
     #[test]
     fn child_spec_round_trips() {
