@@ -16,6 +16,9 @@ pub(crate) const IDMAP_TASK_ENV: &str = "__NSTEST_IDMAP_TASK";
 
 /// In a container child: where it writes its report (`protocol::Message` frames).
 pub(crate) const REPORT_FD: RawFd = 3;
+/// In a container child that the fork server cloned: the hold pipe it reads before it runs
+/// anything (`ChildSpec::held_before_run`).
+pub(crate) const HOLD_FD: RawFd = 4;
 /// In the fork server: its end of the socket to the harness.
 pub(crate) const SOCKET_FD: RawFd = 3;
 /// In the fork server: the read end of the harness's liveness pipe.

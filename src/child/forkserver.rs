@@ -29,6 +29,8 @@ pub(crate) fn serve() -> ! {
     if sys::send_with_fds(sock.as_fd(), b"ready", &[]).is_err() {
         sys::exit_now(1)
     }
+    // And, in a process that runs one test, that test's container, cloned now too.
+    let mut ahead = clone_ahead(&one_thread, &mut spare);
     let mut buf = vec![0u8; MAX_FORK_REQUEST];
     loop {
         let (n, fds) = match sys::recv_with_fds(sock.as_fd(), &mut buf) {
@@ -39,25 +41,22 @@ pub(crate) fn serve() -> ! {
             Err(_) => sys::exit_now(0),
         };
         let answer = match ForkRequest::decode(&buf[..n]) {
+            Ok(req) if req.fd_count() == fds.len() && ahead.is_some() => {
+                // The container cloned ahead serves it if it is what the request asks for; else
+                // it ends unused (a zombie child of the harness until the harness ends).
+                let a = ahead.take().expect("checked");
+                let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+                let fits = req.flags == a.request_flags.bits() && !req.netns;
+                match fits && sys::send_with_fds(a.channel.as_fd(), &buf[..n], &raw).is_ok() {
+                    true => Ok((a.cloned.pid.as_raw(), a.cloned.pidfd)),
+                    false => {
+                        drop(a);
+                        clone_for(&one_thread, &req, &fds, &mut spare)
+                    }
+                }
+            }
             Ok(req) if req.fd_count() == fds.len() => {
-                let mut flags = CloneFlags::from_bits_retain(req.flags);
-                let mut plan = plan(&req, &fds);
-                // Not for a user namespace's container: its network namespace must be its own.
-                let own_netns = flags.contains(CloneFlags::CLONE_NEWNET)
-                    && !flags.contains(CloneFlags::CLONE_NEWUSER)
-                    && plan.netns.is_none();
-                let spare = if own_netns { spare.take() } else { None };
-                if let Some(fd) = &spare {
-                    plan.netns = Some(fd.as_raw_fd());
-                    flags.remove(CloneFlags::CLONE_NEWNET);
-                }
-                // The clone closes the socket first, so that the harness sees a server that
-                // died, even while the clone waits to be released.
-                match sys::fork_container(&one_thread, flags, &plan, &[SOCKET_FD]) {
-                    Ok(None) => run_container(req.spec),
-                    Ok(Some(cloned)) => Ok((cloned.pid.as_raw(), cloned.pidfd)),
-                    Err(e) => Err(-(e.errno as i32)),
-                }
+                clone_for(&one_thread, &req, &fds, &mut spare)
             }
             _ => Err(0),
         };
@@ -72,6 +71,104 @@ pub(crate) fn serve() -> ! {
             sys::exit_now(0);
         }
     }
+}
+
+/// A container for the request, cloned now; in the clone, runs it.
+fn clone_for(
+    one_thread: &sys::SingleThreaded,
+    req: &ForkRequest,
+    fds: &[OwnedFd],
+    spare: &mut Option<OwnedFd>,
+) -> Result<(i32, OwnedFd), i32> {
+    let mut flags = CloneFlags::from_bits_retain(req.flags);
+    let mut plan = plan(req, fds);
+    // Not for a user namespace's container: its network namespace must be its own.
+    let own_netns = flags.contains(CloneFlags::CLONE_NEWNET)
+        && !flags.contains(CloneFlags::CLONE_NEWUSER)
+        && plan.netns.is_none();
+    let spare = if own_netns { spare.take() } else { None };
+    if let Some(fd) = &spare {
+        plan.netns = Some(fd.as_raw_fd());
+        flags.remove(CloneFlags::CLONE_NEWNET);
+    }
+    // The clone closes the socket first, so that the harness sees a server that died, even
+    // while the clone waits to be released.
+    match sys::fork_container(one_thread, flags, &plan, &[SOCKET_FD]) {
+        Ok(None) => run_container(req.spec.clone()),
+        Ok(Some(cloned)) => Ok((cloned.pid.as_raw(), cloned.pidfd)),
+        Err(e) => Err(-(e.errno as i32)),
+    }
+}
+
+/// A container cloned before its request, waiting for it on `channel`.
+struct Ahead {
+    /// The flags of the request it serves (the harness's first test container as root, with a
+    /// network namespace of its own: the spare one, entered at the clone).
+    request_flags: CloneFlags,
+    cloned: sys::Cloned,
+    channel: OwnedFd,
+}
+
+/// In a process that runs one test (the server was forked before `main`, and knows the test):
+/// its container, cloned now, while the harness is still starting up, instead of when the
+/// request comes. Only where the request is known: as root (rootless containers differ in
+/// their user namespace and maps) and with a network namespace of its own (the spare one).
+fn clone_ahead(one_thread: &sys::SingleThreaded, spare: &mut Option<OwnedFd>) -> Option<Ahead> {
+    let test = crate::parent::prefork::the_test()?;
+    if test.net == crate::spec::Net::Host || crate::parent::rootless() || spare.is_none() {
+        return None;
+    }
+    let (mine, theirs) = sys::seqpacket_pair().ok()?;
+    let netns = spare.take()?;
+    let plan = ChildPlan {
+        fds: vec![(theirs.as_raw_fd(), AHEAD_FD)],
+        life: (LIFE_FD, -1),
+        report_fd: REPORT_FD,
+        writes: Vec::new(),
+        sync: None,
+        netns: Some(netns.as_raw_fd()),
+        cgroup_ns: None,
+    };
+    let request_flags = crate::parent::spawn::NAMESPACES;
+    let flags = request_flags - CloneFlags::CLONE_NEWNET;
+    match sys::fork_container(one_thread, flags, &plan, &[SOCKET_FD]) {
+        Ok(None) => await_request(),
+        Ok(Some(cloned)) => Some(Ahead {
+            request_flags,
+            cloned,
+            channel: mine,
+        }),
+        Err(_) => {
+            *spare = Some(netns);
+            None
+        }
+    }
+}
+
+/// Where a container cloned ahead reads its request.
+const AHEAD_FD: std::os::fd::RawFd = 5;
+
+/// In a container cloned ahead: takes the request the server passes on, finishes preparing as
+/// a clone made for it would have, and runs it. Ends if the server goes without one.
+fn await_request() -> ! {
+    let Some(channel) = sys::inherited_fd(AHEAD_FD) else {
+        sys::exit_now(1)
+    };
+    let mut buf = vec![0u8; MAX_FORK_REQUEST];
+    let (n, fds) = match sys::recv_with_fds(channel.as_fd(), &mut buf) {
+        Ok((n, fds)) if n > 0 => (n, fds),
+        _ => sys::exit_now(0),
+    };
+    let req = match ForkRequest::decode(&buf[..n]) {
+        Ok(req) if req.fd_count() == fds.len() => req,
+        _ => sys::exit_now(1),
+    };
+    // The network namespace was entered at the clone.
+    let plan = plan(&req, &fds);
+    // The preparation closes every fd but the container's own, these among them.
+    std::mem::forget((channel, fds));
+    sys::prepare_ahead(&plan);
+    run_container(req.spec)
 }
 
 /// The [`ChildPlan`] of a request, over the fds that came with it.

@@ -84,5 +84,10 @@ fn finish(outcome: Outcome, mut reporter: Reporter, hold: bool) -> ! {
     if failed && hold {
         sys::wait_forever();
     }
-    sys::exit_now(0)
+    if failed {
+        sys::exit_now(0)
+    }
+    // Passed: the pipes end now, and the harness judges the test while the kernel takes this
+    // container down (`parent::reap`).
+    sys::close_all_and_exit(0)
 }

@@ -14,7 +14,7 @@ mod run;
 mod setup;
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 
 use crate::protocol::{ChildSpec, Message, RunSpec, Step};
@@ -89,6 +89,9 @@ pub(crate) fn enter(hex: &std::ffi::OsStr) -> ! {
         Ok(false) => {}
         Err(e) => fail(&mut reporter, e.step, e.detail, e.errno as i32),
     }
+    if spec.held_before_run && !released() {
+        sys::exit_now(1); // the harness never learnt of this container: nothing runs
+    }
     if !spec.host_net {
         // A network namespace of its own: `Network::new` may make its switch here.
         crate::reexec::mark_inside();
@@ -140,6 +143,16 @@ pub(crate) fn enter(hex: &std::ffi::OsStr) -> ! {
             )
         }
     }
+}
+
+/// Whether the harness let this container go on (a byte on the hold pipe); `false` when the
+/// pipe closed without one. The pipe is closed either way.
+fn released() -> bool {
+    let Some(hold) = sys::inherited_fd(crate::reexec::HOLD_FD) else {
+        return false;
+    };
+    let mut byte = [0u8; 1];
+    std::fs::File::from(hold).read_exact(&mut byte).is_ok()
 }
 
 /// The variables passed through from the harness into the otherwise clean environment.

@@ -220,7 +220,7 @@ fn conclude(finished: parent::Finished, timeout: Option<Duration>) -> Result<Out
         return Err(Error::TimedOut(timeout.unwrap_or_default()));
     }
     Ok(Output {
-        status: finished.status,
+        status: finished.exit_status(),
         stdout: finished.stdout.into_bytes(),
         stderr: finished.stderr.into_bytes(),
     })

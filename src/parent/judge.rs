@@ -20,7 +20,7 @@ pub(crate) fn setup_failure(f: &Finished, timeout: Option<Duration>) -> Option<E
     Some(match (&f.protocol_error, timeout) {
         (_, Some(t)) if f.timed_out => Error::SetupTimedOut(t),
         (Some(e), _) => Error::Protocol(e.clone()),
-        (None, _) => Error::DiedDuringSetup(f.status),
+        (None, _) => Error::DiedDuringSetup(f.exit_status()),
     })
 }
 
@@ -54,7 +54,7 @@ pub(crate) enum Verdict {
 pub(crate) fn judge_test(f: &Finished, timeout: Duration) -> Verdict {
     match (judge_outcome(f, timeout), &f.limits) {
         (Verdict::Failed(_), Some(note))
-            if note.starts_with("killed: out of memory") && f.status.code().is_none() =>
+            if note.starts_with("killed: out of memory") && f.exit_status().code().is_none() =>
         {
             Verdict::Failed(note.clone())
         }
@@ -106,11 +106,11 @@ fn judge_outcome(f: &Finished, timeout: Duration) -> Verdict {
     if let Some(e) = &f.protocol_error {
         return Verdict::Error(Error::Protocol(e.clone()));
     }
-    Verdict::Failed(match f.status.code() {
+    Verdict::Failed(match f.exit_status().code() {
         Some(code) => format!(
             "test process exited with code {code} before reporting a result (std::process::exit or similar inside the test?)"
         ),
-        None => format!("test {}", describe_status(f.status)),
+        None => format!("test {}", describe_status(f.exit_status())),
     })
 }
 
@@ -125,7 +125,7 @@ mod tests {
 
     fn finished(messages: Vec<Message>, status: ExitStatus, timed_out: bool) -> Finished {
         Finished {
-            status,
+            status: Some(status),
             messages,
             protocol_error: None,
             stdout: Default::default(),

@@ -6,6 +6,7 @@ pub(crate) mod netns;
 pub(crate) mod package;
 pub(crate) mod prefork;
 pub(crate) mod probe;
+mod reap;
 pub(crate) mod shell;
 pub(crate) mod spawn;
 pub(crate) mod supervise;
@@ -92,6 +93,10 @@ pub(crate) struct Started {
     capture_limit: Option<usize>,
     echo: [Option<String>; 2],
     network: Option<crate::network::Attachment>,
+    /// A test's container, judged as soon as it has passed and closed its pipes, and reaped
+    /// later (`reap`): nothing waits for its end here (no cgroup to remove, no layer to keep
+    /// or remove, no shell, no network).
+    early: bool,
 }
 
 impl Launch<'_> {
@@ -124,7 +129,7 @@ impl Launch<'_> {
             }
             _ => None,
         };
-        let spec = ChildSpec {
+        let mut spec = ChildSpec {
             scratch: prepared.scratch,
             base: match prepared.base {
                 Base::Dir(d) => BaseSpec::Lower(d),
@@ -171,12 +176,13 @@ impl Launch<'_> {
             // A test shows its rootfs to the containers it starts: they inherit it, and need
             // not build a root of their own inside the test.
             expose_base: matches!(self.run, RunSpec::Test(_)),
+            held_before_run: false, // decided by `spawn`
             run: self.run,
         };
         let cgroup = crate::cgroup::TestCgroup::create(&self.limits).map_err(Error::Cgroup)?;
         let ranges = crate::idmap::ranges().filter(|_| spec.userns);
         let hold = cgroup.is_some() || ranges.is_some() || self.network.is_some();
-        let mut running = spawn::spawn(&spec, &self.args, self.stdio, hold)?;
+        let mut running = spawn::spawn(&mut spec, &self.args, self.stdio, hold)?;
         if hold {
             // The child waits before its set-up: give it its id maps, cgroups and interface.
             let pid = running.cloned.pid;
@@ -203,7 +209,14 @@ impl Launch<'_> {
             }
             _ => None,
         };
+        let early = matches!(spec.run, RunSpec::Test(_))
+            && cgroup.is_none()
+            && keep_upper.is_none()
+            && disk_layer.is_none()
+            && shell.is_none()
+            && self.network.is_none();
         Ok(Started {
+            early,
             running,
             cgroup,
             kept: keep_upper,
@@ -252,6 +265,7 @@ impl Started {
             capture_limit,
             echo,
             network,
+            early,
         } = self;
         let kill_cgroup = || {
             if let Some(cg) = &cgroup {
@@ -277,6 +291,7 @@ impl Started {
             timeout,
             capture_limit,
             [echo[0].as_deref(), echo[1].as_deref()],
+            early,
             &kill_cgroup,
             &mut on_message,
         )?;

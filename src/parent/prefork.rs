@@ -18,6 +18,15 @@ pub(crate) fn preforked() -> bool {
 
 static PREFORKED: AtomicBool = AtomicBool::new(false);
 
+/// The one test this process runs, when it is one that forked its server before `main` (the
+/// server reads it too: it is a copy of this process from then).
+pub(crate) fn the_test() -> Option<&'static crate::registry::TestDesc> {
+    THE_TEST.get().copied()
+}
+
+static THE_TEST: std::sync::OnceLock<&'static crate::registry::TestDesc> =
+    std::sync::OnceLock::new();
+
 /// What [`prefork`] made of this process.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Prefork {
@@ -113,7 +122,13 @@ fn one_test_process() -> bool {
         }
     }
     match filters.as_slice() {
-        [name] => std::str::from_utf8(name).is_ok_and(|n| crate::registry::find(n).is_some()),
+        [name] => match std::str::from_utf8(name)
+            .ok()
+            .and_then(crate::registry::find)
+        {
+            Some(desc) => THE_TEST.set(desc).is_ok(),
+            None => false,
+        },
         _ => false,
     }
 }

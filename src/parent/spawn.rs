@@ -19,7 +19,7 @@ use once_cell::sync::Lazy;
 use super::forkserver::Answer;
 use crate::error::Error;
 use crate::protocol::{ChildSpec, Message, RunSpec, Step};
-use crate::reexec::{CONTAINER_ENV, REPORT_FD};
+use crate::reexec::{CONTAINER_ENV, HOLD_FD, REPORT_FD};
 use crate::sys::{self, ChildPlan, Cloned, ExecPlan, SysError};
 
 /// The namespaces every container gets.
@@ -100,12 +100,13 @@ static ONCE: Lazy<Result<Once, SysError>> = Lazy::new(|| {
 /// re-executes this binary with `args`). With `hold`, the child waits before its set-up until
 /// [`Running::release`] (so the parent can move it into its cgroups first).
 pub(crate) fn spawn(
-    spec: &ChildSpec,
+    spec: &mut ChildSpec,
     args: &[String],
     stdio: StdioSetup,
     hold: bool,
 ) -> Result<Running, Error> {
     let once = ONCE.as_ref().map_err(|e| Error::Host(e.clone()))?;
+    super::reap::ended();
     let host = |e: SysError| Error::Host(e);
     let (report_r, report_w) = sys::pipe().map_err(host)?;
     let (out_r, out_w) = pipe_if(stdio.stdout == Out::Pipe)?;
@@ -182,8 +183,14 @@ pub(crate) fn spawn(
         }
     }
     // A child of the fork server is always held: should the server die before it answers,
-    // the child sees the hold pipe closed and ends without running anything.
+    // the child sees the hold pipe closed and ends without running anything. Held for that
+    // alone, it sets up first and waits only before it runs anything: its set-up overlaps the
+    // answer's way back here.
     let (hold_r, hold_w) = pipe_if(hold || server.is_some())?;
+    spec.held_before_run = server.is_some() && !hold;
+    if let (true, Some(r)) = (spec.held_before_run, &hold_r) {
+        fds.push((r.as_raw_fd(), HOLD_FD));
+    }
     let child = ChildPlan {
         fds,
         life: (once.life.0.as_raw_fd(), once.life.1.as_raw_fd()),
@@ -193,6 +200,7 @@ pub(crate) fn spawn(
         sync: hold_r
             .as_ref()
             .zip(hold_w.as_ref())
+            .filter(|_| !spec.held_before_run)
             .map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
         cgroup_ns: Some(once.cgroup_ns_frame.clone()),
     };

@@ -75,7 +75,9 @@ impl Captured {
 /// What a finished container left.
 #[derive(Debug)]
 pub(crate) struct Finished {
-    pub status: ExitStatus,
+    /// `None`: the container had passed its test and closed its pipes, and was left to end on
+    /// its own (see `parent::reap`); [`Finished::exit_status`] says how it ends.
+    pub status: Option<ExitStatus>,
     pub messages: Vec<Message>,
     pub protocol_error: Option<ProtocolError>,
     pub stdout: Captured,
@@ -88,6 +90,12 @@ pub(crate) struct Finished {
 }
 
 impl Finished {
+    /// How the container ended. One left to end on its own exits 0: its PID 1 closes its fds
+    /// and exits 0 right after it reports a passed test (`child::init`).
+    pub(crate) fn exit_status(&self) -> ExitStatus {
+        self.status.unwrap_or(ExitStatus::from_raw(0))
+    }
+
     pub(crate) fn setup_done(&self) -> bool {
         self.messages
             .iter()
@@ -162,7 +170,9 @@ fn abandon(cloned: &crate::sys::Cloned, e: Error) -> Error {
     e
 }
 
-/// Supervises `running` until it has exited and its pipes are drained.
+/// Supervises `running` until it has exited and its pipes are drained; with `early`, only until
+/// it has reported a passed test and closed its pipes (it is then reaped later, see
+/// `parent::reap`).
 /// `on_message` sees each report message as it arrives (the shell on failure starts there).
 /// `on_timeout` runs when the deadline passes, after PID 1 is sent SIGKILL (the test's cgroup is
 /// killed there).
@@ -171,6 +181,7 @@ pub(crate) fn supervise(
     timeout: Option<Duration>,
     capture_limit: Option<usize>,
     echo: [Option<&str>; 2],
+    early: bool,
     on_timeout: &dyn Fn(),
     on_message: &mut dyn FnMut(&Message, &crate::sys::Cloned),
 ) -> Result<Finished, Error> {
@@ -213,6 +224,9 @@ pub(crate) fn supervise(
             .collect();
         if status.is_some() && (open.is_empty() || drain_until.is_some_and(|d| Instant::now() >= d))
         {
+            break;
+        }
+        if early && status.is_none() && open.is_empty() && passed(&messages) {
             break;
         }
         let wake = if status.is_some() {
@@ -323,8 +337,11 @@ pub(crate) fn supervise(
         }
         Sink::Report(_) => unreachable!(),
     };
+    if status.is_none() {
+        super::reap::later(cloned);
+    }
     Ok(Finished {
-        status: status.expect("loop ends after the child is reaped"),
+        status,
         messages,
         protocol_error,
         stdout: take(out),
@@ -333,6 +350,10 @@ pub(crate) fn supervise(
         limits: None,
         kept: None,
     })
+}
+
+fn passed(messages: &[Message]) -> bool {
+    messages.contains(&Message::Outcome(crate::protocol::Outcome::Passed))
 }
 
 #[cfg(test)]

@@ -81,6 +81,10 @@ pub struct ChildSpec {
     /// A test's: its base is shown read-only at `/dev/.nstest-rootfs` (a directory base), and
     /// the containers the test starts inherit its rootfs.
     pub expose_base: bool,
+    /// A clone of the fork server that nothing else holds back: it sets up, then waits on
+    /// `reexec::HOLD_FD` until the harness has its pid (the server answered) before it runs
+    /// anything; closed without a byte (the harness went first), it ends.
+    pub held_before_run: bool,
     /// What to run.
     pub run: RunSpec,
 }
@@ -102,7 +106,8 @@ impl ChildSpec {
                 | (self.userns as u8) << 1
                 | (self.host_net as u8) << 2
                 | (self.hold_on_failure as u8) << 3
-                | (self.expose_base as u8) << 4,
+                | (self.expose_base as u8) << 4
+                | (self.held_before_run as u8) << 5,
         );
         put_str(&mut p, &self.hostname);
         p.extend_from_slice(&(self.package.len() as u32).to_le_bytes());
@@ -185,6 +190,7 @@ impl ChildSpec {
         let (overlay, userns, host_net) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
         let hold_on_failure = flags & 8 != 0;
         let expose_base = flags & 16 != 0;
+        let held_before_run = flags & 32 != 0;
         let hostname = r.string()?;
         let n = r.u32()?;
         let package = (0..n)
@@ -250,6 +256,7 @@ impl ChildSpec {
             keep_upper,
             interface,
             expose_base,
+            held_before_run,
             run,
         })
     }
@@ -326,6 +333,7 @@ mod tests {
             keep_upper: None,
             interface: None,
             expose_base: false,
+            held_before_run: false,
             run: RunSpec::Probe,
         };
         for spec in [
@@ -354,6 +362,7 @@ mod tests {
                     prefix: 24,
                 }),
                 expose_base: true,
+                held_before_run: true,
                 run: RunSpec::Test("m::t".into()),
             },
             ChildSpec {

@@ -132,24 +132,52 @@ fn fork_with(
                 libc::close(fd);
             }
             child_prepare(plan);
-            let first = (highest_dst + 1) as libc::c_uint;
-            if libc::syscall(
-                libc::SYS_close_range,
-                first,
-                libc::c_uint::MAX,
-                0 as libc::c_uint,
-            ) != 0
-            {
-                let limit = libc::sysconf(libc::_SC_OPEN_MAX).clamp(0, 1 << 16) as libc::c_int;
-                for fd in first as libc::c_int..limit {
-                    libc::close(fd);
-                }
-            }
+            close_above(highest_dst);
         }
         return Ok(None);
     }
     // SAFETY: the clone succeeded (ret > 0) and stored this pidfd.
     Ok(Some(unsafe { Cloned::from_clone(ret, pidfd) }))
+}
+
+/// The rest of a container's preparation, in a container that the fork server cloned ahead of
+/// its request (`child::forkserver`): `plan`'s steps (the parent-death signal and liveness
+/// check again, the wait, the fds moved into place, the cgroup namespace), then every other fd
+/// closed, as [`fork_container`]'s child does right after its clone.
+pub fn prepare_ahead(plan: &ChildPlan) {
+    assert!(plan.fds.len() <= 8, "at most 8 fds are mapped");
+    let highest_dst = plan.fds.iter().map(|&(_, d)| d).max().unwrap_or(2);
+    // SAFETY: this process is a clone of the single-threaded fork server and has started no
+    // thread, so child_prepare's raw calls run here as in a fresh clone; the fds closed are
+    // this process's own, and the caller uses none of them again (it runs the container next).
+    unsafe {
+        child_prepare(plan);
+        close_above(highest_dst);
+    }
+}
+
+/// Closes every fd above `highest`. Without close_range (Linux before 5.9), one by one up to the
+/// fd limit.
+///
+/// # Safety
+/// The caller owns those fds and uses none of them afterwards.
+unsafe fn close_above(highest: RawFd) {
+    let first = (highest + 1) as libc::c_uint;
+    // SAFETY: the caller's contract.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        ) != 0
+        {
+            let limit = libc::sysconf(libc::_SC_OPEN_MAX).clamp(0, 1 << 16) as libc::c_int;
+            for fd in first as libc::c_int..limit {
+                libc::close(fd);
+            }
+        }
+    }
 }
 
 /// `clone(2)` without `CLONE_VM` or a new stack (the child runs on a copy of this address space),

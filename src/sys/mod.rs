@@ -16,7 +16,7 @@ mod netlink;
 mod socket;
 
 pub use clone::{clone_call, clone_exec, join_namespaces, ChildPlan, Cloned, ExecPlan};
-pub use fork::{fork_container, fork_helper, single_threaded};
+pub use fork::{fork_container, fork_helper, prepare_ahead, single_threaded, SingleThreaded};
 pub use init::{
     catch_stack_overflow, child_events, clear_env, count_child_events, reap_own_children,
     set_environ_region, setsid, sigchld_handler_is_ours, wait_child_event,
@@ -270,6 +270,41 @@ pub fn set_name(name: &[u8]) -> Result<()> {
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is always safe to call; it does not return.
     unsafe { libc::_exit(code) }
+}
+
+/// Closes every fd of this process, then `_exit(code)`: whoever reads this process's pipes sees
+/// them end now, not after the kernel has taken its memory and namespaces down.
+pub fn close_all_and_exit(code: i32) -> ! {
+    // SAFETY: close_range(2) on fds this process owns; nothing uses them after this (the process
+    // ends on the next line). If the call is missing (Linux before 5.9), `_exit` closes them.
+    unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
+    exit_now(code)
+}
+
+/// Runs `f` when the process exits normally (`exit(3)`, a return from `main`), as
+/// `atexit(3)` does; not after `_exit` or a fatal signal. Idempotence is the caller's.
+pub fn at_exit(f: extern "C" fn()) -> Result<()> {
+    // SAFETY: registers a plain function pointer with the C library; `f` is `extern "C"`, takes
+    // nothing and must not unwind (the caller's contract: it catches every panic).
+    let r = unsafe { libc::atexit(f) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(SysError::new("atexit", Errno::ENOMEM))
+    }
+}
+
+/// Whether the child `pid` has ended; reaps it if so (`waitpid(pid, WNOHANG)`). An error (no
+/// such child) counts as ended.
+pub fn try_reap(pid: Pid) -> bool {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return false,
+            Err(Errno::EINTR) => continue,
+            Ok(_) | Err(_) => return true,
+        }
+    }
 }
 
 /// The name of a signal, `SIGSEGV`, or `signal 42` for one nix does not name.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::host::{serial, wait_until, HostGuard};
 use crate::load::load_command;
 use crate::outcomes::check_every_outcome;
-use crate::runs::{e2e_cache, run_fixture, run_fixture_in, scratch, Run, AS_NOBODY};
+use crate::runs::{e2e_cache, fixture, run_fixture, run_fixture_in, scratch, Run, AS_NOBODY};
 
 /// The pids and names of `pid`'s children.
 fn children_of(pid: u32) -> Vec<(u32, String)> {
@@ -205,4 +205,63 @@ fn nocapture_output_reaches_the_harness_from_every_container() {
         text.contains("thread 'fail_panic' (2) panicked at"),
         "the test's own panic is missing:\n{text}"
     );
+}
+
+/// A passing test's container is judged as soon as it has said so and closed its pipes, while
+/// the kernel still takes it down (`parent::reap`); yet none outlives its harness: the moment
+/// the harness has exited, none of its containers is left, not even as a zombie. Both in a
+/// process that runs one test (whose container the server cloned ahead) and in a run of many.
+#[test]
+fn no_container_outlives_its_harness() {
+    let lock = serial();
+    let cache = e2e_cache();
+    let tmp = scratch("outlive-tmp");
+    let host = HostGuard::new(&lock, &tmp, &cache);
+    let runs: [&[&str]; 2] = [
+        &["demo_pid_one", "--exact", "--nocapture"],
+        &["demo_", "--test-threads", "2"],
+    ];
+    for args in runs {
+        for _ in 0..3 {
+            let out = std::process::Command::new(fixture())
+                .args(args)
+                .env("TMPDIR", &tmp)
+                .env("NSTEST_CACHE_DIR", &cache)
+                .env("RUST_BACKTRACE", "0")
+                .output()
+                .unwrap();
+            let left = fixture_containers();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{args:?}:\n{text}");
+            assert!(left.is_empty(), "{args:?}: left behind: {left:?}");
+        }
+    }
+    host.finish();
+}
+
+/// The fixture's containers on this machine: processes named after it (a container's PID 1 is)
+/// in a PID namespace below this one, zombies included.
+fn fixture_containers() -> Vec<String> {
+    let depth = |status: &str| {
+        status
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("NSpid:")
+                    .map(|p| p.split_whitespace().count())
+            })
+            .unwrap_or(0)
+    };
+    let mine = depth(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let name = status.lines().next().unwrap_or_default();
+        if name.trim_start_matches("Name:").trim() == "e2e-fixture" && depth(&status) > mine {
+            let state = status.lines().find(|l| l.starts_with("State:"));
+            found.push(format!("{}: {state:?}", e.file_name().to_string_lossy()));
+        }
+    }
+    found
 }
