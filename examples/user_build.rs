@@ -6,13 +6,20 @@
 //! ```text
 //! cargo run --release --example user_build            # 200 tests a row
 //! cargo run --release --example user_build -- 50      # 50
+//! cargo run --release --example user_build -- 200 --baseline ../nstest-before
 //! ```
+//!
+//! With `--baseline DIR`, the generated crate is also built against the nstest checkout at
+//! DIR, and its test processes are timed in turn with this checkout's: a before/after that the
+//! machine's noise hits alike.
 //!
 //! It writes a crate under `$TMPDIR/nstest-user-build/` (`tests/t.rs`: N `#[nstest::test]`s
 //! and N plain `#[test]`s, in one ordinary libtest target), builds it in both profiles, then
 //! times, sequentially: its test binary on the isolated tests (`--test-threads 1`, as `cargo
-//! test -- --test-threads 1` runs it), and `cargo nextest run -j 1` on the isolated tests and
-//! on the plain ones (what nstest adds under nextest is the difference). "CPU ms" is the CPU
+//! test -- --test-threads 1` runs it); a process per test as nextest starts them (`<binary>
+//! <name> --exact --nocapture`), an isolated test's and a plain one's in turn, without nextest
+//! around them; and `cargo nextest run -j 1` on the isolated tests and on the plain ones (what
+//! nstest adds under nextest is the difference). "CPU ms" is the CPU
 //! time per test on all cores (from `/proc/stat`: the harness, the containers, kernel workers).
 
 #[path = "support/cpu.rs"]
@@ -48,9 +55,8 @@ fn run(cmd: &mut Command) -> String {
 }
 
 /// The generated crate, with `n` isolated and `n` plain tests.
-fn write_crate(dir: &Path, n: usize) {
+fn write_crate(dir: &Path, n: usize, nstest: &Path) {
     std::fs::create_dir_all(dir.join("tests")).unwrap();
-    let nstest = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::write(
         dir.join("Cargo.toml"),
         format!(
@@ -97,13 +103,38 @@ fn row(name: &str, n: usize, (wall, cpu): (Duration, Duration), floor: Option<Du
     println!("{name:<44} {per:>10.3} {x:>10} {cpu:>10.3}");
 }
 
+/// A row without the CPU column.
+fn row_wall(name: &str, n: usize, wall: Duration, floor: Option<Duration>) {
+    let per = wall.as_secs_f64() * 1000.0 / n as f64;
+    let x = floor.map_or(String::new(), |f| {
+        format!("{:.2}", per / (f.as_secs_f64() * 1000.0 / n as f64))
+    });
+    println!("{name:<44} {per:>10.3} {x:>10} {:>10}", "-");
+}
+
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(200);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200);
+    // `--baseline DIR`: the same generated crate built against the nstest checkout at DIR too,
+    // its test processes timed in turn with this one's (a before/after on a noisy machine).
+    let baseline = args
+        .iter()
+        .position(|a| a == "--baseline")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
     let dir = std::env::temp_dir().join("nstest-user-build");
-    write_crate(&dir, n);
+    write_crate(&dir, n, Path::new(env!("CARGO_MANIFEST_DIR")));
+    let base_dev = baseline.map(|checkout| {
+        let dir = std::env::temp_dir().join("nstest-user-build-baseline");
+        write_crate(&dir, n, &checkout);
+        println!(
+            "building the generated crate against {} …",
+            checkout.display()
+        );
+        let exe = build(&dir, "dev");
+        run(Command::new(&exe).args(["iso_0000", "--exact"]));
+        exe
+    });
     let has_nextest = Command::new("cargo")
         .args(["nextest", "--version"])
         .output()
@@ -145,6 +176,38 @@ fn main() {
     };
     row("cargo test, dev profile (the default)", n, libtest(&dev), f);
     row("cargo test, release profile", n, libtest(&release), f);
+    // What nextest starts for each test, without nextest around it (its own work, and its
+    // threads competing for the cores, vary more than what nstest adds): the dev binary run
+    // as `<binary> <name> --exact --nocapture`, an isolated test's process and a plain one's
+    // in turn, each timed on its own. (No CPU column: /proc/stat counts too coarsely for one
+    // process.)
+    let mut sums = [Duration::ZERO; 4]; // iso, plain; the baseline's iso, plain
+    for i in 0..n {
+        let exes = std::iter::once(&dev).chain(&base_dev);
+        for (e, exe) in exes.enumerate() {
+            for (k, kind) in ["iso", "plain"].iter().enumerate() {
+                let start = Instant::now();
+                run(Command::new(exe).args([&format!("{kind}_{i:04}"), "--exact", "--nocapture"]));
+                sums[e * 2 + k] += start.elapsed();
+            }
+        }
+    }
+    row_wall("a process per test, dev: an nstest test", n, sums[0], f);
+    row_wall("a process per test, dev: a plain #[test]", n, sums[1], f);
+    row_wall(
+        "  what nstest adds to a test's process",
+        n,
+        sums[0].saturating_sub(sums[1]),
+        f,
+    );
+    if base_dev.is_some() {
+        row_wall(
+            "  the same, with the baseline's nstest",
+            n,
+            sums[2].saturating_sub(sums[3]),
+            f,
+        );
+    }
     if has_nextest {
         let nextest = |filter: &str| {
             timed(|| {

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use nix::sched::CloneFlags;
 
 use crate::protocol::{ForkRequest, MAX_FORK_REQUEST};
-use crate::reexec::{LIFE_FD, REPORT_FD, SOCKET_FD};
+use crate::reexec::{AHEAD_FD, LIFE_FD, REPORT_FD, SOCKET_FD};
 use crate::sys::{self, ChildPlan};
 
 /// The fork server: serves requests until the harness goes. Never returns.
@@ -26,11 +26,19 @@ pub(crate) fn serve() -> ! {
     // A network namespace made now, before the first request (the harness is still starting
     // up): the first container without `net = "host"` enters it instead of making its own.
     let mut spare = sys::spare_netns();
-    if sys::send_with_fds(sock.as_fd(), b"ready", &[]).is_err() {
+    // And, in a process that runs one test, that test's container, cloned now too; the
+    // harness hears of it with the word that the server is ready.
+    let ready = match clone_ahead(&one_thread, &mut spare) {
+        Some(ahead) => {
+            let mut word = b"ready".to_vec();
+            word.extend_from_slice(&ahead.pid.as_raw().to_le_bytes());
+            sys::send_with_fds(sock.as_fd(), &word, &[ahead.pidfd.as_raw_fd()])
+        }
+        None => sys::send_with_fds(sock.as_fd(), b"ready", &[]),
+    };
+    if ready.is_err() {
         sys::exit_now(1)
     }
-    // And, in a process that runs one test, that test's container, cloned now too.
-    let mut ahead = clone_ahead(&one_thread, &mut spare);
     let mut buf = vec![0u8; MAX_FORK_REQUEST];
     loop {
         let (n, fds) = match sys::recv_with_fds(sock.as_fd(), &mut buf) {
@@ -41,20 +49,6 @@ pub(crate) fn serve() -> ! {
             Err(_) => sys::exit_now(0),
         };
         let answer = match ForkRequest::decode(&buf[..n]) {
-            Ok(req) if req.fd_count() == fds.len() && ahead.is_some() => {
-                // The container cloned ahead serves it if it is what the request asks for; else
-                // it ends unused (a zombie child of the harness until the harness ends).
-                let a = ahead.take().expect("checked");
-                let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-                let fits = req.flags == a.request_flags.bits() && !req.netns;
-                match fits && sys::send_with_fds(a.channel.as_fd(), &buf[..n], &raw).is_ok() {
-                    true => Ok((a.cloned.pid.as_raw(), a.cloned.pidfd)),
-                    false => {
-                        drop(a);
-                        clone_for(&one_thread, &req, &fds, &mut spare)
-                    }
-                }
-            }
             Ok(req) if req.fd_count() == fds.len() => {
                 clone_for(&one_thread, &req, &fds, &mut spare)
             }
@@ -100,28 +94,24 @@ fn clone_for(
     }
 }
 
-/// A container cloned before its request, waiting for it on `channel`.
-struct Ahead {
-    /// The flags of the request it serves (the harness's first test container as root, with a
-    /// network namespace of its own: the spare one, entered at the clone).
-    request_flags: CloneFlags,
-    cloned: sys::Cloned,
-    channel: OwnedFd,
-}
-
 /// In a process that runs one test (the server was forked before `main`, and knows the test):
 /// its container, cloned now, while the harness is still starting up, instead of when the
-/// request comes. Only where the request is known: as root (rootless containers differ in
-/// their user namespace and maps) and with a network namespace of its own (the spare one).
-fn clone_ahead(one_thread: &sys::SingleThreaded, spare: &mut Option<OwnedFd>) -> Option<Ahead> {
+/// request comes; it waits for its request on `AHEAD_FD`, from the harness directly. Only where
+/// the request is known: as root (rootless containers differ in their user namespace and maps)
+/// and with a network namespace of its own (the spare one, entered at the clone). The server
+/// keeps no end of that socket: should the harness close its own, the container ends.
+fn clone_ahead(
+    one_thread: &sys::SingleThreaded,
+    spare: &mut Option<OwnedFd>,
+) -> Option<sys::Cloned> {
+    let direct = sys::inherited_fd(AHEAD_FD)?;
     let test = crate::parent::prefork::the_test()?;
-    if test.net == crate::spec::Net::Host || crate::parent::rootless() || spare.is_none() {
+    if test.net == crate::spec::Net::Host || crate::parent::rootless() {
         return None;
     }
-    let (mine, theirs) = sys::seqpacket_pair().ok()?;
     let netns = spare.take()?;
     let plan = ChildPlan {
-        fds: vec![(theirs.as_raw_fd(), AHEAD_FD)],
+        fds: vec![(direct.as_raw_fd(), AHEAD_FD)],
         life: (LIFE_FD, -1),
         report_fd: REPORT_FD,
         writes: Vec::new(),
@@ -129,15 +119,10 @@ fn clone_ahead(one_thread: &sys::SingleThreaded, spare: &mut Option<OwnedFd>) ->
         netns: Some(netns.as_raw_fd()),
         cgroup_ns: None,
     };
-    let request_flags = crate::parent::spawn::NAMESPACES;
-    let flags = request_flags - CloneFlags::CLONE_NEWNET;
+    let flags = crate::parent::spawn::NAMESPACES - CloneFlags::CLONE_NEWNET;
     match sys::fork_container(one_thread, flags, &plan, &[SOCKET_FD]) {
         Ok(None) => await_request(),
-        Ok(Some(cloned)) => Some(Ahead {
-            request_flags,
-            cloned,
-            channel: mine,
-        }),
+        Ok(Some(cloned)) => Some(cloned),
         Err(_) => {
             *spare = Some(netns);
             None
@@ -145,11 +130,8 @@ fn clone_ahead(one_thread: &sys::SingleThreaded, spare: &mut Option<OwnedFd>) ->
     }
 }
 
-/// Where a container cloned ahead reads its request.
-const AHEAD_FD: std::os::fd::RawFd = 5;
-
-/// In a container cloned ahead: takes the request the server passes on, finishes preparing as
-/// a clone made for it would have, and runs it. Ends if the server goes without one.
+/// In a container cloned ahead: takes the request the harness sends, finishes preparing as a
+/// clone made for it would have, and runs it. Ends if the harness goes without one.
 fn await_request() -> ! {
     let Some(channel) = sys::inherited_fd(AHEAD_FD) else {
         sys::exit_now(1)

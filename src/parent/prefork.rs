@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::forkserver::{adopt, ANSWER_TIMEOUT};
-use crate::reexec::{LIFE_FD, SOCKET_FD};
+use crate::reexec::{AHEAD_FD, LIFE_FD, SOCKET_FD};
 use crate::sys::{self, ChildPlan};
 
 /// Whether a server was forked before `main` (see [`prefork`]): then even a process's first
@@ -50,12 +50,17 @@ pub(crate) fn prefork() -> Prefork {
     let Some(one_thread) = sys::single_threaded() else {
         return Prefork::NotHere;
     };
-    let (Ok((mine, theirs)), Ok(life), Ok(null)) =
-        (sys::seqpacket_pair(), sys::pipe(), sys::open_dev_null())
-    else {
+    let (Ok((mine, theirs)), Ok((direct, ahead)), Ok(life), Ok(null)) = (
+        sys::seqpacket_pair(),
+        sys::seqpacket_pair(),
+        sys::pipe(),
+        sys::open_dev_null(),
+    ) else {
         return Prefork::NotHere;
     };
-    if sys::set_socket_timeouts(mine.as_fd(), ANSWER_TIMEOUT).is_err() {
+    if sys::set_socket_timeouts(mine.as_fd(), ANSWER_TIMEOUT).is_err()
+        || sys::set_socket_timeouts(direct.as_fd(), ANSWER_TIMEOUT).is_err()
+    {
         return Prefork::NotHere;
     }
     // The server holds none of the harness's stdio: a test runner waiting for the end of the
@@ -68,6 +73,8 @@ pub(crate) fn prefork() -> Prefork {
             (n, 2),
             (theirs.as_raw_fd(), SOCKET_FD),
             (life.0.as_raw_fd(), LIFE_FD),
+            // For the container the server may clone ahead (the harness talks to it directly).
+            (ahead.as_raw_fd(), AHEAD_FD),
         ],
         life: (life.0.as_raw_fd(), life.1.as_raw_fd()),
         report_fd: SOCKET_FD,
@@ -80,12 +87,12 @@ pub(crate) fn prefork() -> Prefork {
         Ok(None) => {
             // The server: its socket and liveness pipe are at SOCKET_FD and LIFE_FD now, and
             // the fds these hold were closed; they must not be closed again.
-            std::mem::forget((mine, theirs, life, null));
+            std::mem::forget((mine, theirs, direct, ahead, life, null));
             Prefork::Server
         }
         Ok(Some(cloned)) => {
-            drop((theirs, life.0, null));
-            PREFORKED.store(adopt(mine, cloned, life.1), Ordering::Relaxed);
+            drop((theirs, ahead, life.0, null));
+            PREFORKED.store(adopt(mine, cloned, life.1, direct), Ordering::Relaxed);
             Prefork::Harness
         }
         Err(_) => Prefork::NotHere,
