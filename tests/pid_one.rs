@@ -41,4 +41,18 @@ fn containers_started_by_a_test_keep_their_status_and_orphans_are_reaped() {
     assert_eq!(others(), Vec::<String>::new(), "every orphan reaped");
 }
 
+/// Run by `tests/e2e` (`forkserver::a_passed_tests_leftovers_end_before_its_verdict`): it
+/// passes, and leaves behind a process that prints as fast as it can.
+#[nstest::test]
+#[ignore = "run by tests/e2e, which reads the harness's output"]
+// Left behind on purpose: the container's end is what takes it down.
+#[allow(clippy::zombie_processes)]
+fn passes_and_leaves_a_printer_behind() {
+    Command::new("sh")
+        .args(["-c", "while :; do echo left-behind; done"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+}
+
 nstest::main!();

@@ -55,17 +55,6 @@ impl Relay {
         if !std::path::Path::new(&path).exists() {
             return None;
         }
-        // With a logfile libtest-mimic colours only when told `always`: decide as it would for
-        // stdout (a terminal, `NO_COLOR`, `CLICOLOR_FORCE`, `TERM`), with the same crate.
-        if matches!(args.color, None | Some(ColorSetting::Auto)) {
-            let choice = anstream::AutoStream::choice(&std::io::stdout());
-            args.color = Some(if choice == anstream::ColorChoice::Never {
-                ColorSetting::Never
-            } else {
-                ColorSetting::Always
-            });
-        }
-        args.logfile = Some(path);
         let shared = Arc::new(Shared {
             reader: File::from(reader),
             lines: Mutex::new(Lines {
@@ -78,6 +67,18 @@ impl Relay {
             .name("nstest-relay".into())
             .spawn(move || relaying.relay())
             .ok()?;
+        // Only now that the relay runs: libtest-mimic's output goes to it. With a logfile it
+        // colours only when told `always`: decide as it would for stdout (a terminal,
+        // `NO_COLOR`, `CLICOLOR_FORCE`, `TERM`), with the same crate.
+        if matches!(args.color, None | Some(ColorSetting::Auto)) {
+            let choice = anstream::AutoStream::choice(&std::io::stdout());
+            args.color = Some(if choice == anstream::ColorChoice::Never {
+                ColorSetting::Never
+            } else {
+                ColorSetting::Always
+            });
+        }
+        args.logfile = Some(path);
         Some(Relay {
             shared,
             writer: Mutex::new(Some(writer)),

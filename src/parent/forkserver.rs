@@ -220,6 +220,7 @@ impl Server {
         };
         let req = req.encode();
         if req.len() > MAX_REQUEST {
+            self.end_ahead();
             return Answer::NotSent; // a huge spec: the environment takes up to 128 KiB
         }
         if let Some(cloned) = self.take_ahead(flags, plan, &req, &fds) {
@@ -291,9 +292,18 @@ impl Server {
         None
     }
 
+    /// Ends the container cloned ahead, if the harness knows of one, unused.
+    fn end_ahead(&self) {
+        let taken = std::mem::take(&mut *self.ahead.lock().unwrap_or_else(|e| e.into_inner()));
+        if let (_, Some(cloned)) = taken {
+            cloned.kill_and_reap();
+        }
+    }
+
     /// Stops using a server that failed, makes sure it is gone, and says so once.
     fn stop(&self, guard: &mut Option<(OwnedFd, Cloned)>, why: &SysError) {
         self.failed.store(true, Ordering::Relaxed);
+        self.end_ahead();
         if let Some((_, server)) = guard.take() {
             server.kill_and_reap();
             super::note_once(&format!(

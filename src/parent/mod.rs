@@ -202,7 +202,10 @@ impl Launch<'_> {
             }
         }
         // Also a child of the fork server waits, until the harness holds its pidfd.
-        running.release()?;
+        if let Err(e) = running.release() {
+            running.cloned.kill_and_reap();
+            return Err(e);
+        }
         let shell = match &spec.run {
             RunSpec::Test(name) if spec.hold_on_failure => {
                 Some((name.clone(), spec.userns, spec.host_net))

@@ -99,7 +99,8 @@ pub(crate) fn prefork() -> Prefork {
     }
 }
 
-/// Whether the command line names one registered test with `--exact` and lists nothing.
+/// Whether the command line names one registered test with `--exact`, lists nothing, and runs
+/// that test (it is not an ignored one left out).
 fn one_test_process() -> bool {
     let Ok(cmdline) = std::fs::read("/proc/self/cmdline") else {
         return false;
@@ -133,6 +134,10 @@ fn one_test_process() -> bool {
             .ok()
             .and_then(crate::registry::find)
         {
+            // Not for an ignored test that the run does not run: no container will be made.
+            Some(desc) if desc.ignore && !flag(b"--ignored") && !flag(b"--include-ignored") => {
+                false
+            }
             Some(desc) => THE_TEST.set(desc).is_ok(),
             None => false,
         },

@@ -13,11 +13,18 @@ use crate::sys::{self, Cloned};
 
 static PENDING: Mutex<Vec<Cloned>> = Mutex::new(Vec::new());
 
+/// The process that registered the `atexit` handler: a process forked from it (a test's own
+/// `fork` in a libtest target) inherits the handler, and must leave the list alone.
+static OWNER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// Leaves `cloned` to end on its own: reaped by [`ended`] or when the process exits.
 pub(crate) fn later(cloned: Cloned) {
     static AT_EXIT: std::sync::Once = std::sync::Once::new();
     let mut registered = true;
-    AT_EXIT.call_once(|| registered = sys::at_exit(at_exit).is_ok());
+    AT_EXIT.call_once(|| {
+        OWNER.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
+        registered = sys::at_exit(at_exit).is_ok();
+    });
     if !registered {
         // Nothing would reap it before the harness ends: wait now, as without this module.
         let _ = sys::wait_raw(cloned.pid);
@@ -39,6 +46,9 @@ fn all() {
 }
 
 extern "C" fn at_exit() {
+    if OWNER.load(std::sync::atomic::Ordering::Relaxed) != std::process::id() {
+        return;
+    }
     // Must not unwind into the C library.
     let _ = std::panic::catch_unwind(all);
 }

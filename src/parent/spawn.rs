@@ -187,7 +187,9 @@ pub(crate) fn spawn(
     // alone, it sets up first and waits only before it runs anything: its set-up overlaps the
     // answer's way back here.
     let (hold_r, hold_w) = pipe_if(hold || server.is_some())?;
-    spec.held_before_run = server.is_some() && !hold;
+    // Not when its writable layer is a directory on disk: a clone the server made and never
+    // answered for must not set up over the layer the next attempt uses.
+    spec.held_before_run = server.is_some() && !hold && spec.keep_upper.is_none();
     if let (true, Some(r)) = (spec.held_before_run, &hold_r) {
         fds.push((r.as_raw_fd(), HOLD_FD));
     }
@@ -211,9 +213,15 @@ pub(crate) fn spawn(
     let cloned = match answer {
         Answer::Cloned(cloned) => cloned,
         Answer::Refused(e) => return Err(e),
-        // The server is stopped now, and this attempt's pipes go with this frame (a clone the
-        // server may have made is held on them, and ends unreleased): start over without it.
-        Answer::Lost => return spawn(spec, args, stdio, hold),
+        // The server is stopped now. A clone it may have made is held on this attempt's pipes,
+        // and ends unreleased once they close, before the new attempt starts: start over
+        // without it.
+        Answer::Lost => {
+            drop((
+                report_r, report_w, out_r, out_w, err_r, err_w, hold_r, hold_w,
+            ));
+            return spawn(spec, args, stdio, hold);
+        }
         // No fork server (off, or it failed): clone and re-execute from here.
         Answer::NotSent => {
             let mut envp = once.env.clone();
@@ -251,11 +259,15 @@ fn spec_is_test(spec: &ChildSpec) -> bool {
 }
 
 impl Running {
-    /// Lets a child spawned with `hold` go on.
+    /// Lets a child spawned with `hold` go on. A child that has ended already (one held before
+    /// it runs sets up first, and may have failed there: `EPIPE`) is left to the supervision,
+    /// which reads its report and reaps it.
     pub(crate) fn release(&mut self) -> Result<(), Error> {
         if let Some(w) = self.hold.take() {
-            nix::unistd::write(&w, &[1])
-                .map_err(|e| Error::Host(SysError::new("write(hold pipe)", e)))?;
+            match nix::unistd::write(&w, &[1]) {
+                Ok(_) | Err(nix::errno::Errno::EPIPE) => {}
+                Err(e) => return Err(Error::Host(SysError::new("write(hold pipe)", e))),
+            }
         }
         Ok(())
     }

@@ -239,6 +239,38 @@ fn no_container_outlives_its_harness() {
     host.finish();
 }
 
+/// A passed test is judged before its container is gone, so whatever the test left running is
+/// ended first: nothing of it prints after the test's `ok`.
+#[test]
+fn a_passed_tests_leftovers_end_before_its_verdict() {
+    let lock = serial();
+    let cache = e2e_cache();
+    let tmp = scratch("leftovers-tmp");
+    let host = HostGuard::new(&lock, &tmp, &cache);
+    let test = "passes_and_leaves_a_printer_behind";
+    for _ in 0..3 {
+        let out = std::process::Command::new(crate::runs::test_binary("pid_one"))
+            .args([test, "--exact", "--ignored", "--nocapture"])
+            .env("TMPDIR", &tmp)
+            .env("NSTEST_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        let verdict = text.rfind("ok\n").expect(&text);
+        assert!(
+            text[..verdict].contains("left-behind"),
+            "it printed while it ran"
+        );
+        let after = &text[verdict..];
+        assert!(
+            !after.contains("left-behind"),
+            "printed after its verdict: {after}"
+        );
+    }
+    host.finish();
+}
+
 /// The fixture's containers on this machine: processes named after it (a container's PID 1 is)
 /// in a PID namespace below this one, zombies included.
 fn fixture_containers() -> Vec<String> {

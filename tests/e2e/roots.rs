@@ -129,6 +129,37 @@ fn a_rootfs_with_a_symlinked_proc_is_refused() {
     );
 }
 
+/// A container that fails in its set-up reports the step, whoever cloned it and however soon it
+/// fails: a fork server's clone sets up before it waits for the harness's release, so it may
+/// have failed and ended before the release is written (which then meets a closed pipe). Many
+/// at once, and one to a process (the clone made ahead of its request).
+#[test]
+fn a_set_up_failure_names_its_step_however_soon_it_comes() {
+    let root = scratch("symlinked-proc-many").join("root");
+    busybox_copy(&root);
+    std::fs::remove_dir(root.join("proc")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("proc")).unwrap();
+    let env = [("NSTEST_ROOTFS", root.to_str().unwrap())];
+    let runs: [&[&str]; 2] = [
+        &["demo_", "--test-threads", "8"],
+        &["demo_pid_one", "--exact", "--nocapture"],
+    ];
+    for args in runs {
+        for round in 0..3 {
+            let run = run_fixture("symlinked-proc-many", args, &env);
+            assert!(!run.outcomes.is_empty(), "{}", run.text());
+            for test in run.outcomes.keys() {
+                assert_eq!(run.outcome(test), "FAILED", "{test}");
+                let msg = run.message(test);
+                assert!(
+                    msg.contains("step MountProc") && msg.contains("/proc is a symlink"),
+                    "{args:?}, round {round}, {test}: {msg}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn a_bind_target_through_a_rootfs_symlink_is_refused() {
     let scratch_dir = scratch("symlinked-bind");
