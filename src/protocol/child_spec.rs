@@ -263,8 +263,9 @@ impl ChildSpec {
 }
 
 /// Lower-case hex of `bytes`. (A loop over a table, not `format!` per byte: every container's
-/// spec goes through here and back, in the user's unoptimised test build too.)
-fn hex(bytes: &[u8]) -> String {
+/// spec goes through here and back, in the user's unoptimised test build too.) Also the cache's
+/// keys and image digests.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = Vec::with_capacity(bytes.len() * 2);
     for &b in bytes {

@@ -18,6 +18,7 @@ mod fork_request;
 mod report;
 mod wire;
 
+pub(crate) use child_spec::hex;
 pub use child_spec::{BaseSpec, ChildSpec, InterfaceSpec, RunSpec};
 pub(crate) use fork_request::{ForkRequest, MAX_FORK_REQUEST};
 pub use report::{fatal_signal_frame, Decoder, Message, Outcome, ProtocolError, Step, VERSION};

@@ -190,7 +190,7 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String, RootfsError> {
         path: path.into(),
         source: Arc::new(e),
     })?;
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::protocol::hex(&h.finalize()))
 }
 
 pub(crate) fn this_arch() -> &'static str {

@@ -45,15 +45,8 @@ fn containers_are_cloned_by_one_fork_server_as_the_harness_children() {
         cmd.arg("-q").stdout(Stdio::null()).stderr(Stdio::null());
         cmd.env("NSTEST_FORK_SERVER", if server { "on" } else { "0" });
         let mut child = cmd.spawn().unwrap();
-        // How many PID namespaces deep a process is, as this test's /proc sees it.
         let depth = |pid: u32| {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .unwrap_or_default()
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("NSpid:")
-                        .map(|p| p.split_whitespace().count())
-                })
+            ns_depth(&std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default())
         };
         let harness = depth(child.id()).unwrap();
         let (mut servers, mut containers, mut theirs) =
@@ -274,15 +267,7 @@ fn a_passed_tests_leftovers_end_before_its_verdict() {
 /// The fixture's containers on this machine: processes named after it (a container's PID 1 is)
 /// in a PID namespace below this one, zombies included.
 fn fixture_containers() -> Vec<String> {
-    let depth = |status: &str| {
-        status
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("NSpid:")
-                    .map(|p| p.split_whitespace().count())
-            })
-            .unwrap_or(0)
-    };
+    let depth = |status: &str| ns_depth(status).unwrap_or(0);
     let mine = depth(&std::fs::read_to_string("/proc/self/status").unwrap());
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -296,4 +281,13 @@ fn fixture_containers() -> Vec<String> {
         }
     }
     found
+}
+
+/// How many PID namespaces deep a process is, as this test's /proc sees it, from its
+/// `/proc/<pid>/status` (`None`: no such line, or no such process).
+fn ns_depth(status: &str) -> Option<usize> {
+    status.lines().find_map(|l| {
+        l.strip_prefix("NSpid:")
+            .map(|p| p.split_whitespace().count())
+    })
 }

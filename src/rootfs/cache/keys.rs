@@ -140,13 +140,7 @@ pub fn file_key(prefix: &str, path: &Path) -> Result<String, RootfsError> {
 
 /// `<prefix>-<the first 16 bytes of the digest, in hex>`.
 fn keyed(prefix: &str, h: Sha256) -> String {
-    let hex: String = h
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{prefix}-{hex}")
+    format!("{prefix}-{}", crate::protocol::hex(&h.finalize()[..16]))
 }
 
 #[cfg(test)]
