@@ -1,7 +1,8 @@
 //! The one entry point: before `main` (a constructor, in every binary that links nstest) the
 //! process asks the re-exec contract what it is, and becomes it: a container child, the fork
 //! server, or an id-map helper task, none of which returns; any other process goes on to its
-//! `main`. This is what lets `#[nstest::test]` work in ordinary libtest targets and
+//! `main` (one that runs one isolated test after cloning that test's container or forking its
+//! server, `parent::prefork`). This is what lets `#[nstest::test]` work in ordinary libtest targets and
 //! `Container` in any binary.
 
 use std::ffi::{OsStr, OsString};
@@ -17,9 +18,11 @@ pub(crate) fn dispatch() {
         return;
     }
     match take_role() {
-        // A process that runs one isolated test forks its fork server now, while pristine.
+        // A process that runs one isolated test clones its container, or forks its fork server,
+        // now, while pristine.
         Role::Own => {
-            if crate::parent::prefork::prefork() == crate::parent::prefork::Prefork::Server {
+            let made = crate::parent::prefork::prefork(crate::runner::spec_ahead);
+            if made == crate::parent::prefork::Prefork::Server {
                 crate::child::serve_fork_requests()
             }
         }

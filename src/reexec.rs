@@ -21,8 +21,8 @@ pub(crate) const REPORT_FD: RawFd = 3;
 pub(crate) const HOLD_FD: RawFd = 4;
 /// In the fork server: its end of the socket to the harness.
 pub(crate) const SOCKET_FD: RawFd = 3;
-/// In a fork server forked before `main`, and in the container it clones ahead: the end of the
-/// harness's socket to that container (`child::forkserver`).
+/// In a container cloned before `main` (`parent::prefork`): its end of the socket to the
+/// harness (`child::ahead`).
 pub(crate) const AHEAD_FD: RawFd = 5;
 /// In the fork server: the read end of the harness's liveness pipe.
 pub(crate) const LIFE_FD: RawFd = 4;

@@ -214,36 +214,19 @@ fn keep() -> bool {
     RUN_ENV.keep
 }
 
-/// Runs one test in its container. `Ok` holds its captured output.
-pub(crate) fn run_desc(
+/// The container `desc` runs in, with `settings`.
+fn launch<'a>(
     desc: &'static TestDesc,
+    settings: &'a Settings,
     capture: bool,
     args: &[&str],
-) -> Result<String, Failure> {
-    let error = |e: crate::Error| Failure {
-        unavailable: matches!(e, crate::Error::Cgroup(_)),
-        message: format!("nstest could not run this test: {e}"),
-        setup: false,
-    };
-    let settings = Settings::of(desc).map_err(error)?;
+) -> Launch<'a> {
     let (stdout, stderr) = if capture {
         (Out::Pipe, Out::SameAsStdout)
     } else {
         (Out::Inherit, Out::Inherit)
     };
-    let explain = |reason: String| {
-        let reason = if reason.is_empty() {
-            reason
-        } else {
-            reason + "\n"
-        };
-        format!(
-            "{reason}container: {}\nrerun: {}",
-            settings.describe(desc),
-            rerun_command(desc)
-        )
-    };
-    let finished = Launch {
+    Launch {
         rootfs: &settings.rootfs,
         base_dir: Path::new(desc.manifest_dir),
         hostname: &settings.hostname,
@@ -267,8 +250,41 @@ pub(crate) fn run_desc(
         network: None,
         echo: [None, None],
     }
-    .run()
-    .map_err(|e| {
+}
+
+/// The spec of `desc`'s container as [`run_desc`] will send it, when it can be known ahead
+/// (see [`Launch::spec_ahead`]): worked out before `main` by the fork server of a process that
+/// runs this one test, which sets the container up while the harness starts.
+pub(crate) fn spec_ahead(desc: &'static TestDesc) -> Option<crate::protocol::ChildSpec> {
+    let settings = Settings::of(desc).ok()?;
+    launch(desc, &settings, false, &[]).spec_ahead()
+}
+
+/// Runs one test in its container. `Ok` holds its captured output.
+pub(crate) fn run_desc(
+    desc: &'static TestDesc,
+    capture: bool,
+    args: &[&str],
+) -> Result<String, Failure> {
+    let error = |e: crate::Error| Failure {
+        unavailable: matches!(e, crate::Error::Cgroup(_)),
+        message: format!("nstest could not run this test: {e}"),
+        setup: false,
+    };
+    let settings = Settings::of(desc).map_err(error)?;
+    let explain = |reason: String| {
+        let reason = if reason.is_empty() {
+            reason
+        } else {
+            reason + "\n"
+        };
+        format!(
+            "{reason}container: {}\nrerun: {}",
+            settings.describe(desc),
+            rerun_command(desc)
+        )
+    };
+    let finished = launch(desc, &settings, capture, args).run().map_err(|e| {
         let mut f = error(e);
         f.message = explain(f.message);
         f.setup = true;
@@ -320,5 +336,71 @@ pub(crate) fn run_desc(
             fail(reason, false)
         }
         Verdict::Error(e) => fail(error(e).message, true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::ShouldPanic;
+
+    const fn desc(rootfs: &'static str) -> TestDesc {
+        TestDesc {
+            module_path: "krate::m",
+            fn_name: "t",
+            run: || Ok(()),
+            ignore: false,
+            ignore_reason: None,
+            should_panic: ShouldPanic::No,
+            hostname: None,
+            rootfs: Some(rootfs),
+            net: Net::Loopback,
+            memory: None,
+            pids: None,
+            cpus: None,
+            timeout_ms: None,
+            bind: &["/tmp:/mnt/host-tmp"],
+            env: &["A=1"],
+            workdir: Some("/work"),
+            package: Some(true),
+            manifest_dir: env!("CARGO_MANIFEST_DIR"),
+            target_tmpdir: option_env!("CARGO_TARGET_TMPDIR"),
+        }
+    }
+
+    static HOST: TestDesc = desc("builtin:host");
+    static DIR: TestDesc = desc("rootfs-fixtures");
+    static LIMITED: TestDesc = TestDesc {
+        pids: Some(64),
+        ..desc("builtin:host")
+    };
+    static HOST_NET: TestDesc = TestDesc {
+        net: Net::Host,
+        ..desc("builtin:host")
+    };
+
+    /// A container cloned before `main` sets itself up for the spec worked out then, and is sent
+    /// the harness's request only for that very spec: the two must agree whenever the spec can
+    /// be known ahead, or every such container would be ended unused.
+    #[test]
+    fn the_spec_worked_out_ahead_is_the_one_the_harness_sends() {
+        if parent::rootless() {
+            // A user namespace's maps are the harness's to make: nothing is worked out ahead.
+            assert!(spec_ahead(&HOST).is_none());
+            return;
+        }
+        for desc in [&HOST, &DIR] {
+            let ahead = spec_ahead(desc).expect("known ahead");
+            let settings = Settings::of(desc).unwrap();
+            let (mut sent, _, _) = launch(desc, &settings, true, &[]).prepare().unwrap();
+            // As `spawn` decides for a container that nothing holds back before its set-up.
+            sent.held_before_run = true;
+            assert_eq!(ahead, sent, "{}", desc.rootfs.unwrap());
+            assert_eq!(ahead.encode(), sent.encode());
+        }
+        // Not when the harness has something to do before the set-up (a cgroup to place it
+        // in), nor for the host's network.
+        assert!(spec_ahead(&LIMITED).is_none());
+        assert!(spec_ahead(&HOST_NET).is_none());
     }
 }

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use nix::sched::CloneFlags;
 
 use crate::protocol::{ForkRequest, MAX_FORK_REQUEST};
-use crate::reexec::{AHEAD_FD, LIFE_FD, REPORT_FD, SOCKET_FD};
+use crate::reexec::{LIFE_FD, REPORT_FD, SOCKET_FD};
 use crate::sys::{self, ChildPlan};
 
 /// The fork server: serves requests until the harness goes. Never returns.
@@ -26,16 +26,7 @@ pub(crate) fn serve() -> ! {
     // A network namespace made now, before the first request (the harness is still starting
     // up): the first container without `net = "host"` enters it instead of making its own.
     let mut spare = sys::spare_netns();
-    // And, in a process that runs one test, that test's container, cloned now too; the
-    // harness hears of it with the word that the server is ready.
-    let ready = match clone_ahead(&one_thread, &mut spare) {
-        Some(ahead) => {
-            let mut word = b"ready".to_vec();
-            word.extend_from_slice(&ahead.pid.as_raw().to_le_bytes());
-            sys::send_with_fds(sock.as_fd(), &word, &[ahead.pidfd.as_raw_fd()])
-        }
-        None => sys::send_with_fds(sock.as_fd(), b"ready", &[]),
-    };
+    let ready = sys::send_with_fds(sock.as_fd(), b"ready", &[]);
     if ready.is_err() {
         sys::exit_now(1)
     }
@@ -94,67 +85,8 @@ fn clone_for(
     }
 }
 
-/// In a process that runs one test (the server was forked before `main`, and knows the test):
-/// its container, cloned now, while the harness is still starting up, instead of when the
-/// request comes; it waits for its request on `AHEAD_FD`, from the harness directly. Only where
-/// the request is known: as root (rootless containers differ in their user namespace and maps)
-/// and with a network namespace of its own (the spare one, entered at the clone). The server
-/// keeps no end of that socket: should the harness close its own, the container ends.
-fn clone_ahead(
-    one_thread: &sys::SingleThreaded,
-    spare: &mut Option<OwnedFd>,
-) -> Option<sys::Cloned> {
-    let direct = sys::inherited_fd(AHEAD_FD)?;
-    let test = crate::parent::prefork::the_test()?;
-    if test.net == crate::spec::Net::Host || crate::parent::rootless() {
-        return None;
-    }
-    let netns = spare.take()?;
-    let plan = ChildPlan {
-        fds: vec![(direct.as_raw_fd(), AHEAD_FD)],
-        life: (LIFE_FD, -1),
-        report_fd: REPORT_FD,
-        writes: Vec::new(),
-        sync: None,
-        netns: Some(netns.as_raw_fd()),
-        cgroup_ns: None,
-    };
-    let flags = crate::parent::spawn::NAMESPACES - CloneFlags::CLONE_NEWNET;
-    match sys::fork_container(one_thread, flags, &plan, &[SOCKET_FD]) {
-        Ok(None) => await_request(),
-        Ok(Some(cloned)) => Some(cloned),
-        Err(_) => {
-            *spare = Some(netns);
-            None
-        }
-    }
-}
-
-/// In a container cloned ahead: takes the request the harness sends, finishes preparing as a
-/// clone made for it would have, and runs it. Ends if the harness goes without one.
-fn await_request() -> ! {
-    let Some(channel) = sys::inherited_fd(AHEAD_FD) else {
-        sys::exit_now(1)
-    };
-    let mut buf = vec![0u8; MAX_FORK_REQUEST];
-    let (n, fds) = match sys::recv_with_fds(channel.as_fd(), &mut buf) {
-        Ok((n, fds)) if n > 0 => (n, fds),
-        _ => sys::exit_now(0),
-    };
-    let req = match ForkRequest::decode(&buf[..n]) {
-        Ok(req) if req.fd_count() == fds.len() => req,
-        _ => sys::exit_now(1),
-    };
-    // The network namespace was entered at the clone.
-    let plan = plan(&req, &fds);
-    // The preparation closes every fd but the container's own, these among them.
-    std::mem::forget((channel, fds));
-    sys::prepare_ahead(&plan);
-    run_container(req.spec)
-}
-
 /// The [`ChildPlan`] of a request, over the fds that came with it.
-fn plan(req: &ForkRequest, fds: &[OwnedFd]) -> ChildPlan {
+pub(super) fn plan(req: &ForkRequest, fds: &[OwnedFd]) -> ChildPlan {
     let mut rest = fds.iter().map(AsRawFd::as_raw_fd);
     let mapped = req
         .fd_dsts
@@ -186,6 +118,6 @@ fn plan(req: &ForkRequest, fds: &[OwnedFd]) -> ChildPlan {
 }
 
 /// In the clone, prepared: the container side, as a re-executed child runs it.
-fn run_container(spec: String) -> ! {
+pub(super) fn run_container(spec: String) -> ! {
     super::enter(std::ffi::OsStr::new(&spec))
 }

@@ -6,6 +6,7 @@
 //! too ([`enter`]): sets the container up, says so on the report fd, runs the one test (or execs
 //! the command), reports the outcome and exits. Neither returns.
 
+mod ahead;
 mod copy;
 mod forkserver;
 mod init;
@@ -43,6 +44,14 @@ impl Reporter {
     }
 }
 
+pub(crate) use ahead::NO_SPEC;
+
+/// The container of a process that runs one test, cloned before `main` (`parent::prefork`):
+/// never returns.
+pub(crate) fn run_ahead(cpus: Option<nix::sched::CpuSet>) -> ! {
+    ahead::run(cpus)
+}
+
 /// The fork server (`entry` dispatches here): never returns.
 pub(crate) fn serve_fork_requests() -> ! {
     forkserver::serve()
@@ -51,13 +60,7 @@ pub(crate) fn serve_fork_requests() -> ! {
 /// The container side, for the spec `hex` (from `reexec::CONTAINER_ENV`, or from the fork
 /// server).
 pub(crate) fn enter(hex: &std::ffi::OsStr) -> ! {
-    let _ = sys::set_cloexec(REPORT_FD);
-    name_after_the_binary();
-    let mut reporter = Reporter(sys::report_file(REPORT_FD));
-    let mut header = [0u8; 10];
-    header.copy_from_slice(&crate::protocol::fatal_signal_frame(0)[..10]);
-    let _ = sys::report_sigabrt(REPORT_FD, header);
-
+    let mut reporter = reporter();
     let spec = match hex.to_str().map(ChildSpec::decode) {
         Some(Ok(spec)) => spec,
         _ => fail(
@@ -67,6 +70,30 @@ pub(crate) fn enter(hex: &std::ffi::OsStr) -> ! {
             libc::EINVAL,
         ),
     };
+    let set_up = set_up(spec, &mut |m| reporter.send(&m));
+    go_on(set_up, reporter)
+}
+
+/// A container set up, or the step where that failed, before it runs anything.
+struct SetUp {
+    spec: ChildSpec,
+    /// The test and its thread, started before the set-up and waiting for the go.
+    test: Option<(&'static crate::registry::TestDesc, init::TestThread)>,
+    /// The step that failed (said already): the container ends.
+    failed: Option<Step>,
+}
+
+/// The container side up to its wait for the go: the test's thread started, the root set up.
+/// `tell` receives what the harness is to hear (notes, a copied rootfs, a failure).
+fn set_up(spec: ChildSpec, tell: &mut dyn FnMut(Message)) -> SetUp {
+    let failure = |tell: &mut dyn FnMut(Message), step, detail, errno| {
+        tell(Message::SetupFailed {
+            step,
+            detail,
+            errno,
+        });
+        Some(step)
+    };
     // A test's thread is started first, so that its start overlaps the set-up; it waits for
     // the go after it.
     let test = match &spec.run {
@@ -75,19 +102,61 @@ pub(crate) fn enter(hex: &std::ffi::OsStr) -> ! {
                 desc,
                 init::TestThread::spawn(desc, name, spec.hold_on_failure),
             )),
-            None => fail(
-                &mut reporter,
-                Step::FindTest,
-                format!("no test named {name:?} in this binary"),
-                libc::ENOENT,
-            ),
+            None => {
+                let detail = format!("no test named {name:?} in this binary");
+                let failed = failure(tell, Step::FindTest, detail, libc::ENOENT);
+                return SetUp {
+                    spec,
+                    test: None,
+                    failed,
+                };
+            }
         },
         _ => None,
     };
-    match setup::setup(&spec, &mut |n| reporter.send(&Message::Note(n))) {
-        Ok(true) => reporter.send(&Message::RootfsCopied),
-        Ok(false) => {}
-        Err(e) => fail(&mut reporter, e.step, e.detail, e.errno as i32),
+    let failed = match setup::setup(&spec, &mut |n| tell(Message::Note(n))) {
+        Ok(true) => {
+            tell(Message::RootfsCopied);
+            None
+        }
+        Ok(false) => None,
+        Err(e) => failure(tell, e.step, e.detail, e.errno as i32),
+    };
+    SetUp { spec, test, failed }
+}
+
+/// A container [`set_up`] ahead of its request (`ahead`), its report fd in place now:
+/// tells what it has to tell, then goes on as [`enter`] does.
+fn enter_set_up(set_up: SetUp, told: Vec<Message>) -> ! {
+    let mut reporter = reporter();
+    for m in &told {
+        reporter.send(m);
+    }
+    go_on(set_up, reporter)
+}
+
+/// A container that cannot go on, its report fd in place: says why and ends.
+fn refuse(step: Step, detail: String, errno: i32) -> ! {
+    fail(&mut reporter(), step, detail, errno)
+}
+
+/// The report fd's writer, the process named after the test binary, and a `SIGABRT` reported
+/// on the report fd: the start of the container side once its fds are in place.
+fn reporter() -> Reporter {
+    let _ = sys::set_cloexec(REPORT_FD);
+    name_after_the_binary();
+    let reporter = Reporter(sys::report_file(REPORT_FD));
+    let mut header = [0u8; 10];
+    header.copy_from_slice(&crate::protocol::fatal_signal_frame(0)[..10]);
+    let _ = sys::report_sigabrt(REPORT_FD, header);
+    reporter
+}
+
+/// The container side after its set-up: waits for the go when held, then runs.
+fn go_on(set_up: SetUp, mut reporter: Reporter) -> ! {
+    let SetUp { spec, test, failed } = set_up;
+    if let Some(step) = failed {
+        sys::exit_now(exit_code(step))
     }
     if spec.held_before_run && !released() {
         sys::exit_now(1); // the harness never learnt of this container: nothing runs
@@ -219,7 +288,17 @@ fn fail(reporter: &mut Reporter, step: Step, detail: String, errno: i32) -> ! {
         detail,
         errno,
     });
-    sys::exit_now(if step == Step::Exec { 127 } else { 125 })
+    sys::exit_now(exit_code(step))
+}
+
+/// A container's exit status when `step` failed: 127 for the command's `execve`, as a shell
+/// says a command could not run; 125 for the set-up.
+fn exit_code(step: Step) -> i32 {
+    if step == Step::Exec {
+        127
+    } else {
+        125
+    }
 }
 
 /// Re-executed from `/proc/self/exe`, the process would be called `exe`: it takes the test

@@ -65,9 +65,6 @@ pub(crate) struct Server {
     /// The process that started it: a process forked from that one has its own children, and
     /// clones by itself.
     owner: nix::unistd::Pid,
-    /// A server forked before `main`: the harness's end of its socket to the container the
-    /// server clones ahead; then that container, once the server has said it is ready.
-    ahead: Mutex<(Option<OwnedFd>, Option<Cloned>)>,
 }
 
 static SERVER: OnceCell<Option<Server>> = OnceCell::new();
@@ -103,7 +100,6 @@ pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Serv
                 _life: None,
                 failed: AtomicBool::new(false),
                 owner: nix::unistd::getpid(),
-                ahead: Mutex::new((None, None)),
             })
         })
         .as_ref()
@@ -111,10 +107,9 @@ pub(crate) fn get<'a>(start: impl FnOnce() -> Start<'a>) -> Option<&'static Serv
 }
 
 /// Adopts a server forked before `main` (`super::prefork`): the harness's end of its socket,
-/// the server, the write end of its liveness pipe, and the harness's end of the socket to the
-/// container it may clone ahead. It says it is ready when first asked. Whether it was taken
-/// (no server was there yet).
-pub(super) fn adopt(sock: OwnedFd, cloned: Cloned, life: OwnedFd, direct: OwnedFd) -> bool {
+/// the server, and the write end of its liveness pipe. It says it is ready when first asked.
+/// Whether it was taken (no server was there yet).
+pub(super) fn adopt(sock: OwnedFd, cloned: Cloned, life: OwnedFd) -> bool {
     SERVER
         .set(Some(Server {
             sock: Mutex::new(Some((sock, cloned))),
@@ -122,7 +117,6 @@ pub(super) fn adopt(sock: OwnedFd, cloned: Cloned, life: OwnedFd, direct: OwnedF
             _life: Some(life),
             failed: AtomicBool::new(false),
             owner: nix::unistd::getpid(),
-            ahead: Mutex::new((Some(direct), None)),
         }))
         .is_ok()
 }
@@ -176,21 +170,10 @@ impl Server {
             return Answer::NotSent;
         };
         if !self.ready.load(Ordering::Relaxed) {
-            // A server forked before `main` says it is ready when first asked; with the pid and
-            // pidfd of the container it cloned ahead, if it did.
-            let mut buf = [0u8; 16];
+            // A server forked before `main` says it is ready when first asked.
+            let mut buf = [0u8; 8];
             match sys::recv_with_fds(sock.as_fd(), &mut buf) {
                 Ok((5, _)) if &buf[..5] == b"ready" => self.ready.store(true, Ordering::Relaxed),
-                Ok((9, mut fds)) if &buf[..5] == b"ready" && fds.len() == 1 => {
-                    let pid = i32::from_le_bytes([buf[5], buf[6], buf[7], buf[8]]);
-                    let pidfd = fds.pop().expect("one");
-                    let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
-                    ahead.1 = Some(Cloned {
-                        pid: nix::unistd::Pid::from_raw(pid),
-                        pidfd,
-                    });
-                    self.ready.store(true, Ordering::Relaxed);
-                }
                 Ok(_) => {
                     let why = SysError::new("its first word", nix::errno::Errno::EBADMSG);
                     self.stop(&mut guard, &why);
@@ -202,30 +185,9 @@ impl Server {
                 }
             }
         }
-        let mut fds: Vec<RawFd> = plan.fds.iter().map(|&(src, _)| src).collect();
-        fds.extend(plan.netns);
-        fds.extend(plan.sync.map(|(r, _)| r));
-        let req = ForkRequest {
-            flags: flags.bits(),
-            fd_dsts: plan.fds.iter().map(|&(_, dst)| dst).collect(),
-            netns: plan.netns.is_some(),
-            sync: plan.sync.is_some(),
-            writes: plan
-                .writes
-                .iter()
-                .map(|(p, c, f)| (p.as_bytes().to_vec(), c.clone(), f.clone()))
-                .collect(),
-            cgroup_ns: plan.cgroup_ns.clone(),
-            spec: spec.to_string(),
-        };
-        let req = req.encode();
-        if req.len() > MAX_REQUEST {
-            self.end_ahead();
+        let Some((req, fds)) = request(flags, plan, spec) else {
             return Answer::NotSent; // a huge spec: the environment takes up to 128 KiB
-        }
-        if let Some(cloned) = self.take_ahead(flags, plan, &req, &fds) {
-            return Answer::Cloned(cloned);
-        }
+        };
         if let Err(e) = sys::send_with_fds(sock.as_fd(), &req, &fds) {
             self.stop(&mut guard, &e);
             return Answer::NotSent;
@@ -270,40 +232,9 @@ impl Server {
         Answer::Lost
     }
 
-    /// The container the server cloned ahead, sent `req` with `fds` directly, if there is one
-    /// and it fits: the first test container as root, with a network namespace of its own
-    /// (the server's spare one, entered at the clone). One that does not fit, or takes no
-    /// request, is ended and reaped; the request then goes to the server.
-    fn take_ahead(
-        &self,
-        flags: CloneFlags,
-        plan: &ChildPlan,
-        req: &[u8],
-        fds: &[RawFd],
-    ) -> Option<Cloned> {
-        let (direct, cloned) =
-            std::mem::take(&mut *self.ahead.lock().unwrap_or_else(|e| e.into_inner()));
-        let (direct, cloned) = (direct?, cloned?);
-        let fits = flags == super::spawn::NAMESPACES && plan.netns.is_none();
-        if fits && sys::send_with_fds(direct.as_fd(), req, fds).is_ok() {
-            return Some(cloned);
-        }
-        cloned.kill_and_reap();
-        None
-    }
-
-    /// Ends the container cloned ahead, if the harness knows of one, unused.
-    fn end_ahead(&self) {
-        let taken = std::mem::take(&mut *self.ahead.lock().unwrap_or_else(|e| e.into_inner()));
-        if let (_, Some(cloned)) = taken {
-            cloned.kill_and_reap();
-        }
-    }
-
     /// Stops using a server that failed, makes sure it is gone, and says so once.
     fn stop(&self, guard: &mut Option<(OwnedFd, Cloned)>, why: &SysError) {
         self.failed.store(true, Ordering::Relaxed);
-        self.end_ahead();
         if let Some((_, server)) = guard.take() {
             server.kill_and_reap();
             super::note_once(&format!(
@@ -311,4 +242,31 @@ impl Server {
             ));
         }
     }
+}
+
+/// The request for a container cloned with `flags` and `plan` for `spec`, and the fds to send
+/// with it; `None` if it is too big to send.
+pub(super) fn request(
+    flags: CloneFlags,
+    plan: &ChildPlan,
+    spec: &str,
+) -> Option<(Vec<u8>, Vec<RawFd>)> {
+    let mut fds: Vec<RawFd> = plan.fds.iter().map(|&(src, _)| src).collect();
+    fds.extend(plan.netns);
+    fds.extend(plan.sync.map(|(r, _)| r));
+    let req = ForkRequest {
+        flags: flags.bits(),
+        fd_dsts: plan.fds.iter().map(|&(_, dst)| dst).collect(),
+        netns: plan.netns.is_some(),
+        sync: plan.sync.is_some(),
+        writes: plan
+            .writes
+            .iter()
+            .map(|(p, c, f)| (p.as_bytes().to_vec(), c.clone(), f.clone()))
+            .collect(),
+        cgroup_ns: plan.cgroup_ns.clone(),
+        spec: spec.to_string(),
+    }
+    .encode();
+    (req.len() <= MAX_REQUEST).then_some((req, fds))
 }

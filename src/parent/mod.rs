@@ -12,7 +12,7 @@ pub(crate) mod spawn;
 pub(crate) mod supervise;
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -114,71 +114,7 @@ impl Launch<'_> {
         // The harness reads the exit status of its containers and helpers (a rootfs builder,
         // `newuidmap`): with SIGCHLD ignored, the kernel would reap them and drop it.
         crate::sys::unignore_sigchld();
-        let source = match self.rootfs {
-            RootfsSource::Default => rootfs::default_source_cached(self.base_dir)?,
-            s => s.clone(),
-        };
-        let prepared = rootfs::prepare(&source)?;
-        let keep_upper = match (&self.keep, &prepared.base) {
-            (Some(name), Base::Dir(_)) if *OVERLAY => Some(rootfs::keep_dir(name)?),
-            _ => None,
-        };
-        let disk_layer = match (&keep_upper, &prepared.base) {
-            (None, Base::Dir(_)) if *OVERLAY && *LAYER_ON_DISK => {
-                Some(RemoveOnDrop(rootfs::disk_layer_dir()?))
-            }
-            _ => None,
-        };
-        let mut spec = ChildSpec {
-            scratch: prepared.scratch,
-            base: match prepared.base {
-                Base::Dir(d) => BaseSpec::Lower(d),
-                Base::Host => BaseSpec::Host,
-            },
-            overlay: *OVERLAY,
-            hostname: self.hostname.to_string(),
-            userns: rootless(),
-            host_net: self.net == Net::Host,
-            package: self
-                .package
-                .iter()
-                .flat_map(|p| {
-                    let trees = p.trees.iter().map(|(h, t)| (h.clone(), t.clone(), false));
-                    trees.chain(p.loader.iter().map(|(h, t)| (h.clone(), t.clone(), true)))
-                })
-                .collect(),
-            tmpfs: self
-                .package
-                .as_ref()
-                .and_then(|p| p.target_tmpdir.clone())
-                .into_iter()
-                .collect(),
-            binds: self
-                .binds
-                .iter()
-                .map(|b| {
-                    let host = b
-                        .host
-                        .canonicalize()
-                        .map_err(|e| Error::BindSource(b.host.clone(), e))?;
-                    Ok((host, b.target.clone(), b.read_only))
-                })
-                .collect::<Result<_, Error>>()?,
-            env: self.env,
-            workdir: self
-                .workdir
-                .or_else(|| self.package.as_ref().map(|p| p.workdir.clone())),
-            keep_upper: keep_upper
-                .clone()
-                .or_else(|| disk_layer.as_ref().map(|d| d.0.clone())),
-            hold_on_failure: self.shell_on_failure,
-            interface: self.network.as_ref().map(|n| n.interface()),
-            // A test shows its rootfs to the containers it starts: they inherit it, and need
-            // not build a root of their own inside the test.
-            expose_base: matches!(self.run, RunSpec::Test(_)),
-            held_before_run: false, // decided by `spawn`
-            run: self.run,
-        };
+        let (mut spec, keep_upper, disk_layer) = self.prepare()?;
         let cgroup = crate::cgroup::TestCgroup::create(&self.limits).map_err(Error::Cgroup)?;
         let ranges = crate::idmap::ranges().filter(|_| spec.userns);
         let hold = cgroup.is_some() || ranges.is_some() || self.network.is_some();
@@ -230,6 +166,122 @@ impl Launch<'_> {
             echo: self.echo,
             network: self.network,
         })
+    }
+
+    /// Prepares the rootfs (once per run) and the writable layer's place when that is on disk
+    /// (kept, or a directory of the cache): the container's spec, `held_before_run` left to
+    /// `spawn`.
+    pub(crate) fn prepare(
+        &self,
+    ) -> Result<(ChildSpec, Option<PathBuf>, Option<RemoveOnDrop>), Error> {
+        let source = match self.rootfs {
+            RootfsSource::Default => rootfs::default_source_cached(self.base_dir)?,
+            s => s.clone(),
+        };
+        let prepared = rootfs::prepare(&source)?;
+        let keep_upper = match (&self.keep, &prepared.base) {
+            (Some(name), Base::Dir(_)) if *OVERLAY => Some(rootfs::keep_dir(name)?),
+            _ => None,
+        };
+        let disk_layer = match (&keep_upper, &prepared.base) {
+            (None, Base::Dir(_)) if *OVERLAY && *LAYER_ON_DISK => {
+                Some(RemoveOnDrop(rootfs::disk_layer_dir()?))
+            }
+            _ => None,
+        };
+        let spec = self.child_spec(
+            prepared,
+            keep_upper
+                .clone()
+                .or_else(|| disk_layer.as_ref().map(|d| d.0.clone())),
+        )?;
+        Ok((spec, keep_upper, disk_layer))
+    }
+
+    /// The spec of this launch's container over `prepared`, its writable layer in `keep_upper`
+    /// when that is on disk. `held_before_run` is left to `spawn`.
+    fn child_spec(
+        &self,
+        prepared: rootfs::Prepared,
+        keep_upper: Option<PathBuf>,
+    ) -> Result<ChildSpec, Error> {
+        Ok(ChildSpec {
+            scratch: prepared.scratch,
+            base: match prepared.base {
+                Base::Dir(d) => BaseSpec::Lower(d),
+                Base::Host => BaseSpec::Host,
+            },
+            overlay: *OVERLAY,
+            hostname: self.hostname.to_string(),
+            userns: rootless(),
+            host_net: self.net == Net::Host,
+            package: self
+                .package
+                .iter()
+                .flat_map(|p| {
+                    let trees = p.trees.iter().map(|(h, t)| (h.clone(), t.clone(), false));
+                    trees.chain(p.loader.iter().map(|(h, t)| (h.clone(), t.clone(), true)))
+                })
+                .collect(),
+            tmpfs: self
+                .package
+                .as_ref()
+                .and_then(|p| p.target_tmpdir.clone())
+                .into_iter()
+                .collect(),
+            binds: self
+                .binds
+                .iter()
+                .map(|b| {
+                    let host = b
+                        .host
+                        .canonicalize()
+                        .map_err(|e| Error::BindSource(b.host.clone(), e))?;
+                    Ok((host, b.target.clone(), b.read_only))
+                })
+                .collect::<Result<_, Error>>()?,
+            env: self.env.clone(),
+            workdir: self
+                .workdir
+                .clone()
+                .or_else(|| self.package.as_ref().map(|p| p.workdir.clone())),
+            keep_upper,
+            hold_on_failure: self.shell_on_failure,
+            interface: self.network.as_ref().map(|n| n.interface()),
+            // A test shows its rootfs to the containers it starts: they inherit it, and need
+            // not build a root of their own inside the test.
+            expose_base: matches!(self.run, RunSpec::Test(_)),
+            held_before_run: false, // decided by `spawn`
+            run: self.run.clone(),
+        })
+    }
+
+    /// The spec [`Launch::start`] will send for this launch's container, worked out ahead (by
+    /// a fork server forked before `main`, which sets the container up while the harness starts:
+    /// see `child::forkserver`), when nothing else is to be done for it: as root, no cgroup,
+    /// nothing kept, the writable layer in memory, no shell, no network, a network namespace of
+    /// its own, and a rootfs ready without any work. `None` otherwise.
+    pub(crate) fn spec_ahead(&self) -> Option<ChildSpec> {
+        let simple = !rootless()
+            && self.net != Net::Host
+            && self.limits.is_empty()
+            && self.keep.is_none()
+            && !self.shell_on_failure
+            && self.network.is_none()
+            && !*LAYER_ON_DISK;
+        if !simple {
+            return None;
+        }
+        let source = match self.rootfs {
+            RootfsSource::Default => rootfs::default_source_cached(self.base_dir).ok()?,
+            s => s.clone(),
+        };
+        let mut spec = self
+            .child_spec(rootfs::prepared_if_ready(&source)?, None)
+            .ok()?;
+        // As `spawn` decides for a clone of the server that nothing else holds back.
+        spec.held_before_run = true;
+        Some(spec)
     }
 }
 
@@ -339,7 +391,7 @@ static LAYER_ON_DISK: Lazy<bool> = Lazy::new(|| {
 });
 
 /// A directory removed when this is dropped, however the container ended.
-struct RemoveOnDrop(std::path::PathBuf);
+pub(crate) struct RemoveOnDrop(std::path::PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

@@ -159,17 +159,22 @@ pub(crate) fn spawn(
     } else {
         Vec::new()
     };
-    // A server forked before `main` (a process that runs one test) serves the first one too.
-    let server = if on_network || first && !(super::prefork::preforked() && spec_is_test(spec)) {
-        None
-    } else {
-        super::forkserver::get(|| super::forkserver::Start {
-            env: &once.env,
-            argv0: &once.argv0,
-            life: &once.life,
-        })
-    };
-    if server.is_some() {
+    // In a process that runs one test, its container may have been cloned before `main`
+    // (`prefork`); else a server forked then serves the first one too.
+    let ahead = first && spec_is_test(spec) && super::prefork::ahead_waiting();
+    let server =
+        if ahead || on_network || first && !(super::prefork::preforked() && spec_is_test(spec)) {
+            None
+        } else {
+            super::forkserver::get(|| super::forkserver::Start {
+                env: &once.env,
+                argv0: &once.argv0,
+                life: &once.life,
+            })
+        };
+    // Cloned by the server or ahead: the container does not start as a clone of this process.
+    let elsewhere = ahead || server.is_some();
+    if elsewhere {
         // A clone of the server has the server's stdio (`/dev/null`), not this process's: what
         // the container inherits is handed over explicitly (`--nocapture` output, a terminal).
         if !stdio.stdin_null {
@@ -186,10 +191,10 @@ pub(crate) fn spawn(
     // the child sees the hold pipe closed and ends without running anything. Held for that
     // alone, it sets up first and waits only before it runs anything: its set-up overlaps the
     // answer's way back here.
-    let (hold_r, hold_w) = pipe_if(hold || server.is_some())?;
+    let (hold_r, hold_w) = pipe_if(hold || elsewhere)?;
     // Not when its writable layer is a directory on disk: a clone the server made and never
     // answered for must not set up over the layer the next attempt uses.
-    spec.held_before_run = server.is_some() && !hold && spec.keep_upper.is_none();
+    spec.held_before_run = elsewhere && !hold && spec.keep_upper.is_none();
     if let (true, Some(r)) = (spec.held_before_run, &hold_r) {
         fds.push((r.as_raw_fd(), HOLD_FD));
     }
@@ -207,9 +212,14 @@ pub(crate) fn spawn(
         cgroup_ns: Some(once.cgroup_ns_frame.clone()),
     };
     let spec_hex = spec.encode();
-    let answer = server.map_or(Answer::NotSent, |s| {
-        s.clone_container(flags, &child, &spec_hex)
-    });
+    let answer = if ahead {
+        // One that does not fit is ended: the container is cloned and re-executed from here.
+        super::prefork::send_ahead(flags, &child, &spec_hex).map_or(Answer::NotSent, Answer::Cloned)
+    } else {
+        server.map_or(Answer::NotSent, |s| {
+            s.clone_container(flags, &child, &spec_hex)
+        })
+    };
     let cloned = match answer {
         Answer::Cloned(cloned) => cloned,
         Answer::Refused(e) => return Err(e),

@@ -218,6 +218,33 @@ pub fn prepare(source: &RootfsSource) -> Result<Prepared, RootfsError> {
     slot.get_or_init(|| prepare_uncached(source)).clone()
 }
 
+/// What [`prepare`] would return for `source` when that needs no work: a directory, the host,
+/// or a base that is in the cache already under a key the cache remembers (the busybox one, a
+/// tarball's). Reads a few small files and writes nothing, neither in the cache nor in this
+/// process's state: for a container set up before `main` (see `child::forkserver`), while the
+/// harness prepares the same source as usual. `None` for anything else.
+pub(crate) fn prepared_if_ready(source: &RootfsSource) -> Option<Prepared> {
+    let cache = Cache::look_at(Cache::default_root());
+    let base = match source {
+        RootfsSource::Host => Base::Host,
+        RootfsSource::Busybox => {
+            let key = cache.remembered_key("busybox", busybox_path()?)?;
+            let key = cache::derived_key("busybox", &format!("{key}/layout-{}", busybox::LAYOUT));
+            Base::Dir(cache.built(&key)?)
+        }
+        RootfsSource::Dir(path) => Base::Dir(existing(path).ok().filter(|p| p.is_dir())?),
+        RootfsSource::Tar(path) => {
+            let key = cache.remembered_key("tar", &existing(path).ok()?)?;
+            Base::Dir(cache.built(&owned_key(key))?)
+        }
+        _ => return None,
+    };
+    Some(Prepared {
+        base,
+        scratch: cache.scratch_mountpoint(),
+    })
+}
+
 fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
     let cache = cache()?;
     let started = std::time::Instant::now();

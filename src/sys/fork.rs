@@ -95,6 +95,18 @@ pub fn fork_container(
     fork_with(one_thread, all, plan, close_first).map_err(|e| SysError::new(clone_call(flags), e))
 }
 
+/// A clone of this single-threaded process into new namespaces (`flags`), a child of this
+/// process, prepared as `plan` says: the container of a process that runs one test, cloned
+/// before `main` (see `parent::prefork`). `Ok(None)` in the child.
+pub fn clone_child(
+    one_thread: &SingleThreaded,
+    flags: CloneFlags,
+    plan: &ChildPlan,
+) -> Result<Option<Cloned>> {
+    let all = flags.bits() as libc::c_ulong;
+    fork_with(one_thread, all, plan, &[]).map_err(|e| SysError::new(clone_call(flags), e))
+}
+
 /// A fork of this single-threaded process, a child of this process (not a sibling as the
 /// containers are), prepared as `plan` says: what starts a fork server without an `execve`
 /// (see `parent::forkserver::prefork`). `Ok(None)` in the child.
@@ -140,16 +152,19 @@ fn fork_with(
     Ok(Some(unsafe { Cloned::from_clone(ret, pidfd) }))
 }
 
-/// The rest of a container's preparation, in a container that the fork server cloned ahead of
-/// its request (`child::forkserver`): `plan`'s steps (the parent-death signal and liveness
+/// The rest of a container's preparation, in a container cloned ahead of its request
+/// (`child::ahead`): `plan`'s steps (the parent-death signal and liveness
 /// check again, the wait, the fds moved into place, the cgroup namespace), then every other fd
-/// closed, as [`fork_container`]'s child does right after its clone.
+/// closed, as [`fork_container`]'s child does right after its clone. The signal mask it resets
+/// is the calling thread's.
 pub fn prepare_ahead(plan: &ChildPlan) {
     assert!(plan.fds.len() <= 8, "at most 8 fds are mapped");
     let highest_dst = plan.fds.iter().map(|&(_, d)| d).max().unwrap_or(2);
-    // SAFETY: this process is a clone of the single-threaded fork server and has started no
-    // thread, so child_prepare's raw calls run here as in a fresh clone; the fds closed are
-    // this process's own, and the caller uses none of them again (it runs the container next).
+    // SAFETY: this process is a clone of a single-threaded process; child_prepare makes
+    // only raw, async-signal-safe calls, which are sound with other threads too (a container
+    // set up ahead has started its test's thread, which holds no fd and waits on a channel).
+    // The fds closed are this process's own, and the caller uses none of them again (it runs
+    // the container next).
     unsafe {
         child_prepare(plan);
         close_above(highest_dst);

@@ -8,6 +8,7 @@
 //! waits, signals, names) is here.
 
 mod clone;
+mod cpus;
 mod fork;
 mod init;
 mod mount;
@@ -16,7 +17,10 @@ mod netlink;
 mod socket;
 
 pub use clone::{clone_call, clone_exec, join_namespaces, ChildPlan, Cloned, ExecPlan};
-pub use fork::{fork_container, fork_helper, prepare_ahead, single_threaded, SingleThreaded};
+pub use cpus::{cpu_mask, set_cpu_mask, start_elsewhere};
+pub use fork::{
+    clone_child, fork_container, fork_helper, prepare_ahead, single_threaded, SingleThreaded,
+};
 pub use init::{
     catch_stack_overflow, child_events, clear_env, count_child_events, reap_own_children,
     set_environ_region, setsid, sigchld_handler_is_ours, wait_child_event,
@@ -25,7 +29,7 @@ pub use mount::{
     bind, bind_read_only_tree, make_rprivate, mknod_exact, mknod_like, mount, pivot_root_to,
     set_xattr,
 };
-pub use net::{loopback_up, new_netns_with_lo, spare_netns};
+pub use net::{loopback_up, new_netns_with_lo, spare_netns, unshare_cgroup, unshare_net};
 pub use netlink::{if_index, in_netns, netns_of, Rtnl, QDISC_CHILD, QDISC_ROOT};
 pub use socket::{recv_with_fds, send_with_fds, seqpacket_pair, set_socket_timeouts};
 

@@ -56,11 +56,22 @@ pub fn spare_netns() -> Option<OwnedFd> {
     spare.ok()
 }
 
+/// Moves the calling thread into a new network namespace (its `lo` still down).
+pub fn unshare_net() -> Result<()> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+        .map_err(|e| SysError::new("unshare(CLONE_NEWNET)", e))
+}
+
+/// Moves the calling thread into a new cgroup namespace, its cgroup the root.
+pub fn unshare_cgroup() -> Result<()> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|e| SysError::new("unshare(CLONE_NEWCGROUP)", e))
+}
+
 /// A new network namespace with `lo` up, made by (and entered by) the calling thread; returns an
 /// fd that keeps it. The thread stays in it: call from a thread of its own.
 pub fn new_netns_with_lo() -> Result<OwnedFd> {
-    nix::sched::unshare(CloneFlags::CLONE_NEWNET)
-        .map_err(|e| SysError::new("unshare(CLONE_NEWNET)", e))?;
+    unshare_net()?;
     loopback_up()?;
     open_fd("/proc/thread-self/ns/net", false)
 }

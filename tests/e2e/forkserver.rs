@@ -202,16 +202,19 @@ fn nocapture_output_reaches_the_harness_from_every_container() {
 
 /// A passing test's container is judged as soon as it has said so and closed its pipes, while
 /// the kernel still takes it down (`parent::reap`); yet none outlives its harness: the moment
-/// the harness has exited, none of its containers is left, not even as a zombie. Both in a
-/// process that runs one test (whose container the server cloned ahead) and in a run of many.
+/// the harness has exited, none of its containers is left, not even as a zombie. In a process
+/// that runs one test (whose container was cloned before `main`), one that leaves that test out,
+/// and a run of many.
 #[test]
 fn no_container_outlives_its_harness() {
     let lock = serial();
     let cache = e2e_cache();
     let tmp = scratch("outlive-tmp");
     let host = HostGuard::new(&lock, &tmp, &cache);
-    let runs: [&[&str]; 2] = [
+    let runs: [&[&str]; 3] = [
         &["demo_pid_one", "--exact", "--nocapture"],
+        // Its container is cloned before `main`, and never used: the run leaves its test out.
+        &["demo_pid_one", "--exact", "--skip", "demo_pid_one"],
         &["demo_", "--test-threads", "2"],
     ];
     for args in runs {
@@ -261,6 +264,54 @@ fn a_passed_tests_leftovers_end_before_its_verdict() {
             "printed after its verdict: {after}"
         );
     }
+    host.finish();
+}
+
+/// A process that runs one test (as `cargo nextest run` runs each) has the test's container
+/// cloned before `main` and set up while the harness starts: there, every `demo_` test of the
+/// fixture passes as it does in a run of many, and the test runs on the harness's CPUs (the
+/// container is started on another CPU than the harness's, and takes the harness's back).
+#[test]
+fn every_demo_passes_in_a_process_of_its_own() {
+    let lock = serial();
+    let cache = e2e_cache();
+    let tmp = scratch("one-each-tmp");
+    let host = HostGuard::new(&lock, &tmp, &cache);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(fixture())
+            .args(args)
+            .env("TMPDIR", &tmp)
+            .env("NSTEST_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}:\n{text}");
+        text
+    };
+    let list = run(&["--list"]);
+    let demos: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .filter(|t| t.starts_with("demo_"))
+        .collect();
+    assert!(demos.len() > 20, "{list}");
+    for test in demos {
+        let text = run(&[test, "--exact", "--nocapture"]);
+        let ran = text.contains("test result: ok. 1 passed; 0 failed; 0 ignored");
+        let ignored = text.contains("test result: ok. 0 passed; 0 failed; 1 ignored");
+        assert!(ran || ignored, "{text}");
+    }
+    let mine = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+    let cpus: Vec<String> = (0..nix::sched::CpuSet::count())
+        .filter(|&c| mine.is_set(c).unwrap())
+        .map(|c| c.to_string())
+        .collect();
+    let text = run(&["demo_prints_its_cpus", "--exact", "--nocapture"]);
+    assert!(
+        text.contains(&format!("cpus: {}\n", cpus.join(","))),
+        "the harness's CPUs are {cpus:?}:\n{text}"
+    );
     host.finish();
 }
 

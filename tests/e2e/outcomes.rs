@@ -51,7 +51,7 @@ fn check_outcomes(run: &Run, rootless: bool, slow: bool) {
             run.messages.get(test).map(String::as_str).unwrap_or(&text)
         );
     }
-    assert_eq!(run.outcomes.len(), 43, "{text}");
+    assert_eq!(run.outcomes.len(), 44, "{text}");
     let reasons = [
         // As libtest prints an in-process panic: the test's thread, its name, its tid (the
         // main thread is PID 1's reaper), the location, the message, once.
@@ -128,7 +128,7 @@ fn check_outcomes(run: &Run, rootless: bool, slow: bool) {
             );
         }
     }
-    let (passed, failed) = if rootless { (25, 17) } else { (26, 16) };
+    let (passed, failed) = if rootless { (26, 17) } else { (27, 16) };
     let summary = format!("test result: FAILED. {passed} passed; {failed} failed; 1 ignored");
     assert!(text.contains(&summary), "{text}");
     let limits: [(&str, &str); 2] = if rootless {
@@ -156,7 +156,7 @@ fn writes_never_cross_tests_even_in_order() {
     // Sequential, sorted: a writes, b looks; c deletes /bin /etc /usr, d finds them whole.
     let run = run_fixture("order", &["demo_", "--test-threads", "1"], &[]);
     assert!(run.output.status.success(), "{}", run.text());
-    assert_eq!(run.outcomes.len(), 25, "{}", run.text());
+    assert_eq!(run.outcomes.len(), 26, "{}", run.text());
     // The shared base in the cache is untouched too.
     let cache = e2e_cache().join("bases");
     for base in std::fs::read_dir(cache).unwrap().flatten() {
@@ -169,7 +169,7 @@ fn writes_never_cross_tests_even_in_order() {
 fn libtest_flags_work() {
     let run = run_fixture("list", &["--list", "--format", "terse"], &[]);
     let listed = String::from_utf8_lossy(&run.output.stdout);
-    assert_eq!(listed.lines().count(), 43, "{listed}");
+    assert_eq!(listed.lines().count(), 44, "{listed}");
     assert!(listed.lines().all(|l| l.ends_with(": test")), "{listed}");
 
     // What nextest does: list the ignored tests apart, then run each test alone.
@@ -205,7 +205,7 @@ fn libtest_flags_work() {
         &[],
     );
     assert!(run.output.status.success(), "{}", run.text());
-    assert!(run.text().contains("23 passed"), "{}", run.text());
+    assert!(run.text().contains("24 passed"), "{}", run.text());
 
     let run = run_fixture("nocapture", &["fail_panic", "--nocapture"], &[]);
     assert!(

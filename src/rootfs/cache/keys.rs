@@ -31,13 +31,11 @@ impl Cache {
         let Ok(before) = fs::metadata(path) else {
             return file_key(prefix, path); // names the error
         };
+        if let Some(key) = self.remembered(prefix, &before) {
+            return Ok(key);
+        }
         let name = memo_name(prefix, &before);
         let memo = self.root.join("keys").join(&name);
-        if let Ok(key) = fs::read_to_string(&memo) {
-            if is_key(prefix, &key) {
-                return Ok(key);
-            }
-        }
         let key = file_key(prefix, path)?;
         let unchanged = fs::metadata(path).is_ok_and(|after| memo_name(prefix, &after) == name);
         if unchanged && settled(&before, std::time::SystemTime::now()) {
@@ -54,6 +52,17 @@ impl Cache {
                 });
         }
         Ok(key)
+    }
+
+    /// The key [`Cache::file_key`] has remembered for `path` as it is now, if any: reads no
+    /// more than one small file, writes nothing.
+    pub(crate) fn remembered_key(&self, prefix: &str, path: &Path) -> Option<String> {
+        self.remembered(prefix, &fs::metadata(path).ok()?)
+    }
+
+    fn remembered(&self, prefix: &str, m: &fs::Metadata) -> Option<String> {
+        let key = fs::read_to_string(self.root.join("keys").join(memo_name(prefix, m))).ok()?;
+        is_key(prefix, &key).then_some(key)
     }
 }
 
@@ -153,7 +162,10 @@ mod tests {
         let cache = Cache::open(dir.join("cache")).unwrap();
         // Written when the repository was checked out: long settled.
         let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        // A look that hashes nothing finds nothing before the first key is remembered.
+        assert_eq!(cache.remembered_key("tar", &old), None);
         let key = cache.file_key("tar", &old).unwrap();
+        assert_eq!(cache.remembered_key("tar", &old), Some(key.clone()));
         assert_eq!(key, file_key("tar", &old).unwrap());
         let memo = dir
             .join("cache/keys")
@@ -163,8 +175,10 @@ mod tests {
         let planted = format!("tar-{}", "0".repeat(32));
         fs::write(&memo, &planted).unwrap();
         assert_eq!(cache.file_key("tar", &old).unwrap(), planted);
+        assert_eq!(cache.remembered_key("tar", &old), Some(planted.clone()));
         // A memo that is not a key of this prefix is ignored.
         fs::write(&memo, "junk").unwrap();
+        assert_eq!(cache.remembered_key("tar", &old), None);
         assert_eq!(cache.file_key("tar", &old).unwrap(), key);
         fs::write(&memo, &planted).unwrap();
         assert_eq!(
