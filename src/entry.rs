@@ -54,10 +54,11 @@ fn idmap_task() -> ! {
 }
 
 // SAFETY: runs before `main`, in every binary that links nstest (the only `unsafe` outside
-// `sys`: the constructor's link section). It acts only in a process the harness started with
-// one of the re-exec contract's variables set, and never returns there; it uses the
-// environment, files and system calls, none of which depends on the Rust runtime's `main`
-// set-up.
+// `sys`: the constructor's link section). It acts in a process the harness started with one of
+// the re-exec contract's variables set, and never returns there, and in a process whose
+// command line names one isolated test, where it clones that test's container or forks a
+// server (neither returns) and returns in the harness; it uses the environment, files and
+// system calls, none of which depends on the Rust runtime's `main` set-up.
 #[allow(unsafe_code)]
 #[ctor::ctor(unsafe)]
 fn before_main() {

@@ -82,7 +82,8 @@
 //! - `NSTEST_NETNS_POOL=off`: as root, no pool of network namespaces made ahead of need.
 //! - `NSTEST_FORK_SERVER=off`: clone and re-execute the binary for each container, instead of
 //!   cloning each from one fork server started once per run (the default, from a process's
-//!   second container on).
+//!   second container on; in a process that runs one test, its container is cloned before
+//!   `main`).
 //! - `NSTEST_PACKAGE=off`: tests without a `package` option do not see their package.
 //! - `NSTEST_PULL=always`: an image by name's tag is resolved again at the registry.
 //! - `NSTEST_INSECURE_REGISTRIES`: registries (`host:port`, comma-separated) spoken to in plain
@@ -129,9 +130,11 @@
 //! - From a process's second container on, each container is a clone of the fork server,
 //!   started at that second container: its argv is `argv[0]` alone, and its umask, resource
 //!   limits and inherited stdio are the harness's when the server started. A process started to
-//!   run one isolated test (`<binary> <name> --exact`, as nextest runs each) forks its server
-//!   before `main` and clones even that test's container from it: that test sees the
-//!   harness's argv, as an in-process test does. A program that has
+//!   run one isolated test (`<binary> <name> --exact`, as nextest runs each) clones that test's
+//!   container before `main` (as root, for a test with a network namespace of its own; else it
+//!   forks its server then, and the server clones it): that test sees the harness's argv, as
+//!   an in-process test does, and its container is set up while the harness starts. A program
+//!   that has
 //!   run two [`Container`]s keeps the server (`nstest-forksrv`, idle, about 3 MB) until it
 //!   exits. The server is used with glibc only (its clones need glibc's thread id rewritten,
 //!   as glibc's fork does). While it was opt-in, the cgroup-v2 VM test hung with it in 2 of 6

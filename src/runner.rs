@@ -253,8 +253,9 @@ fn launch<'a>(
 }
 
 /// The spec of `desc`'s container as [`run_desc`] will send it, when it can be known ahead
-/// (see [`Launch::spec_ahead`]): worked out before `main` by the fork server of a process that
-/// runs this one test, which sets the container up while the harness starts.
+/// (see [`Launch::spec_ahead`]): worked out before `main` in a process that runs this one test,
+/// whose container, cloned then, sets itself up for it while the harness starts
+/// (`parent::prefork`).
 pub(crate) fn spec_ahead(desc: &'static TestDesc) -> Option<crate::protocol::ChildSpec> {
     let settings = Settings::of(desc).ok()?;
     launch(desc, &settings, false, &[]).spec_ahead()
@@ -370,6 +371,9 @@ mod tests {
 
     static HOST: TestDesc = desc("builtin:host");
     static DIR: TestDesc = desc("rootfs-fixtures");
+    // The default where a static busybox is installed (the CI installs it), built into the
+    // cache by the harness's `prepare` first, as a first run does.
+    static BUSYBOX: TestDesc = desc("builtin:busybox");
     static LIMITED: TestDesc = TestDesc {
         pids: Some(64),
         ..desc("builtin:host")
@@ -389,12 +393,12 @@ mod tests {
             assert!(spec_ahead(&HOST).is_none());
             return;
         }
-        for desc in [&HOST, &DIR] {
-            let ahead = spec_ahead(desc).expect("known ahead");
+        for desc in [&HOST, &DIR, &BUSYBOX] {
             let settings = Settings::of(desc).unwrap();
             let (mut sent, _, _) = launch(desc, &settings, true, &[]).prepare().unwrap();
-            // As `spawn` decides for a container that nothing holds back before its set-up.
-            sent.held_before_run = true;
+            let ahead = spec_ahead(desc).expect("known ahead");
+            // As `spawn` decides for a container cloned ahead that nothing holds back.
+            sent.held_before_run = parent::spawn::held_before_run(true, false, &sent);
             assert_eq!(ahead, sent, "{}", desc.rootfs.unwrap());
             assert_eq!(ahead.encode(), sent.encode());
         }

@@ -21,6 +21,8 @@ pub(crate) fn run(cpus: Option<nix::sched::CpuSet>) -> ! {
     let Some(channel) = sys::inherited_fd(AHEAD_FD) else {
         sys::exit_now(1)
     };
+    // Cloned before Rust's runtime ignored SIGPIPE in the harness.
+    sys::ignore_sigpipe();
     // Its network namespace before any thread (a namespace is each thread's own), while the
     // harness works out the spec.
     if sys::unshare_net().is_err() {

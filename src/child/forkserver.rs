@@ -14,6 +14,9 @@ use crate::sys::{self, ChildPlan};
 /// The fork server: serves requests until the harness goes. Never returns.
 pub(crate) fn serve() -> ! {
     let _ = sys::set_name(b"nstest-forksrv"); // in ps, instead of `exe`
+                                              // A server forked before `main` (`parent::prefork`) is so before Rust's runtime ignored
+                                              // SIGPIPE in the harness; a re-executed one inherits it ignored. Its clones keep it.
+    sys::ignore_sigpipe();
     let Some(sock) = sys::inherited_fd(SOCKET_FD) else {
         sys::exit_now(1)
     };

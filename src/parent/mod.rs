@@ -256,11 +256,11 @@ impl Launch<'_> {
         })
     }
 
-    /// The spec [`Launch::start`] will send for this launch's container, worked out ahead (by
-    /// a fork server forked before `main`, which sets the container up while the harness starts:
-    /// see `child::forkserver`), when nothing else is to be done for it: as root, no cgroup,
-    /// nothing kept, the writable layer in memory, no shell, no network, a network namespace of
-    /// its own, and a rootfs ready without any work. `None` otherwise.
+    /// The spec [`Launch::start`] will send for this launch's container, worked out ahead (before
+    /// `main`, for the container cloned then, which sets itself up while the harness starts: see
+    /// `prefork`), when nothing else is to be done for it: as root, no cgroup, nothing kept, the
+    /// writable layer in memory, no shell, no network, a network namespace of its own, and a
+    /// rootfs ready without any work. `None` otherwise.
     pub(crate) fn spec_ahead(&self) -> Option<ChildSpec> {
         let simple = !rootless()
             && self.net != Net::Host
@@ -279,8 +279,8 @@ impl Launch<'_> {
         let mut spec = self
             .child_spec(rootfs::prepared_if_ready(&source)?, None)
             .ok()?;
-        // As `spawn` decides for a clone of the server that nothing else holds back.
-        spec.held_before_run = true;
+        // Cloned ahead, and held back by nothing else.
+        spec.held_before_run = spawn::held_before_run(true, false, &spec);
         Some(spec)
     }
 }

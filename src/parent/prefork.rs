@@ -146,11 +146,15 @@ fn clone_ahead(
         return Prefork::NotHere;
     }
     let n = null.as_raw_fd();
+    // Every fd up to the highest is put in place, so none of this process's stays open in the
+    // container (fd 3 may be this end of the socket, or anything the harness inherited there);
+    // those above are closed.
     let plan = ChildPlan {
         fds: vec![
             (n, 0),
             (n, 1),
             (n, 2),
+            (n, 3),
             (life.0.as_raw_fd(), LIFE_FD),
             (theirs.as_raw_fd(), AHEAD_FD),
         ],
@@ -179,9 +183,11 @@ fn clone_ahead(
             }
             let spec = spec_of(test).map(|s| s.encode());
             let first: &[u8] = spec.as_deref().map_or(crate::child::NO_SPEC, str::as_bytes);
-            // Should it not arrive, the request finds no one there, and the container is made
-            // as any other.
-            let _ = sys::send_with_fds(direct.as_fd(), first, &[]);
+            if sys::send_with_fds(direct.as_fd(), first, &[]).is_err() {
+                // Unused then: the test's container is made as any other.
+                cloned.kill_and_reap();
+                return Prefork::Harness;
+            }
             *AHEAD.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ahead {
                 direct,
                 cloned,

@@ -192,9 +192,7 @@ pub(crate) fn spawn(
     // alone, it sets up first and waits only before it runs anything: its set-up overlaps the
     // answer's way back here.
     let (hold_r, hold_w) = pipe_if(hold || elsewhere)?;
-    // Not when its writable layer is a directory on disk: a clone the server made and never
-    // answered for must not set up over the layer the next attempt uses.
-    spec.held_before_run = elsewhere && !hold && spec.keep_upper.is_none();
+    spec.held_before_run = held_before_run(elsewhere, hold, spec);
     if let (true, Some(r)) = (spec.held_before_run, &hold_r) {
         fds.push((r.as_raw_fd(), HOLD_FD));
     }
@@ -262,6 +260,14 @@ pub(crate) fn spawn(
         stderr: err_r.map(File::from),
         report: File::from(report_r),
     })
+}
+
+/// Whether a container waits only before it runs anything (`ChildSpec::held_before_run`): one
+/// cloned by the server or ahead (`elsewhere`) that nothing holds back before its set-up
+/// (`hold`), and whose writable layer is not on disk (a clone never answered for must not set
+/// up over the layer the next attempt uses).
+pub(crate) fn held_before_run(elsewhere: bool, hold: bool, spec: &ChildSpec) -> bool {
+    elsewhere && !hold && spec.keep_upper.is_none()
 }
 
 fn spec_is_test(spec: &ChildSpec) -> bool {

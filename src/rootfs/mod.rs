@@ -218,13 +218,14 @@ pub fn prepare(source: &RootfsSource) -> Result<Prepared, RootfsError> {
     slot.get_or_init(|| prepare_uncached(source)).clone()
 }
 
-/// What [`prepare`] would return for `source` when that needs no work: a directory, the host,
+/// What [`prepare`] will return for `source` when that needs no work: a directory, the host,
 /// or a base that is in the cache already under a key the cache remembers (the busybox one, a
-/// tarball's). Reads a few small files and writes nothing, neither in the cache nor in this
-/// process's state: for a container set up before `main` (see `child::forkserver`), while the
-/// harness prepares the same source as usual. `None` for anything else.
+/// tarball's). Hashes and builds nothing: for the spec of a container cloned before `main`,
+/// which sets itself up while the harness starts (`parent::prefork`); the harness prepares the
+/// same source as usual later. The cache is opened (and held in use, so that no `prune` takes
+/// the base away from under that container) as [`prepare`] opens it. `None` for anything else.
 pub(crate) fn prepared_if_ready(source: &RootfsSource) -> Option<Prepared> {
-    let cache = Cache::look_at(Cache::default_root());
+    let cache = cache().ok()?;
     let base = match source {
         RootfsSource::Host => Base::Host,
         RootfsSource::Busybox => {

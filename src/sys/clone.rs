@@ -200,9 +200,12 @@ unsafe fn report_failure(fd: RawFd, frame: &[u8]) {
 /// fails.
 ///
 /// # Safety
-/// Call only in a fresh clone child, before anything else runs in it. It makes raw,
-/// async-signal-safe system calls only (no allocation, no locks), so a clone of a multi-threaded
-/// process may call it.
+/// Call only in a fresh clone child, before anything else runs in it, or (`prepare_ahead`) in a
+/// container cloned ahead whose only other thread, if any, holds no fd this closes or moves and
+/// waits on a channel. It makes raw, async-signal-safe system calls only (no allocation, no
+/// locks), so a clone of a multi-threaded process may call it. The signal mask it empties and
+/// the cgroup namespace it makes are the calling thread's: a plan with `cgroup_ns` is for a
+/// process with no other thread yet.
 pub(super) unsafe fn child_prepare(plan: &ChildPlan) {
     // SAFETY: raw, async-signal-safe system calls on fds and pointers the parent prepared; no
     // allocation, no locks. Failure of any step ends the child with _exit.

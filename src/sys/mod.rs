@@ -93,6 +93,16 @@ pub fn unignore_sigchld() {
     unignore(libc::SIGCHLD);
 }
 
+/// Ignores SIGPIPE, as Rust's runtime does before `main`: for a process forked before `main`
+/// (a container or a fork server cloned from a harness then), so that its tests see what a test
+/// in a harness that ran `main` sees (`EPIPE` from a write to a closed pipe, no signal).
+pub fn ignore_sigpipe() {
+    // SAFETY: installs SIG_IGN, no handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
 /// Sets `sig` back to its default action if it is ignored; leaves a handler or the default
 /// as it is. Async-signal-safe (two `sigaction` calls at most).
 fn unignore(sig: libc::c_int) {

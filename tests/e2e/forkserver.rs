@@ -269,8 +269,10 @@ fn a_passed_tests_leftovers_end_before_its_verdict() {
 
 /// A process that runs one test (as `cargo nextest run` runs each) has the test's container
 /// cloned before `main` and set up while the harness starts: there, every `demo_` test of the
-/// fixture passes as it does in a run of many, and the test runs on the harness's CPUs (the
-/// container is started on another CPU than the harness's, and takes the harness's back).
+/// fixture passes as it does in a run of many, the test runs on the harness's CPUs (the
+/// container is started on another CPU than the harness's, and takes the harness's back), and
+/// it is the container cloned then that runs it (with the harness's arguments), not one the
+/// harness made again.
 #[test]
 fn every_demo_passes_in_a_process_of_its_own() {
     let lock = serial();
@@ -307,10 +309,18 @@ fn every_demo_passes_in_a_process_of_its_own() {
         .filter(|&c| mine.is_set(c).unwrap())
         .map(|c| c.to_string())
         .collect();
-    let text = run(&["demo_prints_its_cpus", "--exact", "--nocapture"]);
+    let test = "demo_prints_how_it_runs";
+    let text = run(&[test, "--exact", "--nocapture"]);
     assert!(
         text.contains(&format!("cpus: {}\n", cpus.join(","))),
         "the harness's CPUs are {cpus:?}:\n{text}"
+    );
+    // Cloned before `main` (it has the harness's arguments), not made again by the harness.
+    assert!(
+        text.contains(&format!(
+            "args: [\"{test}\", \"--exact\", \"--nocapture\"]\n"
+        )),
+        "{text}"
     );
     host.finish();
 }

@@ -131,12 +131,6 @@ impl Cache {
         Ok(())
     }
 
-    /// The cache at `root` as it is, for a look that writes nothing: nothing created, nothing
-    /// stale removed (see [`super::prepared_if_ready`]).
-    pub(crate) fn look_at(root: PathBuf) -> Self {
-        Self { root }
-    }
-
     /// The finished base for `key`, if it is there.
     pub(crate) fn built(&self, key: &str) -> Option<PathBuf> {
         let done = self.root.join("bases").join(key);
