@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::host::{serial, HostGuard};
-use crate::runs::{e2e_cache, fixture, run_fixture, scratch};
+use crate::runs::{e2e_cache, fixture, in_dirs, run_fixture, scratch};
 
 #[test]
 fn every_failure_ends_with_the_command_that_reruns_just_it() {
@@ -74,11 +74,9 @@ fn nstest_shell_opens_a_shell_in_a_failed_tests_container() {
         "{} fail_after_writing_evidence --exact",
         fixture().display()
     );
-    let mut child = Command::new("script")
+    let mut child = in_dirs(&mut Command::new("script"), &tmp, &cache)
         .args(["-qec", &command, "/dev/null"])
         .env("NSTEST_SHELL", "1")
-        .env("NSTEST_CACHE_DIR", &cache)
-        .env("TMPDIR", &tmp)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -9,7 +9,9 @@ use std::time::Duration;
 use crate::host::{serial, wait_until, HostGuard};
 use crate::load::load_command;
 use crate::outcomes::check_every_outcome;
-use crate::runs::{e2e_cache, fixture, run_fixture, run_fixture_in, scratch, Run, AS_NOBODY};
+use crate::runs::{
+    e2e_cache, fixture, in_dirs, run_fixture, run_fixture_in, scratch, Run, AS_NOBODY,
+};
 
 /// The pids and names of `pid`'s children.
 fn children_of(pid: u32) -> Vec<(u32, String)> {
@@ -219,10 +221,8 @@ fn no_container_outlives_its_harness() {
     ];
     for args in runs {
         for _ in 0..3 {
-            let out = std::process::Command::new(fixture())
+            let out = in_dirs(&mut std::process::Command::new(fixture()), &tmp, &cache)
                 .args(args)
-                .env("TMPDIR", &tmp)
-                .env("NSTEST_CACHE_DIR", &cache)
                 .env("RUST_BACKTRACE", "0")
                 .output()
                 .unwrap();
@@ -245,10 +245,9 @@ fn a_passed_tests_leftovers_end_before_its_verdict() {
     let host = HostGuard::new(&lock, &tmp, &cache);
     let test = "passes_and_leaves_a_printer_behind";
     for _ in 0..3 {
-        let out = std::process::Command::new(crate::runs::test_binary("pid_one"))
+        let mut cmd = std::process::Command::new(crate::runs::test_binary("pid_one"));
+        let out = in_dirs(&mut cmd, &tmp, &cache)
             .args([test, "--exact", "--ignored", "--nocapture"])
-            .env("TMPDIR", &tmp)
-            .env("NSTEST_CACHE_DIR", &cache)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
@@ -280,10 +279,8 @@ fn every_demo_passes_in_a_process_of_its_own() {
     let tmp = scratch("one-each-tmp");
     let host = HostGuard::new(&lock, &tmp, &cache);
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(fixture())
+        let out = in_dirs(&mut std::process::Command::new(fixture()), &tmp, &cache)
             .args(args)
-            .env("TMPDIR", &tmp)
-            .env("NSTEST_CACHE_DIR", &cache)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned()

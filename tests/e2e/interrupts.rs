@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::host::{host_state, processes_with, serial, wait_until, HostGuard};
 use crate::load::load_command;
-use crate::runs::{e2e_cache, fixture, run_fixture_in, scratch, Run, ORPHAN_MARK};
+use crate::runs::{e2e_cache, fixture, in_dirs, run_fixture_in, scratch, Run, ORPHAN_MARK};
 
 /// Starts the fixture on a test that hangs with a child process, waits until that child is
 /// running, then sends `signal` to the harness.
@@ -16,10 +16,8 @@ fn interrupt(signal: i32) {
     let tmp = scratch(&format!("signal-{signal}-tmp"));
     let cache = e2e_cache();
     let _host = HostGuard::new(&lock, &tmp, &cache);
-    let mut child = Command::new(fixture())
+    let mut child = in_dirs(&mut Command::new(fixture()), &tmp, &cache)
         .args(["hangs_with_a_child", "--ignored", "--exact"])
-        .env("TMPDIR", &tmp)
-        .env("NSTEST_CACHE_DIR", &cache)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -87,10 +85,9 @@ fn a_killed_runs_cgroups_are_removed_by_the_next_run_which_says_so() {
     let host = HostGuard::new(&lock, &tmp, &cache);
     let limited = |args: &[&str]| {
         let mut c = Command::new(fixture());
-        c.args(args)
-            .env("NSTEST_PIDS", "64")
-            .env("NSTEST_CACHE_DIR", &cache)
-            .env("TMPDIR", &tmp);
+        in_dirs(&mut c, &tmp, &cache)
+            .args(args)
+            .env("NSTEST_PIDS", "64");
         c
     };
     let mut child = limited(&["hangs_with_a_child", "--ignored", "--exact"])

@@ -5,14 +5,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::host::{serial, HostGuard};
-use crate::runs::{e2e_cache, fixture, scratch};
+use crate::runs::{e2e_cache, fixture, in_dirs, scratch};
 
 /// The 500-test `e2e-load` example on `threads` threads, with its own cache and TMPDIR.
 pub fn load_command(threads: &str, cache: &Path, tmp: &Path) -> Command {
     let mut cmd = Command::new(fixture().parent().unwrap().join("e2e-load"));
-    cmd.args(["--test-threads", threads])
-        .env("NSTEST_CACHE_DIR", cache)
-        .env("TMPDIR", tmp);
+    in_dirs(&mut cmd, tmp, cache).args(["--test-threads", threads]);
     cmd
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::host::{serial, HostGuard};
 use crate::outcomes::check_every_outcome;
 use crate::runs::{
-    busybox_base, fixture, nobody_dir, run_fixture, run_fixture_in, wrapped, AS_NOBODY,
+    busybox_base, fixture, in_dirs, nobody_dir, run_fixture, run_fixture_in, wrapped, AS_NOBODY,
 };
 
 /// Runs as uid/gid 65534 with subordinate ids: in a private mount namespace (the host's files
@@ -153,11 +153,9 @@ fn a_tarballs_owners_are_kept_where_the_maps_allow() {
     let stat = "stat -c '%u:%g %a' /home/user /home/user/notes /usr/bin/sgid-tool";
     let run_env = |wrapper: &[&str], cache: &str, args: &[&str], env: &[(&str, &str)]| {
         let cache = dir.join(cache);
-        let out = wrapped(wrapper, &dir.join(args[0]))
+        let out = in_dirs(&mut wrapped(wrapper, &dir.join(args[0])), &dir, &cache)
             .args(&args[1..])
-            .env("TMPDIR", &dir)
             .env("HOME", &dir)
-            .env("NSTEST_CACHE_DIR", &cache)
             .envs(env.iter().copied())
             .output()
             .unwrap();

@@ -176,10 +176,8 @@ pub fn run_fixture_in(
     };
     let host = HostGuard::new(&lock, &tmp, &cache);
     let binary = std::fs::read(&exe).unwrap();
-    let output = wrapped(wrapper, &exe)
+    let output = in_dirs(&mut wrapped(wrapper, &exe), &tmp, &cache)
         .args(args)
-        .env("TMPDIR", &tmp)
-        .env("NSTEST_CACHE_DIR", &cache)
         // Failures read the same whatever the caller's own setting.
         .env("RUST_BACKTRACE", "0")
         // Secrets of the harness's environment, which no test may see (`demo_env_is_clean`).
@@ -197,6 +195,12 @@ pub fn run_fixture_in(
         let _ = std::fs::remove_dir_all(&base);
     }
     Run::parse(output)
+}
+
+/// `cmd` with nstest's temporary files under `tmp` and its cache at `cache`, as every fixture
+/// run here has them (a `HostGuard` then checks that `tmp` is left empty).
+pub fn in_dirs<'a>(cmd: &'a mut Command, tmp: &Path, cache: &Path) -> &'a mut Command {
+    cmd.env("TMPDIR", tmp).env("NSTEST_CACHE_DIR", cache)
 }
 
 /// Runs an example with the e2e cache; its stdout, once it has succeeded.
