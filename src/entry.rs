@@ -23,11 +23,11 @@ pub(crate) fn dispatch() {
         Role::Own => {
             let made = crate::parent::prefork::prefork(crate::runner::spec_ahead);
             if made == crate::parent::prefork::Prefork::Server {
-                crate::child::serve_fork_requests()
+                crate::child::serve_fork_requests(true)
             }
         }
         Role::Container(hex) => crate::child::enter(&hex),
-        Role::ForkServer => crate::child::serve_fork_requests(),
+        Role::ForkServer => crate::child::serve_fork_requests(false),
         Role::IdMapTask => idmap_task(),
     }
 }

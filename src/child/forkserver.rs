@@ -11,8 +11,10 @@ use crate::protocol::{ForkRequest, MAX_FORK_REQUEST};
 use crate::reexec::{LIFE_FD, REPORT_FD, SOCKET_FD};
 use crate::sys::{self, ChildPlan};
 
-/// The fork server: serves requests until the harness goes. Never returns.
-pub(crate) fn serve() -> ! {
+/// The fork server: serves requests until the harness goes. Never returns. `spare_netns`: a
+/// re-executed server's, which makes a network namespace ahead for its first request (not one
+/// forked before `main`).
+pub(crate) fn serve(spare_netns: bool) -> ! {
     let _ = sys::set_name(b"nstest-forksrv"); // in ps, instead of `exe`
                                               // A server forked before `main` (`parent::prefork`) is so before Rust's runtime ignored
                                               // SIGPIPE in the harness; a re-executed one inherits it ignored. Its clones keep it.
@@ -27,8 +29,12 @@ pub(crate) fn serve() -> ! {
         sys::exit_now(1)
     };
     // A network namespace made now, before the first request (the harness is still starting
-    // up): the first container without `net = "host"` enters it instead of making its own.
-    let mut spare = sys::spare_netns();
+    // up): the first container without `net = "host"` enters it instead of making its own. Not
+    // in rootless mode, where every container makes its own in its user namespace, nor in a
+    // server forked before `main` (`parent::prefork`), which serves a test in rootless mode or
+    // with `net = "host"`.
+    let wanted = spare_netns && !crate::settings::rootless();
+    let mut spare = if wanted { sys::spare_netns() } else { None };
     let ready = sys::send_with_fds(sock.as_fd(), b"ready", &[]);
     if ready.is_err() {
         sys::exit_now(1)

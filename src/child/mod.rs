@@ -52,9 +52,10 @@ pub(crate) fn run_ahead(cpus: Option<nix::sched::CpuSet>) -> ! {
     ahead::run(cpus)
 }
 
-/// The fork server (`entry` dispatches here): never returns.
-pub(crate) fn serve_fork_requests() -> ! {
-    forkserver::serve()
+/// The fork server (`entry` dispatches here): never returns. `preforked`: forked before `main`
+/// (`parent::prefork`), not re-executed.
+pub(crate) fn serve_fork_requests(preforked: bool) -> ! {
+    forkserver::serve(!preforked)
 }
 
 /// The container side, for the spec `hex` (from `reexec::CONTAINER_ENV`, or from the fork
