@@ -71,45 +71,82 @@ pub(crate) fn prefork(spec_of: SpecOf) -> Prefork {
         }
         _ => {}
     }
-    let (Ok((mine, theirs)), Ok(life), Ok(null)) =
-        (sys::seqpacket_pair(), sys::pipe(), sys::open_dev_null())
-    else {
+    let Some(links) = Links::open() else {
         return Prefork::NotHere;
     };
-    if sys::set_socket_timeouts(mine.as_fd(), ANSWER_TIMEOUT).is_err() {
-        return Prefork::NotHere;
-    }
-    // The server holds none of the harness's stdio: a test runner waiting for the end of the
-    // harness's output must not wait for it.
-    let n = null.as_raw_fd();
-    let plan = ChildPlan {
-        fds: vec![
-            (n, 0),
-            (n, 1),
-            (n, 2),
-            (theirs.as_raw_fd(), SOCKET_FD),
-            (life.0.as_raw_fd(), LIFE_FD),
-        ],
-        life: (life.0.as_raw_fd(), life.1.as_raw_fd()),
-        report_fd: SOCKET_FD,
-        writes: Vec::new(),
-        sync: None,
-        netns: None,
-        cgroup_ns: None,
-    };
-    match sys::fork_helper(&one_thread, &plan) {
+    match sys::fork_helper(&one_thread, &links.plan(SOCKET_FD)) {
         Ok(None) => {
-            // The server: its socket and liveness pipe are at SOCKET_FD and LIFE_FD now, and
-            // the fds these hold were closed; they must not be closed again.
-            std::mem::forget((mine, theirs, life, null));
+            links.in_child();
             Prefork::Server
         }
         Ok(Some(cloned)) => {
-            drop((theirs, life.0, null));
-            PREFORKED.store(adopt(mine, cloned, life.1), Ordering::Relaxed);
+            let (mine, life) = links.in_parent();
+            PREFORKED.store(adopt(mine, cloned, life), Ordering::Relaxed);
             Prefork::Harness
         }
         Err(_) => Prefork::NotHere,
+    }
+}
+
+/// What a process forked before `main` (the server, or the test's container) is given: a socket
+/// to the harness, the harness's liveness pipe, and `/dev/null` as its stdio (a test runner
+/// waiting for the end of the harness's output must not wait for it).
+struct Links {
+    mine: OwnedFd,
+    theirs: OwnedFd,
+    life: (OwnedFd, OwnedFd),
+    null: OwnedFd,
+}
+
+impl Links {
+    fn open() -> Option<Self> {
+        let ((mine, theirs), life, null) = (
+            sys::seqpacket_pair().ok()?,
+            sys::pipe().ok()?,
+            sys::open_dev_null().ok()?,
+        );
+        sys::set_socket_timeouts(mine.as_fd(), ANSWER_TIMEOUT).ok()?;
+        Some(Self {
+            mine,
+            theirs,
+            life,
+            null,
+        })
+    }
+
+    /// The child's plan: its end of the socket at `socket_fd` (where it also reports a failed
+    /// step), the liveness pipe's read end at `LIFE_FD`, and `/dev/null` at every other fd up
+    /// to the highest of those, its stdio among them, so that none of this process's stays
+    /// open below it (those above are closed).
+    fn plan(&self, socket_fd: RawFd) -> ChildPlan {
+        let (null, life) = (self.null.as_raw_fd(), self.life.0.as_raw_fd());
+        let fds = (0..=socket_fd.max(LIFE_FD))
+            .map(|fd| match fd {
+                _ if fd == socket_fd => (self.theirs.as_raw_fd(), fd),
+                LIFE_FD => (life, fd),
+                _ => (null, fd),
+            })
+            .collect();
+        ChildPlan {
+            fds,
+            life: (life, self.life.1.as_raw_fd()),
+            report_fd: socket_fd,
+            writes: Vec::new(),
+            sync: None,
+            netns: None,
+            cgroup_ns: None,
+        }
+    }
+
+    /// In the child: the fds these held were closed or moved where the plan says, and must not
+    /// be closed again.
+    fn in_child(self) {
+        std::mem::forget(self);
+    }
+
+    /// In the parent: its end of the socket, and the liveness pipe's write end.
+    fn in_parent(self) -> (OwnedFd, OwnedFd) {
+        (self.mine, self.life.1)
     }
 }
 
@@ -137,46 +174,19 @@ fn clone_ahead(
     test: &'static crate::registry::TestDesc,
     spec_of: SpecOf,
 ) -> Prefork {
-    let (Ok((direct, theirs)), Ok(life), Ok(null)) =
-        (sys::seqpacket_pair(), sys::pipe(), sys::open_dev_null())
-    else {
+    let Some(links) = Links::open() else {
         return Prefork::NotHere;
-    };
-    if sys::set_socket_timeouts(direct.as_fd(), ANSWER_TIMEOUT).is_err() {
-        return Prefork::NotHere;
-    }
-    let n = null.as_raw_fd();
-    // Every fd up to the highest is put in place, so none of this process's stays open in the
-    // container (fd 3 may be this end of the socket, or anything the harness inherited there);
-    // those above are closed.
-    let plan = ChildPlan {
-        fds: vec![
-            (n, 0),
-            (n, 1),
-            (n, 2),
-            (n, 3),
-            (life.0.as_raw_fd(), LIFE_FD),
-            (theirs.as_raw_fd(), AHEAD_FD),
-        ],
-        life: (life.0.as_raw_fd(), life.1.as_raw_fd()),
-        // Nothing is reported at the clone (no writes, no cgroup namespace).
-        report_fd: AHEAD_FD,
-        writes: Vec::new(),
-        sync: None,
-        netns: None,
-        cgroup_ns: None,
     };
     let flags = super::spawn::NAMESPACES - CloneFlags::CLONE_NEWNET;
     let mask = sys::cpu_mask();
-    match sys::clone_child(one_thread, flags, &plan) {
+    match sys::clone_child(one_thread, flags, &links.plan(AHEAD_FD)) {
         Ok(None) => {
-            // The fds these hold were closed, or moved where the plan says.
-            std::mem::forget((direct, theirs, life, null));
+            links.in_child();
             crate::child::run_ahead(mask)
         }
         Ok(Some(cloned)) => {
-            drop((theirs, life.0, null));
-            let _ = AHEAD_LIFE.set(life.1);
+            let (direct, life) = links.in_parent();
+            let _ = AHEAD_LIFE.set(life);
             // Its first run on the other CPU, now: it would wait for this one's.
             if let Some(mask) = &mask {
                 sys::start_elsewhere(cloned.pid, mask);
@@ -312,6 +322,37 @@ mod tests {
             netns,
             cgroup_ns: Some(Vec::new()),
         }
+    }
+
+    #[test]
+    fn a_process_forked_before_main_holds_none_of_the_harness_fds_below_its_own() {
+        let links = Links::open().unwrap();
+        let (null, life, theirs) = (
+            links.null.as_raw_fd(),
+            links.life.0.as_raw_fd(),
+            links.theirs.as_raw_fd(),
+        );
+        let server = links.plan(SOCKET_FD).fds;
+        let want = [
+            (null, 0),
+            (null, 1),
+            (null, 2),
+            (theirs, SOCKET_FD),
+            (life, LIFE_FD),
+        ];
+        assert_eq!(server, want);
+        let ahead = links.plan(AHEAD_FD).fds;
+        assert_eq!(
+            ahead,
+            [
+                (null, 0),
+                (null, 1),
+                (null, 2),
+                (null, 3),
+                (life, 4),
+                (theirs, 5)
+            ]
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::host::{serial, wait_until, HostGuard};
 use crate::load::load_command;
 use crate::outcomes::check_every_outcome;
 use crate::runs::{
-    e2e_cache, fixture, in_dirs, run_fixture, run_fixture_in, scratch, Run, AS_NOBODY,
+    e2e_cache, fixture, in_dirs, run_fixture, run_fixture_in, scratch, succeeded, Run, AS_NOBODY,
 };
 
 /// The pids and names of `pid`'s children.
@@ -246,12 +246,12 @@ fn a_passed_tests_leftovers_end_before_its_verdict() {
     let test = "passes_and_leaves_a_printer_behind";
     for _ in 0..3 {
         let mut cmd = std::process::Command::new(crate::runs::test_binary("pid_one"));
-        let out = in_dirs(&mut cmd, &tmp, &cache)
-            .args([test, "--exact", "--ignored", "--nocapture"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{text}");
+        let text = succeeded(in_dirs(&mut cmd, &tmp, &cache).args([
+            test,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ]));
         let verdict = text.rfind("ok\n").expect(&text);
         assert!(
             text[..verdict].contains("left-behind"),
@@ -279,14 +279,7 @@ fn every_demo_passes_in_a_process_of_its_own() {
     let tmp = scratch("one-each-tmp");
     let host = HostGuard::new(&lock, &tmp, &cache);
     let run = |args: &[&str]| {
-        let out = in_dirs(&mut std::process::Command::new(fixture()), &tmp, &cache)
-            .args(args)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{args:?}:\n{text}");
-        text
+        succeeded(in_dirs(&mut std::process::Command::new(fixture()), &tmp, &cache).args(args))
     };
     let list = run(&["--list"]);
     let demos: Vec<&str> = list

@@ -203,7 +203,7 @@ pub fn in_dirs<'a>(cmd: &'a mut Command, tmp: &Path, cache: &Path) -> &'a mut Co
     cmd.env("TMPDIR", tmp).env("NSTEST_CACHE_DIR", cache)
 }
 
-/// Runs an example with the e2e cache; its stdout, once it has succeeded.
+/// Runs `cmd` (an example, or a fixture) with the e2e cache; its stdout, once it has succeeded.
 pub fn succeeded(cmd: &mut Command) -> String {
     let out = cmd.env("NSTEST_CACHE_DIR", e2e_cache()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
