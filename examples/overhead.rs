@@ -129,7 +129,8 @@ fn measure(what: What, root: &Path, n: usize, threads: usize) -> Stats {
     let wall = start.elapsed();
     let cpu_after = cpu_jiffies();
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-    let share = (cpu_after.0 - cpu_before.0) as f64 / (cpu_after.1 - cpu_before.1).max(1) as f64;
+    let share = (cpu_after.busy - cpu_before.busy) as f64
+        / (cpu_after.total - cpu_before.total).max(1) as f64;
     times.sort();
     let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
     Stats {
@@ -209,6 +210,7 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "quick");
+    let at_start = cpu_jiffies();
     let cores = std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(2);
@@ -350,4 +352,13 @@ fn main() {
         "\npeak resident memory of any one container's PID 1 (the variant rows' containers): {} KiB",
         PEAK_CONTAINER_RSS.load(Ordering::Relaxed)
     );
+    let now = cpu_jiffies();
+    let share =
+        100.0 * (now.steal - at_start.steal) as f64 / (now.total - at_start.total).max(1) as f64;
+    println!("steal: {share:.1}% of the CPUs' time went to other guests of the hypervisor");
+    if share > 3.0 {
+        println!(
+            "  (a busy host: these numbers measure the neighbours too; rerun when it is quiet)"
+        );
+    }
 }
