@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::host::{serial, HostGuard};
-use crate::runs::{e2e_cache, fixture, in_dirs, run_fixture, scratch};
+use crate::host::HostGuard;
+use crate::runs::{fixture, in_dirs, run_fixture};
 
 #[test]
 fn every_failure_ends_with_the_command_that_reruns_just_it() {
@@ -65,10 +65,7 @@ fn nstest_keep_keeps_a_failed_tests_writes_until_the_next_run() {
 #[test]
 fn nstest_shell_opens_a_shell_in_a_failed_tests_container() {
     use std::io::Write;
-    let lock = serial();
-    let cache = e2e_cache();
-    let tmp = scratch("shell-tmp");
-    let _host = HostGuard::new(&lock, &tmp, &cache);
+    let (_host, tmp, cache) = HostGuard::for_run("shell-tmp");
     // `script` gives the harness a terminal; the shell reads these lines from it.
     let command = format!(
         "{} fail_after_writing_evidence --exact",

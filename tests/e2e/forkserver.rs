@@ -118,10 +118,7 @@ fn a_fork_server_stopped_mid_run_costs_no_test() {
 /// request the server held is started again without it), the run told once, and the host
 /// clean. Returns the output.
 fn fork_server_signalled_mid_run(sig: nix::sys::signal::Signal, tmp_name: &str) -> String {
-    let lock = serial();
-    let cache = e2e_cache();
-    let tmp = scratch(tmp_name);
-    let _host = HostGuard::new(&lock, &tmp, &cache);
+    let (_host, tmp, cache) = HostGuard::for_run(tmp_name);
     let child = load_command("2", &cache, &tmp)
         .env_remove("NSTEST_FORK_SERVER")
         .stdout(Stdio::piped())
@@ -209,10 +206,7 @@ fn nocapture_output_reaches_the_harness_from_every_container() {
 /// and a run of many.
 #[test]
 fn no_container_outlives_its_harness() {
-    let lock = serial();
-    let cache = e2e_cache();
-    let tmp = scratch("outlive-tmp");
-    let host = HostGuard::new(&lock, &tmp, &cache);
+    let (host, tmp, cache) = HostGuard::for_run("outlive-tmp");
     let runs: [&[&str]; 3] = [
         &["demo_pid_one", "--exact", "--nocapture"],
         // Its container is cloned before `main`, and never used: the run leaves its test out.
@@ -239,10 +233,7 @@ fn no_container_outlives_its_harness() {
 /// ended first: nothing of it prints after the test's `ok`.
 #[test]
 fn a_passed_tests_leftovers_end_before_its_verdict() {
-    let lock = serial();
-    let cache = e2e_cache();
-    let tmp = scratch("leftovers-tmp");
-    let host = HostGuard::new(&lock, &tmp, &cache);
+    let (host, tmp, cache) = HostGuard::for_run("leftovers-tmp");
     let test = "passes_and_leaves_a_printer_behind";
     for _ in 0..3 {
         let mut cmd = std::process::Command::new(crate::runs::test_binary("pid_one"));
@@ -274,10 +265,7 @@ fn a_passed_tests_leftovers_end_before_its_verdict() {
 /// harness made again.
 #[test]
 fn every_demo_passes_in_a_process_of_its_own() {
-    let lock = serial();
-    let cache = e2e_cache();
-    let tmp = scratch("one-each-tmp");
-    let host = HostGuard::new(&lock, &tmp, &cache);
+    let (host, tmp, cache) = HostGuard::for_run("one-each-tmp");
     let run = |args: &[&str]| {
         succeeded(in_dirs(&mut std::process::Command::new(fixture()), &tmp, &cache).args(args))
     };

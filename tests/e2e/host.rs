@@ -116,6 +116,26 @@ pub struct HostGuard<'a> {
     /// ([`HostGuard::state_only`]).
     dirs: Option<(PathBuf, PathBuf)>,
     _serial: PhantomData<&'a Serial>,
+    /// The lock, when the guard holds it itself ([`HostGuard::for_run`]): released after the
+    /// drop's check (fields drop after `Drop::drop`).
+    _lock: Option<Serial>,
+}
+
+impl HostGuard<'static> {
+    /// The e2e lock taken, a fresh TMPDIR `tmp_name` under the target's temp dir and the e2e
+    /// cache, and a guard of the host for a run in them that holds the lock until it is done:
+    /// `(guard, tmp, cache)`.
+    pub fn for_run(tmp_name: &str) -> (Self, PathBuf, PathBuf) {
+        let lock = serial();
+        let (tmp, cache) = (crate::runs::scratch(tmp_name), crate::runs::e2e_cache());
+        let guard = HostGuard {
+            before: host_state(),
+            dirs: Some((tmp.clone(), cache.clone())),
+            _serial: PhantomData,
+            _lock: Some(lock),
+        };
+        (guard, tmp, cache)
+    }
 }
 
 impl<'a> HostGuard<'a> {
@@ -125,6 +145,7 @@ impl<'a> HostGuard<'a> {
             before: host_state(),
             dirs: Some((tmp.to_path_buf(), cache.to_path_buf())),
             _serial: PhantomData,
+            _lock: None,
         }
     }
 
@@ -135,6 +156,7 @@ impl<'a> HostGuard<'a> {
             before: host_state(),
             dirs: None,
             _serial: PhantomData,
+            _lock: None,
         }
     }
 

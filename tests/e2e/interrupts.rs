@@ -12,10 +12,7 @@ use crate::runs::{e2e_cache, fixture, in_dirs, run_fixture_in, scratch, Run, ORP
 /// Starts the fixture on a test that hangs with a child process, waits until that child is
 /// running, then sends `signal` to the harness.
 fn interrupt(signal: i32) {
-    let lock = serial();
-    let tmp = scratch(&format!("signal-{signal}-tmp"));
-    let cache = e2e_cache();
-    let _host = HostGuard::new(&lock, &tmp, &cache);
+    let (_host, tmp, cache) = HostGuard::for_run(&format!("signal-{signal}-tmp"));
     let mut child = in_dirs(&mut Command::new(fixture()), &tmp, &cache)
         .args(["hangs_with_a_child", "--ignored", "--exact"])
         .stdout(Stdio::null())
@@ -54,10 +51,7 @@ mod libc_sig {
 
 #[test]
 fn killing_a_parallel_run_at_any_moment_leaves_nothing_behind() {
-    let lock = serial();
-    let cache = e2e_cache();
-    let tmp = scratch("kill-load-tmp");
-    let host = HostGuard::new(&lock, &tmp, &cache);
+    let (host, tmp, cache) = HostGuard::for_run("kill-load-tmp");
     for signal in [libc_sig::SIGINT, libc_sig::SIGTERM, libc_sig::SIGKILL] {
         for delay_ms in [20, 150, 500] {
             let mut child = load_command("8", &cache, &tmp)
@@ -79,10 +73,7 @@ fn killing_a_parallel_run_at_any_moment_leaves_nothing_behind() {
 
 #[test]
 fn a_killed_runs_cgroups_are_removed_by_the_next_run_which_says_so() {
-    let lock = serial();
-    let cache = e2e_cache();
-    let tmp = scratch("stale-cgroup-tmp");
-    let host = HostGuard::new(&lock, &tmp, &cache);
+    let (host, tmp, cache) = HostGuard::for_run("stale-cgroup-tmp");
     let limited = |args: &[&str]| {
         let mut c = Command::new(fixture());
         in_dirs(&mut c, &tmp, &cache)

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::host::{serial, HostGuard};
-use crate::runs::{e2e_cache, fixture, in_dirs, scratch};
+use crate::host::HostGuard;
+use crate::runs::{fixture, in_dirs};
 
 /// The 500-test `e2e-load` example on `threads` threads, with its own cache and TMPDIR.
 pub fn load_command(threads: &str, cache: &Path, tmp: &Path) -> Command {
@@ -47,10 +47,7 @@ fn run_load(threads: &str, cache: &Path, tmp: &Path) -> (bool, String, i64) {
 
 #[test]
 fn load_500_tests_5_rounds_1_2_8_threads_no_flake_flat_memory() {
-    let lock = serial();
-    let cache = e2e_cache();
-    let tmp = scratch("load-tmp");
-    let _host = HostGuard::new(&lock, &tmp, &cache);
+    let (_host, tmp, cache) = HostGuard::for_run("load-tmp");
     for threads in ["1", "2", "8"] {
         let mut peaks = Vec::new();
         for round in 0..5 {

@@ -110,12 +110,18 @@ fn etc_hostname_and_hosts_follow_the_hostname_whatever_the_rootfs_etc_is() {
     }
 }
 
-#[test]
-fn a_rootfs_with_a_symlinked_proc_is_refused() {
-    let root = scratch("symlinked-proc").join("root");
+/// A copy of the busybox base in a scratch dir `name` whose `/proc` is a symlink to `/etc`.
+fn symlinked_proc_root(name: &str) -> std::path::PathBuf {
+    let root = scratch(name).join("root");
     busybox_copy(&root);
     std::fs::remove_dir(root.join("proc")).unwrap();
     std::os::unix::fs::symlink("/etc", root.join("proc")).unwrap();
+    root
+}
+
+#[test]
+fn a_rootfs_with_a_symlinked_proc_is_refused() {
+    let root = symlinked_proc_root("symlinked-proc");
     let run = run_fixture(
         "symlinked-proc",
         &["demo_pid_one"],
@@ -135,10 +141,7 @@ fn a_rootfs_with_a_symlinked_proc_is_refused() {
 /// at once, and one to a process (the clone made ahead of its request).
 #[test]
 fn a_set_up_failure_names_its_step_however_soon_it_comes() {
-    let root = scratch("symlinked-proc-many").join("root");
-    busybox_copy(&root);
-    std::fs::remove_dir(root.join("proc")).unwrap();
-    std::os::unix::fs::symlink("/etc", root.join("proc")).unwrap();
+    let root = symlinked_proc_root("symlinked-proc-many");
     let env = [("NSTEST_ROOTFS", root.to_str().unwrap())];
     let runs: [&[&str]; 2] = [
         &["demo_", "--test-threads", "8"],
