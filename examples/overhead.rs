@@ -15,7 +15,7 @@
 
 #[path = "support/cpu.rs"]
 mod cpu;
-use cpu::cpu_jiffies;
+use cpu::{cpu_jiffies, print_steal, steal_percent};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -352,13 +352,5 @@ fn main() {
         "\npeak resident memory of any one container's PID 1 (the variant rows' containers): {} KiB",
         PEAK_CONTAINER_RSS.load(Ordering::Relaxed)
     );
-    let now = cpu_jiffies();
-    let share =
-        100.0 * (now.steal - at_start.steal) as f64 / (now.total - at_start.total).max(1) as f64;
-    println!("steal: {share:.1}% of the CPUs' time went to other guests of the hypervisor");
-    if share > 3.0 {
-        println!(
-            "  (a busy host: these numbers measure the neighbours too; rerun when it is quiet)"
-        );
-    }
+    print_steal(steal_percent(at_start, cpu_jiffies()));
 }

@@ -18,22 +18,18 @@
 //! times, sequentially: its test binary on the isolated tests (`--test-threads 1`, as `cargo
 //! test -- --test-threads 1` runs it); a process per test as nextest starts them (`<binary>
 //! <name> --exact --nocapture`), an isolated test's and a plain one's in turn, without nextest
-//! around them; and `cargo nextest run -j 1` on the isolated tests and on the
-//! plain ones, five runs each in turn, the median of each (what nstest adds under nextest is
-//! the difference). "CPU ms" is the CPU time per test on all cores (from `/proc/stat`: the
-//! harness, the containers, kernel workers; a VM's steal not counted). The last line says how
-//! much of the CPUs' time the hypervisor gave other guests meanwhile.
+//! around them; and `cargo nextest run -j 1` on the isolated tests and on the plain ones, five
+//! runs each in turn, the median of each (what nstest adds under nextest is the difference).
+//! "CPU ms" is the CPU time per test on all cores (from `/proc/stat`: the harness, the
+//! containers, kernel workers; a VM's steal not counted). The last line says how much of the
+//! CPUs' time the hypervisor gave other guests while the rows were timed.
 
 #[path = "support/cpu.rs"]
 mod cpu;
-use cpu::cpu_jiffies;
+use cpu::{cpu_jiffies, print_steal, steal_percent};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-/// Steal and all jiffies over the timed runs: how much of the CPUs the hypervisor gave others.
-static STEAL: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
 /// Wall time and CPU time (all cores, steal not counted) of `f`.
 fn timed(f: impl FnOnce()) -> (Duration, Duration) {
@@ -43,8 +39,6 @@ fn timed(f: impl FnOnce()) -> (Duration, Duration) {
     f();
     let wall = start.elapsed();
     let after = cpu_jiffies();
-    STEAL[0].fetch_add(after.steal - before.steal, Ordering::Relaxed);
-    STEAL[1].fetch_add(after.total - before.total, Ordering::Relaxed);
     (
         wall,
         Duration::from_secs_f64((after.busy - before.busy) as f64 / hz),
@@ -161,6 +155,7 @@ fn main() {
         })
         .expect("the busybox base (apt-get install busybox-static)");
 
+    let at_start = cpu_jiffies();
     println!(
         "\n{n} tests a row, sequential; x unshare = per test / unshare's per run\n{:<44} {:>10} {:>10} {:>10}",
         "what", "ms/test", "x unshare", "CPU ms"
@@ -194,7 +189,6 @@ fn main() {
     let mut sums = [Duration::ZERO; 4]; // iso, plain; the baseline's iso, plain
     for i in 0..n {
         let exes = std::iter::once(&dev).chain(&base_dev);
-        let s0 = cpu_jiffies();
         for (e, exe) in exes.enumerate() {
             for (k, kind) in ["iso", "plain"].iter().enumerate() {
                 let start = Instant::now();
@@ -202,9 +196,6 @@ fn main() {
                 sums[e * 2 + k] += start.elapsed();
             }
         }
-        let s1 = cpu_jiffies();
-        STEAL[0].fetch_add(s1.steal - s0.steal, Ordering::Relaxed);
-        STEAL[1].fetch_add(s1.total - s0.total, Ordering::Relaxed);
     }
     row_wall("a process per test, dev: an nstest test", n, sums[0], f);
     row_wall("a process per test, dev: a plain #[test]", n, sums[1], f);
@@ -255,15 +246,5 @@ fn main() {
     } else {
         println!("(cargo-nextest not installed: no nextest rows)");
     }
-    let (steal, all) = (
-        STEAL[0].load(Ordering::Relaxed),
-        STEAL[1].load(Ordering::Relaxed),
-    );
-    let share = 100.0 * steal as f64 / all.max(1) as f64;
-    println!("\nsteal: {share:.1}% of the CPUs' time went to other guests of the hypervisor");
-    if share > 3.0 {
-        println!(
-            "  (a busy host: these numbers measure the neighbours too; rerun when it is quiet)"
-        );
-    }
+    print_steal(steal_percent(at_start, cpu_jiffies()));
 }

@@ -1,7 +1,7 @@
 //! What the benchmarks (`overhead`, `user_build`) read of the CPUs' time.
 
 /// Jiffies of all CPUs so far, from the first line of `/proc/stat`.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Jiffies {
     /// Spent running this machine's work (user, system, interrupts), steal not counted.
     pub busy: u64,
@@ -30,5 +30,21 @@ pub fn cpu_jiffies() -> Jiffies {
         busy: total - at(3) - at(4) - at(7),
         total,
         steal: at(7),
+    }
+}
+
+/// The share of the CPUs' time, in percent, that the hypervisor gave other guests between two
+/// readings.
+pub fn steal_percent(before: Jiffies, after: Jiffies) -> f64 {
+    100.0 * (after.steal - before.steal) as f64 / (after.total - before.total).max(1) as f64
+}
+
+/// The benchmark's last line: the steal during its timed runs, with a warning when it was high.
+pub fn print_steal(percent: f64) {
+    println!("\nsteal: {percent:.1}% of the CPUs' time went to other guests of the hypervisor");
+    if percent > 3.0 {
+        println!(
+            "  (a busy host: these numbers measure the neighbours too; rerun when it is quiet)"
+        );
     }
 }
