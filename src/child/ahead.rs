@@ -28,16 +28,17 @@ pub(crate) fn run(cpus: Option<nix::sched::CpuSet>) -> ! {
     if sys::unshare_net().is_err() {
         sys::exit_now(1) // the harness's request finds no one: it makes the container itself
     }
-    let mut buf = vec![0u8; MAX_FORK_REQUEST];
-    let spec = match sys::recv_with_fds(channel.as_fd(), &mut buf) {
-        Ok((n, _)) if n > 0 && &buf[..n] != NO_SPEC => {
-            let hex = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let spec = match sys::recv_message(channel.as_fd(), MAX_FORK_REQUEST) {
+        Ok((first, _)) if !first.is_empty() && first != NO_SPEC => {
+            let Ok(hex) = String::from_utf8(first) else {
+                sys::exit_now(1)
+            };
             match ChildSpec::decode(&hex) {
                 Ok(spec) => Some((spec, hex)),
                 Err(_) => sys::exit_now(1),
             }
         }
-        Ok((n, _)) if n > 0 => None,
+        Ok((first, _)) if !first.is_empty() => None,
         _ => sys::exit_now(0),
     };
     // The harness's CPUs again, before any thread (the harness started this process on its
@@ -51,11 +52,11 @@ pub(crate) fn run(cpus: Option<nix::sched::CpuSet>) -> ! {
     // What the set-up has to tell waits for the report fd, which comes with the request.
     let mut told = Vec::new();
     let set_up = spec.map(|(spec, hex)| (super::set_up(spec, &mut |m| told.push(m)), hex));
-    let (n, fds) = match sys::recv_with_fds(channel.as_fd(), &mut buf) {
-        Ok((n, fds)) if n > 0 => (n, fds),
+    let (buf, fds) = match sys::recv_message(channel.as_fd(), MAX_FORK_REQUEST) {
+        Ok((buf, fds)) if !buf.is_empty() => (buf, fds),
         _ => sys::exit_now(0),
     };
-    let req = match ForkRequest::decode(&buf[..n]) {
+    let req = match ForkRequest::decode(&buf) {
         Ok(req) if req.fd_count() == fds.len() => req,
         _ => sys::exit_now(1),
     };

@@ -39,16 +39,15 @@ pub(crate) fn serve(spare_netns: bool) -> ! {
     if ready.is_err() {
         sys::exit_now(1)
     }
-    let mut buf = vec![0u8; MAX_FORK_REQUEST];
     loop {
-        let (n, fds) = match sys::recv_with_fds(sock.as_fd(), &mut buf) {
-            Ok((0, _)) => sys::exit_now(0), // the harness is gone
+        let (buf, fds) = match sys::recv_message(sock.as_fd(), MAX_FORK_REQUEST) {
+            Ok((buf, _)) if buf.is_empty() => sys::exit_now(0), // the harness is gone
             Ok(got) => got,
             // Truncated: answered as a request that makes no sense.
-            Err(e) if e.errno == nix::errno::Errno::EMSGSIZE => (0, Vec::new()),
+            Err(e) if e.errno == nix::errno::Errno::EMSGSIZE => (Vec::new(), Vec::new()),
             Err(_) => sys::exit_now(0),
         };
-        let answer = match ForkRequest::decode(&buf[..n]) {
+        let answer = match ForkRequest::decode(&buf) {
             Ok(req) if req.fd_count() == fds.len() => {
                 clone_for(&one_thread, &req, &fds, &mut spare)
             }

@@ -31,7 +31,7 @@ pub use mount::{
 };
 pub use net::{loopback_up, new_netns_with_lo, spare_netns, unshare_cgroup, unshare_net};
 pub use netlink::{if_index, in_netns, netns_of, Rtnl, QDISC_CHILD, QDISC_ROOT};
-pub use socket::{recv_with_fds, send_with_fds, seqpacket_pair, set_socket_timeouts};
+pub use socket::{recv_message, recv_with_fds, send_with_fds, seqpacket_pair, set_socket_timeouts};
 
 use std::ffi::CString;
 use std::fmt;
