@@ -269,10 +269,20 @@ fn fits(flags: CloneFlags, plan: &ChildPlan, set_up_for: Option<&str>, spec: &st
 /// Whether the command line names one registered test with `--exact`, lists nothing, and runs
 /// that test (it is not an ignored one left out).
 fn one_test_process() -> bool {
-    let Ok(cmdline) = std::fs::read("/proc/self/cmdline") else {
-        return false;
+    use std::os::unix::ffi::OsStrExt;
+    // std has the arguments by now where the C library hands them to constructors (glibc; std's
+    // own runs before this one); else the kernel's copy, read from /proc.
+    let from_std: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cmdline;
+    let args: Vec<&[u8]> = if from_std.is_empty() {
+        let Ok(read) = std::fs::read("/proc/self/cmdline") else {
+            return false;
+        };
+        cmdline = read;
+        cmdline.split(|b| *b == 0).skip(1).collect()
+    } else {
+        from_std.iter().skip(1).map(|a| a.as_bytes()).collect()
     };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).skip(1).collect();
     let flag = |f: &[u8]| args.contains(&f);
     if !flag(b"--exact") || flag(b"--list") {
         return false;
