@@ -221,9 +221,10 @@ pub fn prepare(source: &RootfsSource) -> Result<Prepared, RootfsError> {
 /// What [`prepare`] will return for `source` when that needs no work: a directory, the host,
 /// or a base that is in the cache already under a key the cache remembers (the busybox one, a
 /// tarball's). Hashes and builds nothing: for the spec of a container cloned before `main`,
-/// which sets itself up while the harness starts (`parent::prefork`); the harness prepares the
-/// same source as usual later. The cache is opened (and held in use, so that no `prune` takes
-/// the base away from under that container) as [`prepare`] opens it. `None` for anything else.
+/// which sets itself up while the harness starts (`parent::prefork`). The cache is opened (and
+/// held in use, so that no `prune` takes the base away from under that container) as
+/// [`prepare`] opens it, and what this finds is what [`prepare`] then returns for `source` in
+/// this process, without looking again. `None` for anything else.
 pub(crate) fn prepared_if_ready(source: &RootfsSource) -> Option<Prepared> {
     let cache = cache().ok()?;
     let base = match source {
@@ -240,10 +241,19 @@ pub(crate) fn prepared_if_ready(source: &RootfsSource) -> Option<Prepared> {
         }
         _ => return None,
     };
-    Some(Prepared {
+    let prepared = Prepared {
         base,
         scratch: cache.scratch_mountpoint(),
-    })
+    };
+    // What `prepare` would find again for this source later in the process (the same key, the
+    // base that is there, held in use): it finds this instead of looking it up again.
+    let slot = PREPARED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(source.clone())
+        .or_default()
+        .clone();
+    slot.get_or_init(|| Ok(prepared)).clone().ok()
 }
 
 fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
