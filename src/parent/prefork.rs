@@ -179,22 +179,18 @@ fn clone_ahead(
     };
     let flags = super::spawn::NAMESPACES - CloneFlags::CLONE_NEWNET;
     let mask = sys::cpu_mask();
-    // It starts on another CPU than this one, which goes on working out its spec meanwhile.
-    let elsewhere = mask.as_ref().and_then(sys::Elsewhere::before_clone);
     match sys::clone_child(one_thread, flags, &links.plan(AHEAD_FD)) {
         Ok(None) => {
-            if let Some(e) = &elsewhere {
-                e.leave();
-            }
             links.in_child();
             crate::child::run_ahead(mask)
         }
         Ok(Some(cloned)) => {
-            if let Some(e) = &elsewhere {
-                e.send(cloned.pid);
-            }
             let (direct, life) = links.in_parent();
             let _ = AHEAD_LIFE.set(life);
+            // Its first run on the other CPU, now: it would wait for this one's.
+            if let Some(mask) = &mask {
+                sys::start_elsewhere(cloned.pid, mask);
+            }
             let spec = spec_of(test).map(|s| s.encode());
             let first: &[u8] = spec.as_deref().map_or(crate::child::NO_SPEC, str::as_bytes);
             if sys::send_with_fds(direct.as_fd(), first, &[]).is_err() {

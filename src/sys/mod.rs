@@ -17,7 +17,7 @@ mod netlink;
 mod socket;
 
 pub use clone::{clone_call, clone_exec, join_namespaces, ChildPlan, Cloned, ExecPlan};
-pub use cpus::{cpu_mask, set_cpu_mask, Elsewhere};
+pub use cpus::{cpu_mask, set_cpu_mask, start_elsewhere};
 pub use fork::{
     clone_child, fork_container, fork_helper, prepare_ahead, single_threaded, SingleThreaded,
 };
