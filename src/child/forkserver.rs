@@ -15,9 +15,10 @@ use crate::sys::{self, ChildPlan};
 /// re-executed server's, which makes a network namespace ahead for its first request (not one
 /// forked before `main`).
 pub(crate) fn serve(spare_netns: bool) -> ! {
-    let _ = sys::set_name(b"nstest-forksrv"); // in ps, instead of `exe`
-                                              // A server forked before `main` (`parent::prefork`) is so before Rust's runtime ignored
-                                              // SIGPIPE in the harness; a re-executed one inherits it ignored. Its clones keep it.
+    // In ps, instead of `exe`.
+    let _ = sys::set_name(b"nstest-forksrv");
+    // A server forked before `main` (`parent::prefork`) is so before Rust's runtime ignored
+    // SIGPIPE in the harness; a re-executed one inherits it ignored. Its clones keep it.
     sys::ignore_sigpipe();
     let Some(sock) = sys::inherited_fd(SOCKET_FD) else {
         sys::exit_now(1)

@@ -209,13 +209,19 @@ pub fn keep_dir(name: &str) -> Result<PathBuf, RootfsError> {
 /// # Ok::<(), nstest::rootfs::RootfsError>(())
 /// ```
 pub fn prepare(source: &RootfsSource) -> Result<Prepared, RootfsError> {
-    let slot = PREPARED
+    slot(source)
+        .get_or_init(|| prepare_uncached(source))
+        .clone()
+}
+
+/// Where [`prepare`] keeps what it made of `source` in this process.
+fn slot(source: &RootfsSource) -> Slot {
+    PREPARED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(source.clone())
         .or_default()
-        .clone();
-    slot.get_or_init(|| prepare_uncached(source)).clone()
+        .clone()
 }
 
 /// What [`prepare`] will return for `source` when that needs no work: a directory, the host,
@@ -247,13 +253,7 @@ pub(crate) fn prepared_if_ready(source: &RootfsSource) -> Option<Prepared> {
     };
     // What `prepare` would find again for this source later in the process (the same key, the
     // base that is there, held in use): it finds this instead of looking it up again.
-    let slot = PREPARED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(source.clone())
-        .or_default()
-        .clone();
-    slot.get_or_init(|| Ok(prepared)).clone().ok()
+    slot(source).get_or_init(|| Ok(prepared)).clone().ok()
 }
 
 fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
