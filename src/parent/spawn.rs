@@ -4,8 +4,9 @@
 //! binary was executed from the host path, before any root change, so a glibc-linked test
 //! binary runs over a musl rootfs.
 //!
-//! Everything that does not change between containers (the environment, argv, `/dev/null`, the
-//! parent-liveness pipe) is prepared once per process.
+//! Everything that does not change between containers (`/dev/null`, the parent-liveness pipe;
+//! the environment and argv for a binary started again) is prepared once per process, and only
+//! when first needed: a container cloned before `main` needs no environment of the harness's.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -60,19 +61,31 @@ pub(crate) struct Running {
 }
 
 struct Once {
-    env: Vec<CString>,
-    argv0: CString,
     null: OwnedFd,
     /// Read end handed to every child; the write end stays here. A child that finds it closed
     /// knows its parent died before `PR_SET_PDEATHSIG` was in force.
     life: (OwnedFd, OwnedFd),
-    userns_writes: Vec<(CString, Vec<u8>, Vec<u8>)>,
-    exec_failed_frame: Vec<u8>,
     cgroup_ns_frame: Vec<u8>,
 }
 
 static ONCE: Lazy<Result<Once, SysError>> = Lazy::new(|| {
-    let env = std::env::vars_os()
+    Ok(Once {
+        null: sys::open_dev_null()?,
+        life: sys::pipe()?,
+        cgroup_ns_frame: frame_prefix(Step::CgroupNamespace, "unshare(CLONE_NEWCGROUP)".into()),
+    })
+});
+
+/// What a process that starts this binary again needs (a re-executed container, the fork
+/// server): worked out on first use, as a container cloned before `main` needs none of it.
+struct Exec {
+    env: Vec<CString>,
+    argv0: CString,
+    exec_failed_frame: Vec<u8>,
+}
+
+static EXEC: Lazy<Exec> = Lazy::new(|| Exec {
+    env: std::env::vars_os()
         .filter(|(k, _)| k != CONTAINER_ENV)
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
@@ -80,21 +93,20 @@ static ONCE: Lazy<Result<Once, SysError>> = Lazy::new(|| {
             kv.extend_from_slice(v.as_bytes());
             CString::new(kv).ok()
         })
-        .collect();
-    let argv0 = std::env::args_os()
+        .collect(),
+    argv0: std::env::args_os()
         .next()
         .and_then(|a| CString::new(a.as_bytes()).ok())
-        .unwrap_or_else(|| c"nstest".into());
-    Ok(Once {
-        env,
-        argv0,
-        null: sys::open_dev_null()?,
-        life: sys::pipe()?,
-        userns_writes: userns_writes(),
-        exec_failed_frame: frame_prefix(Step::Exec, "execve(\"/proc/self/exe\")".into()),
-        cgroup_ns_frame: frame_prefix(Step::CgroupNamespace, "unshare(CLONE_NEWCGROUP)".into()),
-    })
+        .unwrap_or_else(|| c"nstest".into()),
+    exec_failed_frame: frame_prefix(Step::Exec, "execve(\"/proc/self/exe\")".into()),
 });
+
+/// A write the child makes before anything else: `(path, content, the frame that reports its
+/// failure, less the errno)`.
+type Write = (CString, Vec<u8>, Vec<u8>);
+
+/// The writes that map the caller's own ids in a new user namespace, worked out on first use.
+static USERNS_WRITES: Lazy<Vec<Write>> = Lazy::new(userns_writes);
 
 /// Starts the container child for `spec` (a clone of the fork server, or a clone that
 /// re-executes this binary with `args`). With `hold`, the child waits before its set-up until
@@ -154,7 +166,7 @@ pub(crate) fn spawn(
         match crate::idmap::ranges() {
             // Subordinate ranges: newuidmap/newgidmap write the maps while the child is held.
             Some(_) => Vec::new(),
-            None => once.userns_writes.clone(),
+            None => USERNS_WRITES.clone(),
         }
     } else {
         Vec::new()
@@ -167,8 +179,8 @@ pub(crate) fn spawn(
             None
         } else {
             super::forkserver::get(|| super::forkserver::Start {
-                env: &once.env,
-                argv0: &once.argv0,
+                env: &EXEC.env,
+                argv0: &EXEC.argv0,
                 life: &once.life,
             })
         };
@@ -232,11 +244,11 @@ pub(crate) fn spawn(
         }
         // No fork server (off, or it failed): clone and re-execute from here.
         Answer::NotSent => {
-            let mut envp = once.env.clone();
+            let mut envp = EXEC.env.clone();
             envp.push(CString::new(format!("{CONTAINER_ENV}={spec_hex}")).expect("hex has no NUL"));
             let plan = ExecPlan {
                 exe: c"/proc/self/exe".into(),
-                argv: std::iter::once(Ok(once.argv0.clone()))
+                argv: std::iter::once(Ok(EXEC.argv0.clone()))
                     .chain(args.iter().map(|a| CString::new(a.as_str())))
                     .collect::<Result<_, _>>()
                     .map_err(|_| {
@@ -246,7 +258,7 @@ pub(crate) fn spawn(
                         ))
                     })?,
                 envp,
-                exec_failed_frame: once.exec_failed_frame.clone(),
+                exec_failed_frame: EXEC.exec_failed_frame.clone(),
                 child,
             };
             sys::clone_exec(flags, &plan).map_err(Error::Namespaces)?
@@ -303,7 +315,7 @@ fn frame_prefix(step: Step, detail: String) -> Vec<u8> {
 
 /// The writes that make the caller root inside a new user namespace: one id mapped, the
 /// caller's own, which needs no setuid helper.
-fn userns_writes() -> Vec<(CString, Vec<u8>, Vec<u8>)> {
+fn userns_writes() -> Vec<Write> {
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
     [
         ("/proc/self/setgroups", "deny".to_string()),
