@@ -258,29 +258,39 @@ fn passed_through(key: &str) -> bool {
 /// [`passed_through`] and the test's own `env`; the kernel's record of it (`/proc/self/environ`)
 /// says the same, not what the harness had. Runs while the process is still single-threaded.
 fn clean_env(spec: &ChildSpec) {
-    let kept: Vec<_> = std::env::vars_os()
-        .filter(|(k, _)| k.to_str().is_some_and(passed_through))
-        .collect();
-    sys::clear_env();
-    std::env::set_var("PATH", crate::spec::CONTAINER_PATH);
-    std::env::set_var("HOME", "/root");
-    std::env::set_var("HOSTNAME", &spec.hostname);
-    for (k, v) in kept {
-        std::env::set_var(k, v);
+    // What `set_var` one by one would leave: a variable set again keeps its place.
+    fn put<'a>(vars: &mut Vec<(&'a [u8], &'a [u8])>, key: &'a [u8], value: &'a [u8]) {
+        match vars.iter_mut().find(|(k, _)| *k == key) {
+            Some(var) => var.1 = value,
+            None => vars.push((key, value)),
+        }
+    }
+    let mut vars = Vec::with_capacity(64);
+    put(&mut vars, b"PATH", crate::spec::CONTAINER_PATH.as_bytes());
+    put(&mut vars, b"HOME", b"/root");
+    put(&mut vars, b"HOSTNAME", spec.hostname.as_bytes());
+    for entry in sys::env_entries() {
+        // As `std::env::vars_os` reads it: the name ends at the first `=` after its first byte.
+        let Some(eq) = entry.iter().skip(1).position(|b| *b == b'=') else {
+            continue;
+        };
+        let (key, value) = (&entry[..eq + 1], &entry[eq + 2..]);
+        if std::str::from_utf8(key).is_ok_and(passed_through) {
+            put(&mut vars, key, value);
+        }
     }
     for (k, v) in &spec.env {
-        std::env::set_var(k, v);
+        put(&mut vars, k.as_bytes(), v.as_bytes());
     }
-    let mut region = Vec::new();
-    for (k, v) in std::env::vars_os() {
-        use std::os::unix::ffi::OsStrExt;
-        region.extend_from_slice(k.as_bytes());
+    let mut region = Vec::with_capacity(vars.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+    for (k, v) in vars {
+        region.extend_from_slice(k);
         region.push(b'=');
-        region.extend_from_slice(v.as_bytes());
+        region.extend_from_slice(v);
         region.push(0);
     }
     // Without CONFIG_CHECKPOINT_RESTORE the kernel keeps the harness's: said in the docs.
-    let _ = sys::set_environ_region(region);
+    let _ = sys::replace_env(region);
 }
 
 fn fail(reporter: &mut Reporter, step: Step, detail: String, errno: i32) -> ! {

@@ -10,12 +10,58 @@ use nix::errno::Errno;
 
 use super::{Result, SysError};
 
-/// `clearenv(3)`: an empty environment at once, instead of one `unsetenv` (a scan of the whole
-/// environment) per variable.
-pub fn clear_env() {
-    // SAFETY: called by a container's PID 1 before its test starts: its only other thread (the
-    // test's, waiting) reads no variable, so nothing reads the environment meanwhile.
-    unsafe { libc::clearenv() };
+/// The environment's entries (`KEY=value`) as the C library holds them, without copying them.
+/// For a container's PID 1 before its test starts: its only other thread (the test's, waiting)
+/// reads and changes no variable meanwhile.
+pub fn env_entries() -> Vec<&'static [u8]> {
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    let mut entries = Vec::with_capacity(128);
+    // SAFETY: `environ` is a NULL-terminated array of NUL-terminated strings, which nothing
+    // changes while this reads it (see above). The strings are never freed: they are on the
+    // initial stack, or were made by `setenv(3)`, which leaks them by design (a caller may hold
+    // a `getenv` result); so they may be borrowed for the process's life.
+    unsafe {
+        let mut at = environ;
+        while !at.is_null() && !(*at).is_null() {
+            entries.push(std::ffi::CStr::from_ptr(*at).to_bytes());
+            at = at.add(1);
+        }
+    }
+    entries
+}
+
+/// Replaces the environment at once with `region`'s entries (`KEY=value`, each ending in a NUL
+/// byte): the C library's `environ` points at them in place, instead of one `setenv(3)` (a scan
+/// of the whole environment and a copy) per variable, and so does the kernel's record of it
+/// (what `/proc/<pid>/environ` shows; [`set_environ_region`]). The buffer and the array are
+/// leaked: the process needs them until it ends. For a container's PID 1 before its test starts
+/// (see [`env_entries`]).
+pub fn replace_env(region: Vec<u8>) -> Result<()> {
+    let region: &'static mut [u8] = Box::leak(region.into_boxed_slice());
+    let base: *mut libc::c_char = region.as_mut_ptr().cast();
+    let mut ptrs: Vec<*mut libc::c_char> = Vec::with_capacity(64);
+    let mut start = 0;
+    for (i, b) in region.iter().enumerate() {
+        if *b == 0 {
+            if i > start {
+                ptrs.push(base.wrapping_add(start));
+            }
+            start = i + 1;
+        }
+    }
+    ptrs.push(std::ptr::null_mut());
+    let ptrs: &'static mut [*mut libc::c_char] = Box::leak(ptrs.into_boxed_slice());
+    extern "C" {
+        static mut environ: *mut *mut libc::c_char;
+    }
+    // SAFETY: nothing reads or changes the environment meanwhile (see above). The array ends
+    // in NULL and its entries point at NUL-terminated strings, both leaked, so they live as
+    // long as the process. The C library may write to the array (`setenv` replacing a value,
+    // `unsetenv`), which is writable, and copies it before growing it, as it did not allocate it.
+    unsafe { environ = ptrs.as_mut_ptr() };
+    set_environ_region(region)
 }
 
 /// `setsid(2)`: this process leads a new session and process group (as PID 1: both are 1).
@@ -211,27 +257,17 @@ pub fn catch_stack_overflow(message: Vec<u8>) -> Result<()> {
 /// and this makes the kernel's copy say the same. `PR_SET_MM_MAP`, which needs no privilege
 /// (only `CONFIG_CHECKPOINT_RESTORE`); the buffer is leaked, as the process needs it until it
 /// ends, and is on the heap (the kernel reads only anonymous memory for it).
-pub fn set_environ_region(env: Vec<u8>) -> Result<()> {
+pub fn set_environ_region(env: &'static [u8]) -> Result<()> {
     if env.is_empty() {
         return Ok(()); // an empty region is refused; nothing to show anyway
     }
-    let env: &'static [u8] = Box::leak(env.into_boxed_slice());
     // One open and one read into a buffer on the stack (the line is under 1 KiB).
     let mut buf = [0u8; 2048];
     let n = std::fs::File::open("/proc/self/stat")
         .and_then(|mut f| std::io::Read::read(&mut f, &mut buf))
         .map_err(|e| SysError::new("read(/proc/self/stat)", errno_of(&e)))?;
-    let stat = String::from_utf8_lossy(&buf[..n]);
-    // Fields after the command name, which may hold spaces: field 3 (state) is the first.
-    let fields: Vec<u64> = stat
-        .rsplit_once(") ")
-        .map(|(_, rest)| {
-            rest.split_whitespace()
-                .map(|f| f.parse().unwrap_or(0))
-                .collect()
-        })
-        .unwrap_or_default();
-    let field = |n: usize| fields.get(n - 3).copied().unwrap_or(0);
+    let fields = stat_fields(&buf[..n]);
+    let field = |n: usize| fields[n - 3];
     if fields.len() < 49 {
         return Err(SysError::new("parse(/proc/self/stat)", Errno::EINVAL));
     }
@@ -273,6 +309,31 @@ pub fn set_environ_region(env: Vec<u8>) -> Result<()> {
     Ok(())
 }
 
+/// The numeric fields of a `/proc/<pid>/stat` line from field 3 (the state, counted as 0) on:
+/// those after the command name, which may hold spaces and parentheses. A field that is not a
+/// number counts as 0.
+fn stat_fields(line: &[u8]) -> Vec<u64> {
+    let Some(close) = line.windows(2).rposition(|w| w == b") ") else {
+        return Vec::new();
+    };
+    let mut fields = Vec::with_capacity(52);
+    for word in line[close + 2..].split(|b| b.is_ascii_whitespace()) {
+        if word.is_empty() {
+            continue;
+        }
+        let mut n: u64 = 0;
+        for &b in word {
+            if !b.is_ascii_digit() {
+                n = 0;
+                break;
+            }
+            n = n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+        }
+        fields.push(n);
+    }
+    fields
+}
+
 /// `struct prctl_mm_map` of `<linux/prctl.h>` (the libc crate does not define it).
 #[repr(C)]
 struct PrctlMmMap {
@@ -294,4 +355,25 @@ struct PrctlMmMap {
 
 fn errno_of(e: &std::io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stat_fields;
+
+    #[test]
+    fn stat_fields_start_after_the_command_name_whatever_it_holds() {
+        let line = b"42 (a) b) (c) S 1 42 42 0 -1 4194560 99\n";
+        // The state and the negative tty group are no numbers: they count as 0.
+        assert_eq!(stat_fields(line), [0, 1, 42, 42, 0, 0, 4194560, 99]);
+        assert!(stat_fields(b"42 no command name").is_empty());
+        let own = std::fs::read("/proc/self/stat").unwrap();
+        let fields = stat_fields(&own);
+        // Up to `exit_code` (field 52), and field 4 is the parent's pid.
+        assert!(fields.len() >= 50, "{fields:?}");
+        assert_eq!(
+            fields[4 - 3],
+            u64::from(std::os::unix::process::parent_id())
+        );
+    }
 }

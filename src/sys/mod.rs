@@ -22,8 +22,8 @@ pub use fork::{
     clone_child, fork_container, fork_helper, prepare_ahead, single_threaded, SingleThreaded,
 };
 pub use init::{
-    catch_stack_overflow, child_events, clear_env, count_child_events, reap_own_children,
-    set_environ_region, setsid, sigchld_handler_is_ours, wait_child_event,
+    catch_stack_overflow, child_events, count_child_events, env_entries, reap_own_children,
+    replace_env, setsid, sigchld_handler_is_ours, wait_child_event,
 };
 pub use mount::{
     bind, bind_read_only_tree, make_rprivate, mknod_exact, mknod_like, mount, pivot_root_to,
