@@ -100,10 +100,9 @@ fn escape_overlay(p: &Path) -> String {
 /// The copy fallback: the base copied into the scratch tmpfs, made a mount point.
 pub(super) fn copy_root(lower: &Path, root: &Path) -> Result<(), SetupError> {
     copy_tree(lower, root).map_err(|(path, e)| {
-        io_at(
-            Step::CopyRootfs,
-            format!("copy {:?}", path.display().to_string()),
-        )(e)
+        io_at(Step::CopyRootfs, || {
+            format!("copy {:?}", path.display().to_string())
+        })(e)
     })?;
     sys::bind(root, root, false).map_err(at(Step::CopyRootfs))
 }
@@ -119,9 +118,9 @@ pub(super) fn host_root(root: &Path) -> Result<(), SetupError> {
         let inside = root.join(d);
         if meta.file_type().is_symlink() {
             let target = fs::read_link(&host)
-                .map_err(io_at(Step::BindHost, format!("readlink({host:?})")))?;
+                .map_err(io_at(Step::BindHost, || format!("readlink({host:?})")))?;
             symlink(&target, &inside)
-                .map_err(io_at(Step::BindHost, format!("symlink({inside:?})")))?;
+                .map_err(io_at(Step::BindHost, || format!("symlink({inside:?})")))?;
         } else if meta.is_dir() {
             mkdir(&inside, 0o755, Step::BindHost)?;
             sys::bind(&host, &inside, true).map_err(at(Step::BindHost))?;
@@ -147,7 +146,7 @@ pub(super) fn host_root(root: &Path) -> Result<(), SetupError> {
             mkdir(&inside, 0o755, Step::BindHost)?;
         } else {
             fs::write(&inside, b"")
-                .map_err(io_at(Step::BindHost, format!("create({inside:?})")))?;
+                .map_err(io_at(Step::BindHost, || format!("create({inside:?})")))?;
         }
         sys::bind(&host, &inside, true).map_err(at(Step::BindHost))?;
     }
@@ -156,7 +155,7 @@ pub(super) fn host_root(root: &Path) -> Result<(), SetupError> {
         ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
     ] {
         let p = root.join(f);
-        fs::write(&p, text).map_err(io_at(Step::BindHost, format!("write({p:?})")))?;
+        fs::write(&p, text).map_err(io_at(Step::BindHost, || format!("write({p:?})")))?;
     }
     Ok(())
 }
@@ -188,7 +187,7 @@ fn prefill_etc(lower: &Path, upper: &Path, hostname: &str) -> Result<bool, Setup
             for (name, text) in etc_files(hostname) {
                 let file = etc.join(name);
                 fs::write(&file, text)
-                    .map_err(io_at(Step::WriteEtc, format!("write({file:?})")))?;
+                    .map_err(io_at(Step::WriteEtc, || format!("write({file:?})")))?;
             }
             Ok(true)
         }
@@ -210,7 +209,7 @@ pub(super) fn write_etc(hostname: &str, hosts: bool) -> Result<(), SetupError> {
         }
         let file = etc.join(name);
         let _ = fs::remove_file(&file);
-        fs::write(&file, text).map_err(io_at(Step::WriteEtc, format!("write({file:?})")))?;
+        fs::write(&file, text).map_err(io_at(Step::WriteEtc, || format!("write({file:?})")))?;
     }
     Ok(())
 }

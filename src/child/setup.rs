@@ -38,10 +38,15 @@ pub(super) fn at(step: Step) -> impl Fn(SysError) -> SetupError {
     }
 }
 
-pub(super) fn io_at(step: Step, what: String) -> impl FnOnce(std::io::Error) -> SetupError {
+/// The error of `step`, whose failed call `what` spells out: called only on failure, so a
+/// step that succeeds formats nothing (formatting is slow in the default dev profile).
+pub(super) fn io_at(
+    step: Step,
+    what: impl FnOnce() -> String,
+) -> impl FnOnce(std::io::Error) -> SetupError {
     move |e| SetupError {
         step,
-        detail: what,
+        detail: what(),
         errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
     }
 }
@@ -121,7 +126,7 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<bool, Set
             // The loader's file: a symlink to its real path, which the entry before shows.
             let parent = target.parent().unwrap_or(Path::new("/"));
             let at = bind_target(&root, parent, true)?.join(target.file_name().unwrap_or_default());
-            symlink(host, &at).map_err(io_at(Step::Package, format!("symlink({at:?})")))?;
+            symlink(host, &at).map_err(io_at(Step::Package, || format!("symlink({at:?})")))?;
             continue;
         }
         let inside = bind_target(&root, target, host.is_dir())?;
@@ -151,10 +156,9 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<bool, Set
         write_etc(&spec.hostname, spec.interface.is_none())?;
     }
     if let Some(w) = &spec.workdir {
-        fs::create_dir_all(w).map_err(io_at(
-            Step::Workdir,
-            format!("mkdir -p {:?}", w.display().to_string()),
-        ))?;
+        fs::create_dir_all(w).map_err(io_at(Step::Workdir, || {
+            format!("mkdir -p {:?}", w.display().to_string())
+        }))?;
         nix::unistd::chdir(w.as_path()).map_err(|e| SetupError {
             step: Step::Workdir,
             detail: format!("chdir({:?})", w.display().to_string()),
@@ -182,11 +186,12 @@ pub fn setup(spec: &ChildSpec, note: &mut dyn FnMut(String)) -> Result<bool, Set
 }
 
 pub(super) fn mkdir(p: &Path, mode: u32, step: Step) -> Result<(), SetupError> {
-    fs::create_dir(p).map_err(io_at(step, format!("mkdir({:?})", p.display().to_string())))?;
-    fs::set_permissions(p, fs::Permissions::from_mode(mode)).map_err(io_at(
-        step,
-        format!("chmod({:?}, {mode:o})", p.display().to_string()),
-    ))
+    fs::create_dir(p).map_err(io_at(step, || {
+        format!("mkdir({:?})", p.display().to_string())
+    }))?;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).map_err(io_at(step, || {
+        format!("chmod({:?}, {mode:o})", p.display().to_string())
+    }))
 }
 
 /// The mount point for a bind at `target` (absolute, in the container) under `root`: missing
@@ -226,10 +231,9 @@ fn bind_target(root: &Path, target: &Path, dir: bool) -> Result<PathBuf, SetupEr
                 ))
             }
             Ok(_) => {}
-            Err(_) if last && !dir => fs::write(&at, b"").map_err(io_at(
-                Step::Bind,
-                format!("create {:?}", at.display().to_string()),
-            ))?,
+            Err(_) if last && !dir => fs::write(&at, b"").map_err(io_at(Step::Bind, || {
+                format!("create {:?}", at.display().to_string())
+            }))?,
             Err(_) => mkdir(&at, 0o755, Step::Bind)?,
         }
     }
@@ -325,7 +329,7 @@ fn dev(root: &Path, userns: bool) -> Result<(), SetupError> {
         if userns {
             // A user namespace may not create device nodes: bind the host's.
             fs::write(&inside, b"")
-                .map_err(io_at(Step::MountDev, format!("create({inside:?})")))?;
+                .map_err(io_at(Step::MountDev, || format!("create({inside:?})")))?;
             sys::bind(&host, &inside, false).map_err(at(Step::MountDev))?;
         } else {
             // Privileged: the same node, made here (no mount, so no mount lock per node).
@@ -347,8 +351,9 @@ fn dev(root: &Path, userns: bool) -> Result<(), SetupError> {
     mkdir(&dev.join("shm"), 0o1777, Step::MountDev)?;
     for (name, target) in DEV_LINKS {
         let p = dev.join(name);
-        symlink(target, &p)
-            .map_err(io_at(Step::MountDev, format!("symlink({target:?}, {p:?})")))?;
+        symlink(target, &p).map_err(io_at(Step::MountDev, || {
+            format!("symlink({target:?}, {p:?})")
+        }))?;
     }
     Ok(())
 }
