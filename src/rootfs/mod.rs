@@ -226,8 +226,8 @@ fn slot(source: &RootfsSource) -> Slot {
 
 /// What [`prepare`] will return for `source` when that needs no work: a directory, the host,
 /// or a base that is in the cache already under a key the cache remembers (the busybox one, a
-/// tarball's). Hashes and builds nothing: for the spec of a container cloned before `main`,
-/// which sets itself up while the harness starts (`parent::prefork`). The cache is opened (and
+/// tarball's). Hashes no file and builds nothing: for the spec of a container cloned before
+/// `main`, which sets itself up while the harness starts (`parent::prefork`). The cache is opened (and
 /// held in use, so that no `prune` takes the base away from under that container) as
 /// [`prepare`] opens it, and what this finds is what [`prepare`] then returns for `source` in
 /// this process, without looking again. `None` for anything else.
@@ -236,8 +236,8 @@ pub(crate) fn prepared_if_ready(source: &RootfsSource) -> Option<Prepared> {
     let base = match source {
         RootfsSource::Host => Base::Host,
         RootfsSource::Busybox => {
-            let key = cache.remembered_key("busybox", busybox_path()?)?;
-            let key = cache::derived_key("busybox", &format!("{key}/layout-{}", busybox::LAYOUT));
+            let layout = format!("layout-{}", busybox::LAYOUT);
+            let key = cache.remembered_derived_key("busybox", busybox_path()?, &layout)?;
             Base::Dir(cache.built(&key)?)
         }
         RootfsSource::Dir(path) => Base::Dir(existing(path).ok().filter(|p| p.is_dir())?),
@@ -276,8 +276,8 @@ fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
         RootfsSource::Busybox => {
             let bb = busybox_path().ok_or(RootfsError::NoBusybox)?;
             // The layout is part of what the base is: a new one is a new base.
-            let key = cache.file_key("busybox", bb)?;
-            let key = cache::derived_key("busybox", &format!("{key}/layout-{}", busybox::LAYOUT));
+            let layout = format!("layout-{}", busybox::LAYOUT);
+            let key = cache.derived_file_key("busybox", bb, &layout)?;
             built(cache.get_or_build(&key, |tmp| busybox::build(bb, tmp))?)
         }
         RootfsSource::Dir(path) => {

@@ -35,23 +35,70 @@ impl Cache {
             return Ok(key);
         }
         let name = memo_name(prefix, &before);
-        let memo = self.root.join("keys").join(&name);
         let key = file_key(prefix, path)?;
         let unchanged = fs::metadata(path).is_ok_and(|after| memo_name(prefix, &after) == name);
         if unchanged && settled(&before, std::time::SystemTime::now()) {
-            // Best effort: without it the next process hashes the file again.
-            let tmp = self
-                .root
-                .join("tmp")
-                .join(format!("key-{name}.{}", crate::sys::owner_tag()));
-            let _ = fs::create_dir_all(self.root.join("keys"))
-                .and_then(|()| fs::write(&tmp, &key))
-                .and_then(|()| fs::rename(&tmp, &memo))
-                .inspect_err(|_| {
-                    let _ = fs::remove_file(&tmp);
-                });
+            self.remember(&name, &key);
         }
         Ok(key)
+    }
+
+    /// [`derived_key`] of `path`'s [`Cache::file_key`] and `extra` (of the text
+    /// `<file key>/<extra>`), remembered beside the file's key and under the same identity and
+    /// times: a process that finds it hashes nothing (every test process of a `cargo nextest`
+    /// run looks up the default rootfs's key).
+    pub(crate) fn derived_file_key(
+        &self,
+        prefix: &str,
+        path: &Path,
+        extra: &str,
+    ) -> Result<String, RootfsError> {
+        let key = self.file_key(prefix, path)?;
+        let derived = derived_key(prefix, &format!("{key}/{extra}"));
+        // Only where the file's own key is remembered: its content is that key's.
+        if let Ok(m) = fs::metadata(path) {
+            if self.remembered(prefix, &m).as_deref() == Some(key.as_str()) {
+                self.remember(&memo_name(&format!("{prefix}.{extra}"), &m), &derived);
+            }
+        }
+        Ok(derived)
+    }
+
+    /// The key [`Cache::derived_file_key`] makes for `path` and `extra` as the file is now, if
+    /// the cache remembers it or the file's own key (then it is derived, and remembered too):
+    /// reads no more than two small files, and hashes no file.
+    pub(crate) fn remembered_derived_key(
+        &self,
+        prefix: &str,
+        path: &Path,
+        extra: &str,
+    ) -> Option<String> {
+        let m = fs::metadata(path).ok()?;
+        let name = memo_name(&format!("{prefix}.{extra}"), &m);
+        let derived = fs::read_to_string(self.root.join("keys").join(&name))
+            .ok()
+            .filter(|k| is_key(prefix, k));
+        derived.or_else(|| {
+            let key = self.remembered(prefix, &m)?;
+            let derived = derived_key(prefix, &format!("{key}/{extra}"));
+            self.remember(&name, &derived);
+            Some(derived)
+        })
+    }
+
+    /// Remembers `key` in `keys/<name>`, written whole or not at all. Best effort: without it
+    /// the next process works the key out again.
+    fn remember(&self, name: &str, key: &str) {
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("key-{name}.{}", crate::sys::owner_tag()));
+        let _ = fs::create_dir_all(self.root.join("keys"))
+            .and_then(|()| fs::write(&tmp, key))
+            .and_then(|()| fs::rename(&tmp, self.root.join("keys").join(name)))
+            .inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            });
     }
 
     /// The key [`Cache::file_key`] has remembered for `path` as it is now, if any: reads no
@@ -196,6 +243,58 @@ mod tests {
         assert_eq!(two, file_key("tar", &fresh).unwrap());
         let remembered = fs::read_dir(dir.join("cache/keys")).unwrap().count();
         assert_eq!(remembered, 2, "the two keys of the settled file only");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_derived_key_is_remembered_beside_the_file_key_it_comes_from() {
+        let dir = std::env::temp_dir().join(format!("nstest-derived-{}", std::process::id()));
+        let cache = Cache::open(dir.join("cache")).unwrap();
+        let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let want = derived_key("bb", &format!("{}/layout-9", file_key("bb", &old).unwrap()));
+        // Nothing remembered yet: nothing found without hashing.
+        assert_eq!(cache.remembered_derived_key("bb", &old, "layout-9"), None);
+        assert_eq!(
+            cache.derived_file_key("bb", &old, "layout-9").unwrap(),
+            want
+        );
+        assert_eq!(
+            cache.remembered_derived_key("bb", &old, "layout-9"),
+            Some(want.clone())
+        );
+        let m = fs::metadata(&old).unwrap();
+        let memo = dir.join("cache/keys").join(memo_name("bb.layout-9", &m));
+        assert_eq!(fs::read_to_string(&memo).unwrap(), want);
+        // Found as remembered: a planted one is what comes back; another extra is another key.
+        let planted = format!("bb-{}", "1".repeat(32));
+        fs::write(&memo, &planted).unwrap();
+        assert_eq!(
+            cache.remembered_derived_key("bb", &old, "layout-9"),
+            Some(planted)
+        );
+        assert_ne!(
+            cache.remembered_derived_key("bb", &old, "layout-8"),
+            Some(want.clone())
+        );
+        // Without its own memo, it is derived from the file's remembered key, and remembered.
+        fs::write(&memo, "junk").unwrap();
+        assert_eq!(
+            cache.remembered_derived_key("bb", &old, "layout-9"),
+            Some(want.clone())
+        );
+        assert_eq!(fs::read_to_string(&memo).unwrap(), want);
+        // A file written just now: neither key remembered, the derived one still right.
+        let fresh = dir.join("fresh");
+        fs::write(&fresh, "one").unwrap();
+        let key = cache.derived_file_key("bb", &fresh, "layout-9").unwrap();
+        assert_eq!(
+            key,
+            derived_key(
+                "bb",
+                &format!("{}/layout-9", file_key("bb", &fresh).unwrap())
+            )
+        );
+        assert_eq!(cache.remembered_derived_key("bb", &fresh, "layout-9"), None);
         fs::remove_dir_all(&dir).unwrap();
     }
 
