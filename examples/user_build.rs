@@ -11,7 +11,8 @@
 //!
 //! With `--baseline DIR`, the generated crate is also built against the nstest checkout at
 //! DIR, and its test processes are timed in turn with this checkout's: a before/after that the
-//! machine's noise hits alike (both binaries timed as copies made alike: see `copy_alike`).
+//! machine's noise hits alike (both binaries timed as copies made alike: see `copy_alike`),
+//! and `cargo nextest run` of its isolated tests is timed in turn with this checkout's runs.
 //!
 //! It writes a crate under `$TMPDIR/nstest-user-build/` (`tests/t.rs`: N `#[nstest::test]`s
 //! and N plain `#[test]`s, in one ordinary libtest target), builds it in both profiles, then
@@ -137,14 +138,15 @@ fn main() {
         .map(PathBuf::from);
     let dir = std::env::temp_dir().join("nstest-user-build");
     write_crate(&dir, n, Path::new(env!("CARGO_MANIFEST_DIR")));
+    let base_dir = std::env::temp_dir().join("nstest-user-build-baseline");
     let base_dev = baseline.map(|checkout| {
-        let dir = std::env::temp_dir().join("nstest-user-build-baseline");
-        write_crate(&dir, n, &checkout);
+        let dir = &base_dir;
+        write_crate(dir, n, &checkout);
         println!(
             "building the generated crate against {} …",
             checkout.display()
         );
-        let exe = build(&dir, "dev");
+        let exe = build(dir, "dev");
         run(Command::new(&exe).args(["iso_0000", "--exact"]));
         exe
     });
@@ -235,26 +237,29 @@ fn main() {
         );
     }
     if has_nextest {
-        let nextest = |filter: &str| {
+        let nextest = |filter: &str, dir: &Path| {
             timed(|| {
                 run(Command::new("cargo")
                     .args(["nextest", "run", "-j", "1", "--no-fail-fast", "-E"])
                     .arg(format!("test(/^{filter}/)"))
-                    .current_dir(&dir));
+                    .current_dir(dir));
             })
         };
         // Each run pays cargo's and nextest's start (its build check, the test list) once, and
-        // that varies by more than what nstest adds to 200 tests: five runs of each in turn,
-        // each row their median.
+        // that varies by more than what nstest adds to 200 tests: five runs of each in turn
+        // (the baseline's isolated tests too, if any), each row their median.
         const RUNS: usize = 5;
-        let mut runs: [Vec<(Duration, Duration)>; 2] = [Vec::new(), Vec::new()];
+        let mut runs: [Vec<(Duration, Duration)>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..RUNS {
-            runs[0].push(nextest("iso_"));
-            runs[1].push(nextest("plain_"));
+            runs[0].push(nextest("iso_", &dir));
+            runs[1].push(nextest("plain_", &dir));
+            if base_dev.is_some() {
+                runs[2].push(nextest("iso_", &base_dir));
+            }
         }
-        let [iso, plain] = runs.map(|mut r| {
+        let [iso, plain, base_iso] = runs.map(|mut r| {
             r.sort();
-            r[RUNS / 2]
+            r.get(RUNS / 2).copied().unwrap_or_default()
         });
         row("cargo nextest run -j 1, dev: nstest tests", n, iso, f);
         row("cargo nextest run -j 1, dev: plain #[test]s", n, plain, f);
@@ -264,6 +269,17 @@ fn main() {
             (iso.0.saturating_sub(plain.0), iso.1.saturating_sub(plain.1)),
             f,
         );
+        if base_dev.is_some() {
+            row(
+                "  the same, with the baseline's nstest",
+                n,
+                (
+                    base_iso.0.saturating_sub(plain.0),
+                    base_iso.1.saturating_sub(plain.1),
+                ),
+                f,
+            );
+        }
     } else {
         println!("(cargo-nextest not installed: no nextest rows)");
     }
