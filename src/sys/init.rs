@@ -255,9 +255,9 @@ pub fn catch_stack_overflow(message: Vec<u8>) -> Result<()> {
 /// was started with the harness's whole environment (and nstest's own variables), a fork
 /// server's clone with the server's: what the process sees in `std::env` is cleaned in memory,
 /// and this makes the kernel's copy say the same. `PR_SET_MM_MAP`, which needs no privilege
-/// (only `CONFIG_CHECKPOINT_RESTORE`); the buffer is leaked, as the process needs it until it
-/// ends, and is on the heap (the kernel reads only anonymous memory for it).
-pub fn set_environ_region(env: &'static [u8]) -> Result<()> {
+/// (only `CONFIG_CHECKPOINT_RESTORE`); the buffer lives as long as the process, which needs it
+/// until it ends, and is on the heap (the kernel reads only anonymous memory for it).
+fn set_environ_region(env: &'static [u8]) -> Result<()> {
     if env.is_empty() {
         return Ok(()); // an empty region is refused; nothing to show anyway
     }
