@@ -112,6 +112,12 @@ pub(crate) fn default_source_cached(base_dir: &Path) -> Result<RootfsSource, Roo
         .clone()
 }
 
+/// What, beside the busybox binary's digest, makes the key of `builtin:busybox`'s base: the
+/// fixture's layout (a new one is a new base).
+fn busybox_layout() -> String {
+    format!("layout-{}", busybox::LAYOUT)
+}
+
 fn busybox_path() -> Option<&'static PathBuf> {
     static BUSYBOX: Lazy<Option<PathBuf>> = Lazy::new(busybox::find);
     BUSYBOX.as_ref()
@@ -227,17 +233,17 @@ fn slot(source: &RootfsSource) -> Slot {
 /// What [`prepare`] will return for `source` when that needs no work: a directory, the host,
 /// or a base that is in the cache already under a key the cache remembers (the busybox one, a
 /// tarball's). Hashes no file and builds nothing: for the spec of a container cloned before
-/// `main`, which sets itself up while the harness starts (`parent::prefork`). The cache is opened (and
-/// held in use, so that no `prune` takes the base away from under that container) as
-/// [`prepare`] opens it, and what this finds is what [`prepare`] then returns for `source` in
+/// `main`, which sets itself up while the harness starts (`parent::prefork`). The cache is
+/// opened (and held in use, so that no `prune` takes the base away from under that container)
+/// as [`prepare`] opens it, and what this finds is what [`prepare`] then returns for `source` in
 /// this process, without looking again. `None` for anything else.
 pub(crate) fn prepared_if_ready(source: &RootfsSource) -> Option<Prepared> {
     let cache = cache().ok()?;
     let base = match source {
         RootfsSource::Host => Base::Host,
         RootfsSource::Busybox => {
-            let layout = format!("layout-{}", busybox::LAYOUT);
-            let key = cache.remembered_derived_key("busybox", busybox_path()?, &layout)?;
+            let key =
+                cache.remembered_derived_key("busybox", busybox_path()?, &busybox_layout())?;
             Base::Dir(cache.built(&key)?)
         }
         RootfsSource::Dir(path) => Base::Dir(existing(path).ok().filter(|p| p.is_dir())?),
@@ -275,9 +281,7 @@ fn prepare_uncached(source: &RootfsSource) -> Result<Prepared, RootfsError> {
         RootfsSource::Host => Base::Host,
         RootfsSource::Busybox => {
             let bb = busybox_path().ok_or(RootfsError::NoBusybox)?;
-            // The layout is part of what the base is: a new one is a new base.
-            let layout = format!("layout-{}", busybox::LAYOUT);
-            let key = cache.derived_file_key("busybox", bb, &layout)?;
+            let key = cache.derived_file_key("busybox", bb, &busybox_layout())?;
             built(cache.get_or_build(&key, |tmp| busybox::build(bb, tmp))?)
         }
         RootfsSource::Dir(path) => {

@@ -10,13 +10,15 @@ use nix::errno::Errno;
 
 use super::{Result, SysError};
 
+extern "C" {
+    /// The C library's environment: a NULL-terminated array of `KEY=value` strings.
+    static mut environ: *mut *mut libc::c_char;
+}
+
 /// The environment's entries (`KEY=value`) as the C library holds them, without copying them.
 /// For a container's PID 1 before its test starts: its only other thread (the test's, waiting)
 /// reads and changes no variable meanwhile.
 pub fn env_entries() -> Vec<&'static [u8]> {
-    extern "C" {
-        static environ: *const *const libc::c_char;
-    }
     let mut entries = Vec::with_capacity(128);
     // SAFETY: `environ` is a NULL-terminated array of NUL-terminated strings, which nothing
     // changes while this reads it (see above). The strings are never freed: they are on the
@@ -53,9 +55,6 @@ pub fn replace_env(region: Vec<u8>) -> Result<()> {
     }
     ptrs.push(std::ptr::null_mut());
     let ptrs: &'static mut [*mut libc::c_char] = Box::leak(ptrs.into_boxed_slice());
-    extern "C" {
-        static mut environ: *mut *mut libc::c_char;
-    }
     // SAFETY: nothing reads or changes the environment meanwhile (see above). The array ends
     // in NULL and its entries point at NUL-terminated strings, both leaked, so they live as
     // long as the process. The C library may write to the array (`setenv` replacing a value,

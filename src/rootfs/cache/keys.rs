@@ -53,15 +53,10 @@ impl Cache {
         path: &Path,
         extra: &str,
     ) -> Result<String, RootfsError> {
-        let key = self.file_key(prefix, path)?;
-        let derived = derived_key(prefix, &format!("{key}/{extra}"));
-        // Only where the file's own key is remembered: its content is that key's.
-        if let Ok(m) = fs::metadata(path) {
-            if self.remembered(prefix, &m).as_deref() == Some(key.as_str()) {
-                self.remember(&memo_name(&format!("{prefix}.{extra}"), &m), &derived);
-            }
+        match self.remembered_derived_key(prefix, path, extra) {
+            Some(derived) => Ok(derived),
+            None => Ok(derive(prefix, &self.file_key(prefix, path)?, extra)),
         }
-        Ok(derived)
     }
 
     /// The key [`Cache::derived_file_key`] makes for `path` and `extra` as the file is now, if
@@ -75,12 +70,9 @@ impl Cache {
     ) -> Option<String> {
         let m = fs::metadata(path).ok()?;
         let name = memo_name(&format!("{prefix}.{extra}"), &m);
-        let derived = fs::read_to_string(self.root.join("keys").join(&name))
-            .ok()
-            .filter(|k| is_key(prefix, k));
-        derived.or_else(|| {
-            let key = self.remembered(prefix, &m)?;
-            let derived = derived_key(prefix, &format!("{key}/{extra}"));
+        self.recall(&name, prefix).or_else(|| {
+            // Only where the file's own key is remembered: its content is that key's.
+            let derived = derive(prefix, &self.remembered(prefix, &m)?, extra);
             self.remember(&name, &derived);
             Some(derived)
         })
@@ -108,9 +100,19 @@ impl Cache {
     }
 
     fn remembered(&self, prefix: &str, m: &fs::Metadata) -> Option<String> {
-        let key = fs::read_to_string(self.root.join("keys").join(memo_name(prefix, m))).ok()?;
+        self.recall(&memo_name(prefix, m), prefix)
+    }
+
+    /// The key of `prefix` remembered in `keys/<name>`, if that holds one.
+    fn recall(&self, name: &str, prefix: &str) -> Option<String> {
+        let key = fs::read_to_string(self.root.join("keys").join(name)).ok()?;
         is_key(prefix, &key).then_some(key)
     }
+}
+
+/// The key [`Cache::derived_file_key`] derives from a file's `key` and `extra`.
+fn derive(prefix: &str, key: &str, extra: &str) -> String {
+    derived_key(prefix, &format!("{key}/{extra}"))
 }
 
 /// The name a file's key is remembered under: its identity and times.
