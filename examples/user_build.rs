@@ -20,8 +20,13 @@
 //! times, sequentially: its test binary on the isolated tests (`--test-threads 1`, as `cargo
 //! test -- --test-threads 1` runs it); a process per test as nextest starts them (`<binary>
 //! <name> --exact --nocapture`), an isolated test's and a plain one's in turn, without nextest
-//! around them; and `cargo nextest run -j 1` on the isolated tests and on the plain ones, five
-//! runs each in turn, the median of each (what nstest adds under nextest is the difference).
+//! around them; and `cargo nextest run -j 1` on the isolated tests and on the plain ones, in
+//! five rounds, the median of each (what nstest adds under nextest is the difference), per test
+//! by nextest's own time for the tests (its `Summary` line: cargo's start and the test list,
+//! which vary by more than that difference, left out; the whole command's is shown too). Each
+//! round times the floor again right before its runs, and the nextest rows are set against
+//! those floors: what nstest adds, as a share of its own round's floor, round by round and the
+//! median (a busy stretch of the machine then moves both sides of a ratio alike).
 //! "CPU ms" is the CPU time per test on all cores (from `/proc/stat`: the harness, the
 //! containers, kernel workers; a VM's steal not counted). The last line says how much of the
 //! CPUs' time the hypervisor gave other guests while the rows were timed.
@@ -113,6 +118,56 @@ fn hold_alike(exe: &Path) {
     std::fs::rename(&new, exe).expect("the copy replaces it");
 }
 
+/// One `cargo nextest run`: its whole time and the CPUs' (all cores), and nextest's own time
+/// for its tests.
+struct NextestRun {
+    wall: Duration,
+    cpu: Duration,
+    tests: Duration,
+}
+
+/// nextest's own time for a run's tests, from its `Summary [   2.879s] …` line.
+fn summary_time(out: &str) -> Duration {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("Summary ["))
+        .and_then(|l| l.split_once("s]"))
+        .and_then(|(secs, _)| secs.trim().parse().ok())
+        .map(Duration::from_secs_f64)
+        .unwrap_or_else(|| panic!("no Summary line in nextest's output:\n{out}"))
+}
+
+/// One round of the `cargo nextest run` rows: the floor timed right before it (wall, CPU),
+/// then the runs.
+struct Round {
+    floor: (Duration, Duration),
+    iso: NextestRun,
+    plain: NextestRun,
+    base_iso: Option<NextestRun>,
+}
+
+/// Round by round: the floor, what nstest adds under nextest (`iso` of a round against its
+/// plain run, on nextest's own time), and that as a share of the round's floor, with the
+/// median of those shares.
+fn print_rounds(rounds: &[Round], n: usize, iso: impl Fn(&Round) -> Option<&NextestRun>) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0 / n as f64;
+    let mut shares = Vec::new();
+    let each: Vec<String> = rounds
+        .iter()
+        .filter_map(|r| {
+            let added = ms(iso(r)?.tests) - ms(r.plain.tests);
+            let share = added / ms(r.floor.0);
+            shares.push(share);
+            Some(format!("{added:.2}/{:.2}={share:.2}", ms(r.floor.0)))
+        })
+        .collect();
+    shares.sort_by(f64::total_cmp);
+    let median = shares.get(shares.len() / 2).copied().unwrap_or(f64::NAN);
+    println!(
+        "    round by round, added/floor ms: {} (median {median:.2})",
+        each.join(" ")
+    );
+}
+
 fn row(name: &str, n: usize, (wall, cpu): (Duration, Duration), floor: Option<Duration>) {
     let per = wall.as_secs_f64() * 1000.0 / n as f64;
     let cpu = cpu.as_secs_f64() * 1000.0 / n as f64;
@@ -178,16 +233,19 @@ fn main() {
         "\n{n} tests a row, sequential; x unshare = per test / unshare's per run\n{:<44} {:>10} {:>10} {:>10}",
         "what", "ms/test", "x unshare", "CPU ms"
     );
-    let floor = timed(|| {
-        for _ in 0..n {
-            run(Command::new("unshare")
-                .args([
-                    "--uts", "--pid", "--mount", "--ipc", "--net", "--fork", "chroot",
-                ])
-                .arg(&root)
-                .arg("/bin/true"));
-        }
-    });
+    let unshare_floor = || {
+        timed(|| {
+            for _ in 0..n {
+                run(Command::new("unshare")
+                    .args([
+                        "--uts", "--pid", "--mount", "--ipc", "--net", "--fork", "chroot",
+                    ])
+                    .arg(&root)
+                    .arg("/bin/true"));
+            }
+        })
+    };
+    let floor = unshare_floor();
     let f = Some(floor.0);
     row("unshare + chroot of /bin/true (the floor)", n, floor, f);
     let libtest = |exe: &Path| {
@@ -234,47 +292,84 @@ fn main() {
     }
     if has_nextest {
         let nextest = |filter: &str, dir: &Path| {
-            timed(|| {
-                run(Command::new("cargo")
+            let mut out = String::new();
+            let (wall, cpu) = timed(|| {
+                out = run(Command::new("cargo")
                     .args(["nextest", "run", "-j", "1", "--no-fail-fast", "-E"])
                     .arg(format!("test(/^{filter}/)"))
                     .current_dir(dir));
-            })
-        };
-        // Each run pays cargo's and nextest's start (its build check, the test list) once, and
-        // that varies by more than what nstest adds to 200 tests: five runs of each in turn
-        // (the baseline's isolated tests too, if any), each row their median.
-        const RUNS: usize = 5;
-        let mut runs: [Vec<(Duration, Duration)>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-        for _ in 0..RUNS {
-            runs[0].push(nextest("iso_", &dir));
-            runs[1].push(nextest("plain_", &dir));
-            if base_dev.is_some() {
-                runs[2].push(nextest("iso_", &base_dir));
+            });
+            NextestRun {
+                wall,
+                cpu,
+                tests: summary_time(&out),
             }
+        };
+        // Five rounds, each a run of the isolated tests and one of the plain ones (and one of
+        // the baseline's isolated tests, if any), each row their median. A run's whole time
+        // includes cargo's and nextest's start (the build check, the test list), which varies
+        // from run to run by more than what nstest adds to 200 tests: the rows take nextest's
+        // own time for its tests (its `Summary` line), from the first test's start to the last
+        // one's end. Each round also times the floor again right before its runs, and what
+        // nstest adds is set against the floor of its own round too: a busy stretch of the
+        // machine (steal) that lasts a round moves both sides of that ratio.
+        const RUNS: usize = 5;
+        let mut rounds = Vec::new();
+        for _ in 0..RUNS {
+            let floor = unshare_floor();
+            let iso = nextest("iso_", &dir);
+            let plain = nextest("plain_", &dir);
+            let base_iso = base_dev.as_ref().map(|_| nextest("iso_", &base_dir));
+            rounds.push(Round {
+                floor,
+                iso,
+                plain,
+                base_iso,
+            });
         }
-        let [iso, plain, base_iso] = runs.map(|mut r| {
-            r.sort();
-            r.get(RUNS / 2).copied().unwrap_or_default()
-        });
+        let median = |mut v: Vec<(Duration, Duration)>| {
+            v.sort();
+            v.get(v.len() / 2).copied().unwrap_or_default()
+        };
+        let of = |f: &dyn Fn(&Round) -> Option<(Duration, Duration)>| {
+            median(rounds.iter().filter_map(f).collect())
+        };
+        let tests = |r: &NextestRun| (r.tests, r.cpu);
+        let (iso, plain) = (of(&|r| Some(tests(&r.iso))), of(&|r| Some(tests(&r.plain))));
+        let round_floor = of(&|r| Some(r.floor));
+        let f = Some(round_floor.0);
+        println!(
+            "cargo nextest run, against the floor timed in each of its {RUNS} rounds (medians; \
+             ms/test from nextest's own run time):"
+        );
+        row(
+            "unshare + chroot of /bin/true, in the rounds",
+            n,
+            round_floor,
+            f,
+        );
         row("cargo nextest run -j 1, dev: nstest tests", n, iso, f);
         row("cargo nextest run -j 1, dev: plain #[test]s", n, plain, f);
+        let added = |a: (Duration, Duration), b: (Duration, Duration)| {
+            (a.0.saturating_sub(b.0), a.1.saturating_sub(b.1))
+        };
+        row("  what nstest adds under nextest", n, added(iso, plain), f);
+        print_rounds(&rounds, n, |r| Some(&r.iso));
+        let whole = |r: &NextestRun| (r.wall, r.cpu);
         row(
-            "  what nstest adds under nextest",
+            "  the same on the whole command's time",
             n,
-            (iso.0.saturating_sub(plain.0), iso.1.saturating_sub(plain.1)),
+            added(of(&|r| Some(whole(&r.iso))), of(&|r| Some(whole(&r.plain)))),
             f,
         );
         if base_dev.is_some() {
             row(
                 "  the same, with the baseline's nstest",
                 n,
-                (
-                    base_iso.0.saturating_sub(plain.0),
-                    base_iso.1.saturating_sub(plain.1),
-                ),
+                added(of(&|r| r.base_iso.as_ref().map(tests)), plain),
                 f,
             );
+            print_rounds(&rounds, n, |r| r.base_iso.as_ref());
         }
     } else {
         println!("(cargo-nextest not installed: no nextest rows)");
