@@ -340,7 +340,7 @@ fn main() {
         let f = Some(round_floor.0);
         println!(
             "cargo nextest run, against the floor timed in each of its {RUNS} rounds (medians; \
-             ms/test from nextest's own run time):"
+             ms/test from nextest's own run time, CPU over the whole command):"
         );
         row(
             "unshare + chroot of /bin/true, in the rounds",
@@ -364,7 +364,7 @@ fn main() {
         );
         if base_dev.is_some() {
             row(
-                "  the same, with the baseline's nstest",
+                "  what the baseline's nstest adds",
                 n,
                 added(of(&|r| r.base_iso.as_ref().map(tests)), plain),
                 f,
